@@ -1,0 +1,113 @@
+"""The backend contract: how a run directory reaches some compute, and how core reads it back.
+
+Core (submit, sync, wait, cancel) calls a backend; a backend never polls, waits, retries
+or touches the store. Its whole job is the run directory contract (docs/architecture.md):
+put RUN_DIR there with the snapshot and the launcher, start the launcher, read bytes of
+RUN_DIR files from an offset, say what state the job is in, and stop it. Handles are
+plain data that round-trip through the store; live clients belong on the backend object,
+which core closes with ``close()`` when done.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runctl.status import RunStatus
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Where a run lives on its backend. Plain data: stored as JSON with the run."""
+
+    backend: str
+    native_id: str
+    run_dir: str
+    host: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Handle:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A backend's answer to ``status()``, already mapped to a RunStatus."""
+
+    status: RunStatus
+    exit_code: int | None = None
+    error: str | None = None
+    host: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What core asks a backend to run. ``argv`` runs with cwd RUN_DIR/code."""
+
+    run_id: str
+    experiment: str
+    argv: list[str]
+    env: dict[str, str]
+    timeout_s: int | None
+    grace_s: float
+    snapshot_id: str
+    resources: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    node_count: int = 1
+
+    def launcher_spec(self) -> dict[str, Any]:
+        """The launcher's spec.json (the job environment goes in here, never a secret)."""
+        return {"run_id": self.run_id, "experiment": self.experiment, "argv": self.argv, "env": self.env,
+                "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s}
+
+
+class Backend(abc.ABC):
+    """One configured compute target. ``options`` are its fields from the workspace config."""
+
+    name: str = "?"
+
+    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
+        self.target = target
+        self.options = options
+        self.store_dir = store_dir
+
+    def check_job(self, spec: LaunchSpec) -> None:  # noqa: B027 - optional hook
+        """Raise InputError before any run exists if this target cannot run ``spec``."""
+
+    def default_interpreter(self) -> str:
+        return "python3"
+
+    @abc.abstractmethod
+    def submit(self, spec: LaunchSpec) -> Handle:
+        """Create RUN_DIR on the compute side and start the launcher; return at once."""
+
+    @abc.abstractmethod
+    def status(self, handle: Handle) -> JobState:
+        """The job's state now, mapped to a RunStatus in ONE place in the backend."""
+
+    @abc.abstractmethod
+    def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of RUN_DIR/relpath from ``offset``; b"" if absent or at the end."""
+
+    @abc.abstractmethod
+    def list_files(self, handle: Handle, reldir: str) -> list[tuple[str, int]]:
+        """(path relative to RUN_DIR, size) of every regular file under RUN_DIR/reldir."""
+
+    @abc.abstractmethod
+    def cancel(self, handle: Handle) -> None:
+        """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period)."""
+
+    def check(self) -> list[str]:
+        """Lines for ``runctl compute check``; raise BackendUnreachable if it cannot work."""
+        return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and clients."""

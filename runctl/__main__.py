@@ -1,0 +1,3 @@
+from runctl.cli import main
+
+main()

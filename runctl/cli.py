@@ -1,0 +1,400 @@
+"""The ``runctl`` command line (Typer). Thin: parse, call the library, print.
+
+Plain text when piped, a table on a terminal, ``--json`` for scripts; never a prompt.
+Errors print one ``error: ...`` line and exit with the code from runctl.errors.
+Heavy imports happen inside the commands that need them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from .errors import ExitCode, RunctlError
+
+app = typer.Typer(
+    name="runctl",
+    help="Run training scripts on your own compute and keep the history of every run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+compute_app = typer.Typer(help="Compute targets: list them, check that they work.", no_args_is_help=True)
+app.add_typer(compute_app, name="compute")
+
+RunArg = typer.Argument(..., metavar="RUN", help="Run id, a unique prefix of one, or @last.")
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _session() -> Any:
+    from .session import Session
+
+    return Session()
+
+
+def _resolve(session: Any, ref: str, refresh: bool = True) -> Any:
+    from .runs import refresh as do_refresh
+
+    record = session.store.resolve(ref)
+    return do_refresh(session, record) if refresh else record
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+
+def _stdout_bytes() -> Any:
+    return sys.stdout.buffer
+
+
+@app.command()
+def submit(
+    job_file: Path = typer.Argument(..., metavar="JOB.yaml", help="The job file (a YAML ScriptRunConfig)."),
+    compute: Optional[str] = typer.Option(None, "--compute", "-c", help="Compute target (overrides compute_target)."),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY.PATH=VALUE", help="Override a field of the job file."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run; exit with its exit code."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream its output until it ends; exit with its exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run id."),
+    json_: bool = JsonOpt,
+    unique: Optional[str] = typer.Option(None, "--unique", metavar="KEY",
+                                         help="If an unfinished run holds KEY, print it instead of starting another."),
+) -> None:
+    """Submit a job and print its run id."""
+    from . import runs
+    from .jobconfig import load_job
+    from .submit import submit as do_submit
+
+    with _session() as s:
+        sets = list(set_) + ([f"compute_target={compute}"] if compute else [])
+        job = load_job(job_file, s.ws, sets)
+        record, created = do_submit(s, job, unique_key=unique)
+        if json_:
+            _print_json({**record.summary(), "created": created})
+        elif quiet:
+            print(record.id)
+        elif created:
+            print(f"Submitted run {record.id} (experiment {record.experiment}, #{record.number}) "
+                  f"to {record.compute_target}")
+        else:
+            print(f"Run {record.id} holding --unique {unique} is still {record.status}; not starting another")
+        sys.stdout.flush()
+        if not created or not (wait or follow):
+            return
+        if follow:
+            record = runs.follow(s, record, _stdout_bytes())
+        else:
+            record = runs.wait(s, record)
+        _report_end(record, quiet or json_)
+        raise typer.Exit(runs.wait_exit_code(record))
+
+
+def _report_end(record: Any, quiet: bool) -> None:
+    if quiet:
+        return
+    line = f"Run {record.id} {record.status}"
+    if record.exit_code is not None:
+        line += f" (exit code {record.exit_code})"
+    if record.error and record.status.value != "Completed":
+        line += f": {record.error}"
+    print(line, file=sys.stderr)
+
+
+@app.command()
+def logs(
+    run: str = RunArg,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the run ends; exit with its exit code."),
+) -> None:
+    """Print a run's output (stdout and stderr of the script)."""
+    from . import runs
+    from .sync import store_log_path
+
+    with _session() as s:
+        record = _resolve(s, run, refresh=not follow)
+        if follow:
+            record = runs.follow(s, record, _stdout_bytes())
+            raise typer.Exit(runs.wait_exit_code(record))
+        path = store_log_path(s.store, record.id)
+        if path.exists():
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    sys.stdout.buffer.write(chunk)
+
+
+@app.command()
+def status(run: str = RunArg, json_: bool = JsonOpt) -> None:
+    """Print a run's status (refreshed from its backend)."""
+    with _session() as s:
+        record = _resolve(s, run)
+        if json_:
+            _print_json(record.summary())
+        else:
+            print(record.status.value)
+
+
+@app.command()
+def wait(
+    run: str = RunArg,
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Give up after this long (exit 124)."),
+) -> None:
+    """Wait for a run to end; exit with its exit code (0 if it completed)."""
+    from . import runs
+    from .errors import NotFinished
+
+    with _session() as s:
+        record = _resolve(s, run, refresh=False)
+        try:
+            record = runs.wait(s, record, timeout_s=timeout)
+        except NotFinished as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(ExitCode.TIMED_OUT) from None
+        _report_end(record, quiet=False)
+        raise typer.Exit(runs.wait_exit_code(record))
+
+
+@app.command("list")
+def list_(
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    status_: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs in this status (e.g. Running)."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many runs, newest first (0: all)."),
+    json_: bool = JsonOpt,
+) -> None:
+    """List runs, newest first."""
+    from .errors import InputError
+    from .runs import refresh
+    from .status import RunStatus
+
+    want = None
+    if status_ is not None:
+        try:
+            want = RunStatus.parse(status_)
+        except ValueError:
+            raise InputError(f"--status {status_!r}: not a run status; use one of "
+                             f"{', '.join(s.value for s in RunStatus)}") from None
+    with _session() as s:
+        records = s.store.list(experiment=experiment, status=want, limit=limit or None)
+        records = [refresh(s, r) if not r.synced and r.handle else r for r in records]
+        if want is not None:
+            records = [r for r in records if r.status == want]
+        if json_:
+            _print_json([r.summary() for r in records])
+            return
+        rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
+                 _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
+        _table(["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"], rows)
+
+
+def _age(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*headers, box=None, header_style="bold")
+        for r in rows:
+            t.add_row(*r)
+        Console().print(t)
+        return
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+@app.command()
+def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
+    """Show a run's details: status, timings, properties, tags, definition, log files."""
+    from .runs import details
+
+    with _session() as s:
+        d = details(s, _resolve(s, run))
+        if json_:
+            _print_json(d)
+            return
+        for k, v in d.items():
+            if isinstance(v, dict):
+                print(f"{k}:")
+                for kk, vv in v.items():
+                    print(f"  {kk}: {json.dumps(vv) if isinstance(vv, (dict, list)) else vv}")
+            else:
+                print(f"{k}: {v}")
+
+
+@app.command()
+def metrics(
+    run: str = RunArg,
+    name: Optional[str] = typer.Option(None, "--name", help="Only this metric."),
+    json_: bool = typer.Option(False, "--json", help="Print the dict run.get_metrics() returns."),
+    csv_: bool = typer.Option(False, "--csv", help="Print every logged value as CSV (name,step,value,time)."),
+) -> None:
+    """Print a run's metrics."""
+    from .runs import metrics as get_metrics
+
+    with _session() as s:
+        record = _resolve(s, run)
+        if csv_:
+            _metrics_csv(s, record.id, name)
+            return
+        m = get_metrics(s, record, name)
+        if json_:
+            _print_json(m)
+            return
+        for k, v in m.items():
+            print(f"{k}: {json.dumps(v, allow_nan=True)}")
+
+
+def _metrics_csv(s: Any, run_id: str, name: str | None) -> None:
+    import csv
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["name", "step", "value", "time"])
+    for row in s.store.metric_rows(run_id):
+        if name is not None and row["name"] != name:
+            continue
+        value = json.loads(row["value"])
+        if row["kind"] in ("row", "table"):
+            for col, vals in value.items():
+                for v in vals if row["kind"] == "table" else [vals]:
+                    w.writerow([f"{row['name']}.{col}", row["step"], v, row["ts"]])
+        elif row["kind"] == "list":
+            for v in value:
+                w.writerow([row["name"], row["step"], v, row["ts"]])
+        else:
+            w.writerow([row["name"], row["step"], value, row["ts"]])
+
+
+@app.command()
+def cancel(run: str = RunArg) -> None:
+    """Cancel a run: SIGTERM, then SIGKILL after the grace period."""
+    from .runs import cancel as do_cancel
+
+    with _session() as s:
+        record = do_cancel(s, _resolve(s, run))
+        print(f"{record.id} {record.status.value}")
+
+
+@app.command()
+def outputs(
+    run: str = RunArg,
+    dest: Path = typer.Argument(Path("."), metavar="[DEST]", help="Directory to copy the outputs into."),
+) -> None:
+    """Copy a finished run's outputs into DEST."""
+    from .runs import copy_outputs
+
+    with _session() as s:
+        record = _resolve(s, run)
+        copied = copy_outputs(s, record, dest)
+        for p in copied:
+            print(p)
+        if not copied:
+            print(f"run {record.id} has no outputs", file=sys.stderr)
+
+
+@app.command()
+def rerun(
+    run: str = RunArg,
+    compute: Optional[str] = typer.Option(None, "--compute", "-c", help="Run it on another compute target."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run; exit with its exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run id."),
+) -> None:
+    """Submit the exact snapshot and settings of a run again."""
+    from . import runs
+    from .submit import rerun as do_rerun
+
+    with _session() as s:
+        new = do_rerun(s, _resolve(s, run, refresh=False), compute=compute)
+        print(new.id if quiet else f"Submitted run {new.id} (rerun of {run})")
+        sys.stdout.flush()
+        if wait:
+            new = runs.wait(s, new)
+            _report_end(new, quiet)
+            raise typer.Exit(runs.wait_exit_code(new))
+
+
+@app.command()
+def validate(
+    job_file: Path = typer.Argument(..., metavar="JOB.yaml"),
+    set_: List[str] = typer.Option([], "--set", metavar="KEY.PATH=VALUE", help="Override a field of the job file."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Check a job file without submitting; show what its snapshot would hold."""
+    from .jobconfig import load_job
+    from .snapshot import check_size, human_bytes, list_source
+    from .workspace import load_workspace
+
+    ws = load_workspace()
+    job = load_job(job_file, ws, list(set_))
+    listing = list_source(job.source_directory)
+    check_size(listing, ws.snapshot_max_mb)
+    summary = {
+        "job_file": str(job_file), "valid": True, "experiment": job.experiment,
+        "compute_target": job.compute_target, "source_directory": str(job.source_directory),
+        "snapshot": {"files": len(listing.entries), "bytes": listing.total_bytes,
+                     "largest": [{"path": e.path, "bytes": e.size} for e in listing.largest(5)]},
+    }
+    if json_:
+        _print_json(summary)
+        return
+    print(f"{job_file}: valid")
+    print(f"  experiment: {job.experiment}   compute_target: {job.compute_target}")
+    print(f"  snapshot: {len(listing.entries)} files, {human_bytes(listing.total_bytes)} from {job.source_directory}")
+    for e in listing.largest(5):
+        print(f"    {human_bytes(e.size):>10}  {e.path}")
+
+
+@compute_app.command("list")
+def compute_list(json_: bool = JsonOpt) -> None:
+    """List the configured compute targets."""
+    from .workspace import load_workspace
+
+    ws = load_workspace()
+    items = [{"name": t.name, "type": t.type, **t.options} for t in ws.targets.values()]
+    if json_:
+        _print_json(items)
+        return
+    _table(["NAME", "TYPE", "OPTIONS"],
+           [[i["name"], i["type"], ", ".join(f"{k}={v}" for k, v in i.items() if k not in ("name", "type"))]
+            for i in items])
+
+
+@compute_app.command("check")
+def compute_check(name: str = typer.Argument("local", help="Compute target name.")) -> None:
+    """Check that a compute target works from here."""
+    from .errors import InputError
+
+    with _session() as s:
+        if name not in s.ws.targets:
+            raise InputError(f"unknown compute target {name!r}; known: {', '.join(sorted(s.ws.targets))}")
+        lines = s.backend(name).check()
+        print(f"{name}: ok")
+        for line in lines:
+            print(f"  {line}")
+
+
+def main() -> None:
+    try:
+        app()
+    except RunctlError as e:
+        if os.environ.get("RUNCTL_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.CANCELED)
+    except BrokenPipeError:
+        sys.exit(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    main()

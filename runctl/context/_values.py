@@ -1,0 +1,76 @@
+"""Checks and conversions for logged values (stdlib only; numpy is recognised, never imported)."""
+
+from __future__ import annotations
+
+import types
+
+MAX_NAME_CHARS = 255
+MAX_ROW_COLUMNS = 15
+MAX_STRING_CHARS = 4096
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class LoggingError(ValueError):
+    """A value or name that runctl cannot log; the message says what to use instead."""
+
+
+def check_name(name) -> str:
+    if type(name) is not str or not name:
+        raise LoggingError("metric name must be a non-empty string, got %r" % (name,))
+    if len(name) > MAX_NAME_CHARS:
+        raise LoggingError(
+            "metric name is %d characters, the limit is %d: %r..." % (len(name), MAX_NAME_CHARS, name[:40])
+        )
+    return name
+
+
+def scalar(name: str, value, what: str = "run.log"):
+    """Return ``value`` as a plain JSON scalar, or raise a LoggingError that says what to do."""
+    t = type(value)
+    if t in _SCALARS:
+        if t is str and len(value) > MAX_STRING_CHARS:
+            raise LoggingError(
+                "%s(%r): string value is %d characters, the limit is %d; upload long text with "
+                "run.upload_file instead" % (what, name, len(value), MAX_STRING_CHARS)
+            )
+        return value
+    if isinstance(value, (list, tuple, range, types.GeneratorType)) or t.__name__ == "ndarray" and value.ndim:
+        raise LoggingError(
+            "%s does not support list type for %r. Use run.log_list instead" % (what, name)
+        )
+    module = t.__module__ or ""
+    if module.startswith(("numpy", "torch", "jax")) and hasattr(value, "item"):
+        try:
+            item = value.item()
+        except (ValueError, RuntimeError) as e:
+            raise LoggingError("%s(%r): %s is not a scalar: %s" % (what, name, t.__name__, e)) from None
+        if type(item) in _SCALARS:
+            return item
+    if isinstance(value, (int, float, str)):  # subclasses such as enum.IntEnum
+        for base in (bool, int, float, str):
+            if isinstance(value, base):
+                return base(value)
+    raise LoggingError(
+        "%s(%r): values must be numbers, booleans or strings, got %s; convert it first "
+        "(e.g. float(x) or str(x))" % (what, name, t.__name__)
+    )
+
+
+def scalars(name: str, values, what: str) -> list:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise LoggingError("%s(%r): expected a list of values, got %s" % (what, name, type(values).__name__))
+    return [scalar(name, v, what) for v in values]
+
+
+def row(name: str, cols: dict, what: str = "run.log_row") -> dict:
+    if len(cols) > MAX_ROW_COLUMNS:
+        raise LoggingError(
+            "%s(%r): %d columns, the limit is %d; log several rows or several names"
+            % (what, name, len(cols), MAX_ROW_COLUMNS)
+        )
+    out = {}
+    for k, v in cols.items():
+        check_name(k)
+        out[k] = scalar("%s.%s" % (name, k), v, what)
+    return out

@@ -1,0 +1,79 @@
+"""runctl's exception tree and the exit code each one maps to.
+
+    RunctlError (exit 1)
+    ├── InputError (exit 2)            bad input: config, arguments, unknown run
+    │   └── ConfigError                names file:line:col and the field
+    ├── StartError (exit 3)            the run could not be started
+    ├── BackendUnreachable (exit 4)    daemon/host/cluster did not answer
+    └── NotFinished (exit 1)
+
+Third-party exceptions are converted at the edge (in each backend) and chained with
+``from`` so the original stays visible with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    OK = 0
+    ERROR = 1
+    BAD_INPUT = 2
+    START_FAILED = 3
+    BACKEND_UNREACHABLE = 4
+    TIMED_OUT = 124
+    CANCELED = 130
+
+
+class RunctlError(Exception):
+    exit_code = ExitCode.ERROR
+
+
+class InputError(RunctlError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ConfigError(InputError):
+    """A problem at a place in a config file: rendered as ``file:line:col: field: what; hint``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.col = col
+        self.field = field
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.col is not None:
+                    where += f":{self.col}"
+            where += ": "
+        field = f"{self.field}: " if self.field else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{where}{field}{self.message}{hint}"
+
+
+class StartError(RunctlError):
+    exit_code = ExitCode.START_FAILED
+
+
+class BackendUnreachable(RunctlError):
+    exit_code = ExitCode.BACKEND_UNREACHABLE
+
+
+class NotFinished(RunctlError):
+    """An operation needs a finished run."""

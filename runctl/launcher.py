@@ -1,0 +1,203 @@
+"""The runctl launcher: runs one job inside its run directory. Stdlib only, Python >= 3.8.
+
+Shipped by every backend into RUN_DIR/.runctl/launcher.py and started there as
+``python3 launcher.py [--detach] RUN_DIR``. It reads RUN_DIR/.runctl/spec.json, starts
+the job in its own process group with the run environment, sends stdout+stderr to
+RUN_DIR/logs/std_log.txt, enforces the time limit, turns SIGTERM into a graceful stop
+(SIGTERM to the job, then SIGKILL after the grace period), and keeps RUN_DIR/status.json
+(written atomically) up to date. It outlives whatever started it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+STATUS_FILE = "status.json"
+LOG_FILE = "std_log.txt"
+POLL_S = 0.05
+
+
+def proc_start_ticks(pid):
+    """Start time of a process in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def write_status(run_dir, status):
+    path = os.path.join(run_dir, STATUS_FILE)
+    tmp = path + ".tmp.%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(status, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def link_if_absent(code_dir, name):
+    link = os.path.join(code_dir, name)
+    if not os.path.lexists(link):
+        os.symlink(os.path.join("..", name), link)
+
+
+def job_env(run_dir, spec):
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in spec.get("env", {}).items()})
+    lib = os.path.join(run_dir, ".runctl", "lib")
+    env["PYTHONPATH"] = lib + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["RUNCTL_RUN_ID"] = spec["run_id"]
+    env["RUNCTL_RUN_DIR"] = run_dir
+    env["RUNCTL_EXPERIMENT"] = spec.get("experiment", "")
+    env["RUNCTL_OUTPUTS_DIR"] = os.path.join(run_dir, "outputs")
+    env["RUNCTL_SHIM_DIR"] = os.path.join(run_dir, ".runctl", "shim")
+    env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class Stop:
+    requested = False
+
+
+def on_stop_signal(signum, frame):
+    Stop.requested = True
+
+
+def collect_outputs(run_dir, code_dir):
+    """A snapshot that shipped its own outputs/ dir kept it; copy what the job wrote there."""
+    src = os.path.join(code_dir, "outputs")
+    if os.path.islink(src) or not os.path.isdir(src):
+        return
+    shutil.copytree(src, os.path.join(run_dir, "outputs"), symlinks=True, dirs_exist_ok=True)
+
+
+def run(run_dir):
+    run_dir = os.path.abspath(run_dir)
+    with open(os.path.join(run_dir, ".runctl", "spec.json")) as f:
+        spec = json.load(f)
+    status = {
+        "state": "starting",
+        "host": socket.gethostname(),
+        "launcher_pid": os.getpid(),
+        "launcher_start_ticks": proc_start_ticks(os.getpid()),
+        "start_time": time.time(),
+    }
+    write_status(run_dir, status)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_stop_signal)
+
+    code_dir = os.path.join(run_dir, spec.get("cwd", "code"))
+    for name in ("outputs", "logs"):
+        os.makedirs(os.path.join(run_dir, name), exist_ok=True)
+        link_if_absent(code_dir, name)
+    log_fd = os.open(os.path.join(run_dir, "logs", LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        child = subprocess.Popen(
+            spec["argv"],
+            cwd=code_dir,
+            env=job_env(run_dir, spec),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as e:
+        os.write(log_fd, ("runctl: cannot start %r: %s\n" % (spec["argv"][0], e)).encode())
+        status.update(state="finished", reason="start_failed", exit_code=127, end_time=time.time(), error=str(e))
+        write_status(run_dir, status)
+        return 127
+    finally:
+        os.close(log_fd)
+
+    status.update(state="running", pid=child.pid, pgid=child.pid)
+    write_status(run_dir, status)
+
+    timeout_s = spec.get("timeout_s")
+    grace_s = float(spec.get("grace_s", 10))
+    deadline = status["start_time"] + timeout_s if timeout_s else None
+    reason = "exit"
+    kill_at = None
+    while True:
+        rc = child.poll()
+        if rc is not None:
+            break
+        now = time.time()
+        if kill_at is None and (Stop.requested or (deadline is not None and now >= deadline)):
+            reason = "canceled" if Stop.requested else "timeout"
+            signal_group(child.pid, signal.SIGTERM)
+            kill_at = now + grace_s
+            status.update(state="stopping", reason=reason)
+            write_status(run_dir, status)
+        elif kill_at is not None and now >= kill_at:
+            signal_group(child.pid, signal.SIGKILL)
+            kill_at = float("inf")
+        time.sleep(POLL_S)
+    # Whatever the job left running in its group goes with it.
+    signal_group(child.pid, signal.SIGKILL)
+    exit_code = rc if rc >= 0 else 128 - rc
+    try:
+        collect_outputs(run_dir, code_dir)
+    except OSError as e:
+        status["warning"] = "could not collect code/outputs: %s" % e
+    status.update(state="finished", reason=reason, exit_code=exit_code, end_time=time.time())
+    if rc < 0:
+        status["signal"] = -rc
+    write_status(run_dir, status)
+    return exit_code
+
+
+def signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def detach():
+    """Fork once; the parent prints the child's pid and exits, the child leads a new session."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        os.read(r, 1)  # wait until the child has its session
+        sys.stdout.write("%d\n" % pid)
+        sys.stdout.flush()
+        os._exit(0)
+    os.close(r)
+    os.setsid()
+    os.write(w, b"1")
+    os.close(w)
+
+
+def main(argv):
+    args = [a for a in argv if a != "--detach"]
+    if len(args) != 1:
+        sys.stderr.write("usage: launcher.py [--detach] RUN_DIR\n")
+        return 2
+    run_dir = os.path.abspath(args[0])
+    if "--detach" in argv:
+        detach()
+        log = os.open(os.path.join(run_dir, ".runctl", "launcher.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    try:
+        return run(run_dir)
+    except Exception as e:  # the record must say why, whatever happened
+        try:
+            write_status(run_dir, {"state": "finished", "reason": "launcher_error", "exit_code": 1,
+                                   "error": "launcher: %s: %s" % (type(e).__name__, e), "end_time": time.time()})
+        finally:
+            raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""Operations on existing runs: refresh, wait, follow logs, cancel, metrics, outputs."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from .errors import ExitCode, InputError, NotFinished
+from .session import Session
+from .status import RunStatus
+from .store import RunRecord
+from .sync import store_log_path, sync_run
+
+POLL_MIN_S = 0.1
+POLL_MAX_S = 2.0
+
+
+def refresh(session: Session, record: RunRecord, blocking: bool = False) -> RunRecord:
+    """Sync an unfinished run from its backend; a finished, synced run is returned as is."""
+    if record.synced or record.handle is None:
+        return record
+    return sync_run(session.store, session.backend_for(record), record, blocking=blocking)
+
+
+def _poll_delays() -> Any:
+    delay = POLL_MIN_S
+    while True:
+        yield delay
+        delay = min(POLL_MAX_S, delay * 1.3)
+
+
+def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
+         on_tick: Callable[[RunRecord], None] | None = None) -> RunRecord:
+    """Block until the run is finished and fully synced (or ``timeout_s`` passes)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    for delay in _poll_delays():
+        record = refresh(session, record, blocking=True)
+        if on_tick is not None:
+            on_tick(record)
+        if record.synced or (record.status.is_terminal and record.handle is None):
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            raise NotFinished(f"run {record.id} is still {record.status} after {timeout_s:g} s")
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def follow(session: Session, record: RunRecord, out: IO[bytes], name: str = "logs/std_log.txt") -> RunRecord:
+    """Stream a run's log to ``out`` until the run ends; returns the final record."""
+    offset = 0
+
+    def emit(r: RunRecord) -> None:
+        nonlocal offset
+        path = store_log_path(session.store, r.id, name)
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+            if data:
+                out.write(data)
+                out.flush()
+                offset += len(data)
+
+    return wait(session, record, on_tick=emit)
+
+
+def wait_exit_code(record: RunRecord) -> int:
+    """The exit code ``runctl wait`` and ``submit --wait`` return for a finished run."""
+    if record.status == RunStatus.COMPLETED:
+        return ExitCode.OK
+    if record.status == RunStatus.CANCELED:
+        return ExitCode.CANCELED
+    if record.exit_code is not None and record.exit_code != 0:
+        return max(1, min(255, record.exit_code))
+    return ExitCode.START_FAILED if record.handle is None else ExitCode.ERROR
+
+
+def cancel(session: Session, record: RunRecord) -> RunRecord:
+    record = refresh(session, record)
+    if record.status.is_terminal:
+        return record
+    if record.handle is None:
+        session.store.update(record.id, status=RunStatus.CANCELED, error="canceled before it started", synced=True)
+        return session.store.get(record.id)
+    from .backends.base import Handle
+
+    session.store.update(record.id, status=RunStatus.CANCEL_REQUESTED)
+    session.backend_for(record).cancel(Handle.from_dict(record.handle))
+    return session.store.get(record.id)
+
+
+def metrics(session: Session, record: RunRecord, name: str | None = None) -> dict[str, Any]:
+    """Azure ML's ``get_metrics()`` shape for one run."""
+    from .context._shape import shape_metrics
+
+    events = (e for e in session.store.metric_events(record.id, name) if e[0] not in ("error",))
+    return shape_metrics(events)
+
+
+def copy_outputs(session: Session, record: RunRecord, dest: Path) -> list[Path]:
+    record = refresh(session, record)
+    if not record.status.is_terminal:
+        raise NotFinished(f"run {record.id} is {record.status}; outputs are collected when it ends "
+                          f"(`runctl wait {record.id}` first)")
+    src = session.store.run_dir(record.id) / "outputs"
+    copied: list[Path] = []
+    if not src.is_dir():
+        return copied
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            target = dest / p.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+            copied.append(target)
+    return copied
+
+
+def details(session: Session, record: RunRecord) -> dict[str, Any]:
+    """Azure ML's ``get_details()`` keys, plus runctl's own."""
+    from .store import _iso
+
+    store = session.store
+    logs_root = store.run_dir(record.id)
+    log_files = {p.relative_to(logs_root).as_posix(): str(p) for p in sorted((logs_root / "logs").rglob("*")) if p.is_file()}
+    out: dict[str, Any] = {
+        "runId": record.id,
+        "experiment": record.experiment,
+        "number": record.number,
+        "displayName": record.display_name,
+        "target": record.compute_target,
+        "status": record.status.value,
+        "startTimeUtc": _iso(record.started_at),
+        "endTimeUtc": _iso(record.ended_at),
+        "properties": store.properties(record.id),
+        "tags": store.tags(record.id),
+        "runDefinition": (record.spec or {}).get("job"),
+        "logFiles": log_files,
+        "exitCode": record.exit_code,
+        "host": record.host,
+        "snapshotId": record.snapshot_id,
+    }
+    if record.error:
+        out["error"] = {"message": record.error}
+    if record.parent_id:
+        out["parentRunId"] = record.parent_id
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def require_finished_for(record: RunRecord, what: str) -> None:
+    if not record.status.is_terminal:
+        raise InputError(f"run {record.id} is {record.status}; {what}")

@@ -1,0 +1,102 @@
+"""JSON Schema validation that reports the first problem as a ConfigError at its place in the file."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from .errors import ConfigError
+from .yamlpos import Located
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    return json.loads(resources.files("runctl").joinpath(name).read_text())
+
+
+def validate(located: Located, schema: dict) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(located.data), key=_rank)
+    if errors:
+        raise _to_config_error(errors[0], located, schema)
+
+
+def _rank(err: Any) -> tuple:
+    # Unknown keys first (the likeliest typo), then deepest path, then file order.
+    return (err.validator != "additionalProperties", -len(err.absolute_path), list(map(str, err.absolute_path)))
+
+
+def _subschema(schema: dict, path: tuple) -> dict:
+    node = schema
+    for p in path:
+        if isinstance(p, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(p, {})
+    return node
+
+
+def _to_config_error(err: Any, located: Located, schema: dict) -> ConfigError:
+    path = tuple(err.absolute_path)
+    v = err.validator
+    if v == "additionalProperties":
+        known = sorted(_subschema(schema, path).get("properties", {}))
+        extra = [k for k in err.instance if k not in known]
+        key = extra[0]
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(known)}"
+        return located.error(path + (key,), "unknown field", hint, key=True)
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return located.error(path, f"expected {want}, got {_describe(err.instance)}", "fix the value's type")
+    if v == "enum":
+        opts = ", ".join(map(str, err.validator_value))
+        return located.error(path, f"{err.instance!r} is not one of: {opts}", "use one of the listed values")
+    if v == "required":
+        missing = err.message.split("'")[1]
+        return located.error(path, f"missing required field {missing!r}", f"add {missing}: ...")
+    if v == "oneOf" and not path and {"script", "command"} <= set(_mentions(err.validator_value)):
+        both = "script" in err.instance and "command" in err.instance
+        if both:
+            return located.error(("command",), "both script and command are set", "keep one of them", key=True)
+        return located.error((), "neither script nor command is set", "add script: train.py (or command: ...)")
+    if v in ("not", "dependentSchemas") and not path:
+        return located.error(("command",), "command cannot be combined with script or arguments",
+                             "put the arguments into the command, or use script + arguments", key=True)
+    if v == "oneOf":
+        return located.error(path, f"{_describe(err.instance)} is not a valid value", _describe_options(err.validator_value))
+    if v == "pattern":
+        return located.error(path, f"{err.instance!r} has the wrong format (must match {err.validator_value})",
+                             "fix the value")
+    if v in ("minimum", "exclusiveMinimum", "maximum", "minLength", "maxLength", "minItems", "maxProperties"):
+        return located.error(path, err.message, "fix the value")
+    return located.error(path, err.message, "see runconfig.schema.json")
+
+
+def _mentions(options: list) -> list:
+    out = []
+    for o in options:
+        out.extend(o.get("required", []))
+    return out
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    return f"{kind.get(type(value), type(value).__name__)} {value!r}" if not isinstance(value, (dict, list)) else kind[type(value)]
+
+
+def _describe_options(options: list) -> str:
+    parts = []
+    for o in options:
+        if "enum" in o:
+            parts.extend(repr(e) for e in o["enum"])
+        elif "type" in o:
+            t = o["type"]
+            parts.append(" or ".join(t) if isinstance(t, list) else t)
+    return "use " + " or ".join(parts) if parts else "see runconfig.schema.json"

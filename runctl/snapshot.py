@@ -1,0 +1,295 @@
+"""Content-addressed snapshots of a source directory.
+
+One object per distinct file content (``objects/ab/cdef...``, sha256) and one manifest
+per snapshot (``snapshots/<id>.json``, the id being the hash of the manifest, so the same
+tree always gives the same id). Ignore files use gitignore syntax: ``.gitignore`` at any
+depth, then a root ``.runctlignore`` or ``.amlignore`` whose ``!pattern`` can re-include.
+``.git/`` is always left out. A stat cache (path, size, mtime, inode) avoids re-hashing
+unchanged files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+
+ROOT_IGNORE_FILES = (".amlignore", ".runctlignore")
+ALWAYS_EXCLUDED = (".git",)
+RACY_WINDOW_NS = 2_000_000_000
+
+
+@dataclass
+class Entry:
+    path: str  # posix, relative to the source directory
+    size: int
+    mode: int
+    mtime_ns: int
+    ino: int
+    link: str | None = None
+    digest: str | None = None
+
+
+@dataclass
+class Listing:
+    root: Path
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries if e.link is None)
+
+    def largest(self, n: int = 5) -> list[Entry]:
+        return sorted((e for e in self.entries if e.link is None), key=lambda e: -e.size)[:n]
+
+
+class _Rules:
+    """Ignore decisions for one path: later, deeper rules win; the root ignore file wins last."""
+
+    def __init__(self, root: Path) -> None:
+        import pathspec
+
+        self._pathspec = pathspec
+        self.root = root
+        self.dir_specs: dict[str, Any] = {}
+        self.final: list[Any] = []
+        for name in ROOT_IGNORE_FILES:
+            p = root / name
+            if p.is_file():
+                self.final.append(pathspec.GitIgnoreSpec.from_lines(p.read_text().splitlines()))
+
+    def load_dir(self, rel_dir: str) -> None:
+        p = self.root / rel_dir / ".gitignore"
+        if p.is_file():
+            self.dir_specs[rel_dir] = self._pathspec.GitIgnoreSpec.from_lines(p.read_text().splitlines())
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        probe = rel + "/" if is_dir else rel
+        decision = None
+        parts = rel.split("/")
+        for depth in range(len(parts)):
+            base = "/".join(parts[:depth])
+            spec = self.dir_specs.get(base)
+            if spec is None:
+                continue
+            sub = probe[len(base) + 1 :] if base else probe
+            r = spec.check_file(sub).include
+            if r is not None:
+                decision = r
+        for spec in self.final:
+            r = spec.check_file(probe).include
+            if r is not None:
+                decision = r
+        return bool(decision)
+
+
+def list_source(root: Path) -> Listing:
+    """Walk ``root`` applying the ignore rules; refuse symlinks that leave it."""
+    root = root.resolve()
+    rules = _Rules(root)
+    listing = Listing(root)
+
+    def walk(rel_dir: str) -> None:
+        rules.load_dir(rel_dir)
+        with os.scandir(root / rel_dir if rel_dir else root) as it:
+            items = sorted(it, key=lambda e: e.name)
+        for de in items:
+            rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+            if not rel_dir and de.name in ALWAYS_EXCLUDED:
+                continue
+            is_link = de.is_symlink()
+            is_dir = not is_link and de.is_dir()
+            if rules.ignored(rel, is_dir):
+                continue
+            st = de.stat(follow_symlinks=False)
+            if is_link:
+                listing.entries.append(_link_entry(root, rel, st))
+            elif is_dir:
+                walk(rel)
+            elif stat.S_ISREG(st.st_mode):
+                listing.entries.append(Entry(rel, st.st_size, st.st_mode & 0o777, st.st_mtime_ns, st.st_ino))
+
+    walk("")
+    return listing
+
+
+def _link_entry(root: Path, rel: str, st: os.stat_result) -> Entry:
+    target = os.readlink(root / rel)
+    resolved = os.path.realpath(root / rel)
+    if not (resolved == str(root) or resolved.startswith(str(root) + os.sep)):
+        raise InputError(
+            f"{root / rel}: symlink points outside source_directory (-> {target}); "
+            f"copy the file in, or add {rel!r} to .runctlignore"
+        )
+    rel_target = os.path.relpath(resolved, os.path.dirname(root / rel))
+    return Entry(rel, 0, 0o777, st.st_mtime_ns, st.st_ino, link=rel_target)
+
+
+def check_size(listing: Listing, max_mb: float) -> None:
+    limit = int(max_mb * 1024 * 1024)
+    total = listing.total_bytes
+    if total > limit:
+        top = ", ".join(f"{e.path} ({human_bytes(e.size)})" for e in listing.largest(3))
+        raise InputError(
+            f"{listing.root}: snapshot would be {human_bytes(total)}, over the limit of "
+            f"{human_bytes(limit)} (largest: {top}); add large files to .runctlignore, or raise "
+            f"snapshot.max_size_mb in .runctl/config.yaml"
+        )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def hash_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        if hasattr(hashlib, "file_digest"):
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+        return h.hexdigest()
+
+
+class ObjectStore:
+    """Files by content under ``<store>/objects``, manifests under ``<store>/snapshots``."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.objects = store_dir / "objects"
+        self.manifests = store_dir / "snapshots"
+
+    def object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def put_file(self, src: Path, digest: str) -> None:
+        dest = self.object_path(digest)
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+
+    def put_manifest(self, manifest: dict) -> str:
+        data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        snap_id = hashlib.sha256(data).hexdigest()[:32]
+        path = self.manifests / f"{snap_id}.json"
+        if not path.exists():
+            self.manifests.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return snap_id
+
+    def manifest(self, snap_id: str) -> dict:
+        return json.loads((self.manifests / f"{snap_id}.json").read_bytes())
+
+
+def take_snapshot(
+    listing: Listing,
+    objects: ObjectStore,
+    cache_get: Callable[[list[str]], dict[str, tuple]],
+    cache_put: Callable[[list[tuple]], None],
+) -> str:
+    """Hash (or reuse cached hashes of) every file, store new objects, return the snapshot id."""
+    keys = [str(listing.root / e.path) for e in listing.entries if e.link is None]
+    cached = cache_get(keys)
+    now_ns = time.time_ns()
+    fresh: list[tuple] = []
+    for e in listing.entries:
+        if e.link is not None:
+            continue
+        full = listing.root / e.path
+        hit = cached.get(str(full))
+        if hit and hit[:3] == (e.size, e.mtime_ns, e.ino) and objects.object_path(hit[3]).exists():
+            e.digest = hit[3]
+            continue
+        e.digest = hash_file(full)
+        objects.put_file(full, e.digest)
+        if now_ns - e.mtime_ns > RACY_WINDOW_NS:
+            fresh.append((str(full), e.size, e.mtime_ns, e.ino, e.digest))
+    if fresh:
+        cache_put(fresh)
+    manifest = {
+        "version": 1,
+        "files": [[e.path, e.digest, e.size, e.mode] for e in listing.entries if e.link is None],
+        "links": [[e.path, e.link] for e in listing.entries if e.link is not None],
+    }
+    return objects.put_manifest(manifest)
+
+
+def materialize(objects: ObjectStore, snap_id: str, dest: Path) -> None:
+    """Write the snapshot's files into ``dest`` (copies, so a job cannot alter the store)."""
+    m = objects.manifest(snap_id)
+    dest.mkdir(parents=True, exist_ok=True)
+    made: set[Path] = set()
+    for rel, digest, _size, mode in m["files"]:
+        target = dest / rel
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        shutil.copyfile(objects.object_path(digest), target)
+        os.chmod(target, mode | 0o200)
+    for rel, link in m["links"]:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(link, target)
+
+
+def git_properties(src: Path) -> dict[str, str]:
+    """Azure ML's git run properties for the repository holding ``src`` (empty if none)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    status = git("status", "--porcelain=v2", "--branch", "--untracked-files=normal", ".")
+    if status is None:
+        return {}
+    commit = branch = ""
+    dirty = False
+    for line in status.splitlines():
+        if line.startswith("# branch.oid "):
+            commit = line.split(" ", 2)[2]
+        elif line.startswith("# branch.head "):
+            branch = line.split(" ", 2)[2]
+        elif not line.startswith("#"):
+            dirty = True
+    remote = _strip_credentials(git("ls-remote", "--get-url") or "")
+    props = {
+        "azureml.git.repository_uri": remote,
+        "azureml.git.branch": "" if branch == "(detached)" else branch,
+        "azureml.git.commit": "" if commit == "(initial)" else commit,
+        "azureml.git.dirty": str(dirty),
+    }
+    props.update({
+        "mlflow.source.git.repoURL": props["azureml.git.repository_uri"],
+        "mlflow.source.git.branch": props["azureml.git.branch"],
+        "mlflow.source.git.commit": props["azureml.git.commit"],
+    })
+    return props
+
+
+def _strip_credentials(url: str) -> str:
+    """Never record a token embedded in a remote URL (https://user:token@host/...)."""
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,320 @@
+"""The run store: one SQLite database (WAL) under the store directory, safe across processes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import InputError
+from .status import RunStatus
+
+SCHEMA_VERSION = 1
+DB_NAME = "runctl.db"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    number INTEGER NOT NULL,
+    display_name TEXT, description TEXT,
+    kind TEXT NOT NULL DEFAULT 'submitted',
+    status TEXT NOT NULL,
+    compute_target TEXT, backend TEXT, handle TEXT,
+    snapshot_id TEXT, spec TEXT,
+    exit_code INTEGER, error TEXT,
+    created_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    host TEXT, parent_id TEXT, unique_key TEXT,
+    events_offset INTEGER NOT NULL DEFAULT 0,
+    synced INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (experiment_id, number));
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
+CREATE INDEX IF NOT EXISTS runs_unique_key ON runs(unique_key) WHERE unique_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS metrics (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    step INTEGER, ts REAL, description TEXT);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, seq);
+CREATE TABLE IF NOT EXISTS tags (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS properties (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS stat_cache (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT);
+"""
+
+
+@dataclass
+class RunRecord:
+    id: str
+    experiment: str
+    number: int
+    display_name: str | None
+    description: str | None
+    kind: str
+    status: RunStatus
+    compute_target: str | None
+    backend: str | None
+    handle: dict | None
+    snapshot_id: str | None
+    spec: dict | None
+    exit_code: int | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    host: str | None
+    parent_id: str | None
+    unique_key: str | None
+    events_offset: int
+    synced: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        d = dict(row)
+        d["status"] = RunStatus(d["status"])
+        d["handle"] = json.loads(d["handle"]) if d["handle"] else None
+        d["spec"] = json.loads(d["spec"]) if d["spec"] else None
+        d["synced"] = bool(d["synced"])
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+    def summary(self) -> dict[str, Any]:
+        """The fields shown by ``list``/``status`` (JSON-friendly)."""
+        return {
+            "id": self.id, "experiment": self.experiment, "number": self.number,
+            "display_name": self.display_name, "status": self.status.value,
+            "compute_target": self.compute_target, "exit_code": self.exit_code, "error": self.error,
+            "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at), "host": self.host,
+        }
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+_RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
+_UPDATABLE = {
+    "display_name", "description", "status", "backend", "handle", "snapshot_id", "spec", "exit_code", "error",
+    "started_at", "ended_at", "host", "synced", "compute_target",
+}
+
+
+class Store:
+    def __init__(self, store_dir: Path) -> None:
+        self.dir = Path(store_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout = 60000")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._init_schema()
+        self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _init_schema(self) -> None:
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        with self.tx():
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                for stmt in _DDL.split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -----------------------------------------------------------------
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def tx(self) -> Store._Tx:
+        return Store._Tx(self.db)
+
+    def run_dir(self, run_id: str) -> Path:
+        """Where the store keeps a run's ingested logs and outputs."""
+        return self.dir / "runs" / run_id
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(
+        self, experiment: str, *, kind: str = "submitted", status: RunStatus = RunStatus.NOT_STARTED,
+        unique_key: str | None = None, run_id: str | None = None, **values: Any,
+    ) -> tuple[RunRecord, bool]:
+        """Create a run (numbered within its experiment). With ``unique_key``, an unfinished
+        run holding that key is returned instead, with ``False``."""
+        now = time.time()
+        with self.tx() as db:
+            if unique_key is not None:
+                row = db.execute(
+                    _RUN_SELECT + " WHERE unique_key = ? AND status NOT IN (?, ?, ?) ORDER BY created_at DESC LIMIT 1",
+                    (unique_key, *(s.value for s in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED))),
+                ).fetchone()
+                if row is not None:
+                    return RunRecord.from_row(row), False
+            db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, now))
+            exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?", (exp_id,)).fetchone()[0]
+            rid = run_id or f"{experiment}_{int(now)}_{secrets.token_hex(4)}"
+            cols = {"id": rid, "experiment_id": exp_id, "number": number, "kind": kind, "status": status.value,
+                    "created_at": now, "unique_key": unique_key}
+            cols.update({k: _encode(k, v) for k, v in values.items()})
+            db.execute(
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", tuple(cols.values())
+            )
+        return self.get(rid), True
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.db.execute(_RUN_SELECT + " WHERE runs.id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise InputError(f"no run {run_id!r}; see `runctl list`")
+        return RunRecord.from_row(row)
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A full id, a unique prefix of one, or ``@last`` (the newest run)."""
+        if ref == "@last":
+            row = self.db.execute(_RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                raise InputError("@last: the store has no runs yet; submit one with `runctl submit JOB.yaml`")
+            return RunRecord.from_row(row)
+        row = self.db.execute(_RUN_SELECT + " WHERE runs.id = ?", (ref,)).fetchone()
+        if row is not None:
+            return RunRecord.from_row(row)
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.db.execute(_RUN_SELECT + " WHERE runs.id LIKE ? ESCAPE '\\' LIMIT 6", (escaped + "%",)).fetchall()
+        if not rows:
+            raise InputError(f"no run matches {ref!r}; see `runctl list`")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise InputError(f"{ref!r} matches several runs ({ids}...); give more of the id")
+        return RunRecord.from_row(rows[0])
+
+    def list(self, experiment: str | None = None, status: RunStatus | None = None, limit: int | None = None,
+             parent_id: str | None = None, unfinished_only: bool = False) -> list[RunRecord]:
+        where, args = ["1 = 1"], []
+        if experiment is not None:
+            where.append("experiments.name = ?")
+            args.append(experiment)
+        if status is not None:
+            where.append("runs.status = ?")
+            args.append(status.value)
+        if parent_id is not None:
+            where.append("runs.parent_id = ?")
+            args.append(parent_id)
+        if unfinished_only:
+            where.append("runs.status NOT IN ('Completed', 'Failed', 'Canceled')")
+        sql = _RUN_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY runs.created_at DESC, runs.rowid DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [RunRecord.from_row(r) for r in self.db.execute(sql, args)]
+
+    def update(self, run_id: str, **values: Any) -> None:
+        bad = set(values) - _UPDATABLE
+        if bad:
+            raise ValueError(f"not updatable: {bad}")
+        with self.tx() as db:
+            db.execute(
+                f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                (*(_encode(k, v) for k, v in values.items()), run_id),
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.tx() as db:
+            for table in ("metrics", "tags", "properties"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    # -- events ------------------------------------------------------------------------
+    def ingest_events(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
+        """Store events read from ``expected_offset`` up to ``new_offset`` of events.jsonl, once.
+
+        Returns False (and stores nothing) if another process got there first."""
+        with self.tx() as db:
+            cur = db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            if cur != expected_offset:
+                return False
+            for ev in events:
+                kind, name, value = ev["k"], ev["n"], ev["v"]
+                if kind == "tag":
+                    db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (run_id, name, value))
+                elif kind == "property":
+                    db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (run_id, name, value))
+                elif kind == "display_name":
+                    db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (value, run_id))
+                else:
+                    db.execute(
+                        "INSERT INTO metrics (run_id, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (run_id, kind, name, json.dumps(value), ev.get("s"), ev.get("t"), ev.get("d")),
+                    )
+            db.execute("UPDATE runs SET events_offset = ? WHERE id = ?", (new_offset, run_id))
+        return True
+
+    def metric_events(self, run_id: str, name: str | None = None) -> Iterator[tuple[str, str, Any]]:
+        sql = "SELECT kind, name, value FROM metrics WHERE run_id = ?"
+        args: tuple = (run_id,)
+        if name is not None:
+            sql += " AND name = ?"
+            args += (name,)
+        for kind, n, value in self.db.execute(sql + " ORDER BY seq", args):
+            yield kind, n, json.loads(value)
+
+    def metric_rows(self, run_id: str) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT kind, name, value, step, ts FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,)
+        ).fetchall()
+
+    # -- tags and properties ------------------------------------------------------------
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", [(run_id, k, v) for k, v in tags.items()])
+
+    def add_properties(self, run_id: str, props: dict[str, str]) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", [(run_id, k, v) for k, v in props.items()])
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return {k: v for k, v in self.db.execute("SELECT key, value FROM tags WHERE run_id = ? ORDER BY key", (run_id,))}
+
+    def properties(self, run_id: str) -> dict[str, str]:
+        return {k: v for k, v in self.db.execute("SELECT key, value FROM properties WHERE run_id = ? ORDER BY key", (run_id,))}
+
+    # -- snapshot stat cache -----------------------------------------------------------
+    def stat_cache_get(self, paths: list[str]) -> dict[str, tuple]:
+        out: dict[str, tuple] = {}
+        for i in range(0, len(paths), 500):
+            chunk = paths[i : i + 500]
+            q = f"SELECT path, size, mtime_ns, ino, digest FROM stat_cache WHERE path IN ({','.join('?' * len(chunk))})"
+            for row in self.db.execute(q, chunk):
+                out[row[0]] = tuple(row[1:])
+        return out
+
+    def stat_cache_put(self, rows: Iterable[tuple]) -> None:
+        with self.tx() as db:
+            db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)", list(rows))
+
+
+def _encode(key: str, value: Any) -> Any:
+    if key in ("handle", "spec") and value is not None:
+        return json.dumps(value)
+    if isinstance(value, RunStatus):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+

@@ -1,0 +1,117 @@
+"""Submitting a job: snapshot, run record, launch spec, backend submit (and rerun)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import RunctlError, StartError
+from .jobconfig import JobConfig
+from .session import Session
+from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
+from .status import RunStatus
+from .store import RunRecord
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, LaunchSpec
+
+DEFAULT_GRACE_S = 10.0
+
+
+def make_snapshot(session: Session, job: JobConfig) -> str:
+    listing = list_source(job.source_directory)
+    check_size(listing, session.ws.snapshot_max_mb)
+    store = session.store
+    return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+
+
+def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str) -> LaunchSpec:
+    from .backends.base import LaunchSpec
+
+    if job.script is not None:
+        python = (job.environment.get("python") or {}).get("interpreter_path") or backend.default_interpreter()
+        argv = [python, job.script, *job.arguments]
+    elif isinstance(job.command, str):
+        argv = ["/bin/sh", "-c", job.command]
+    else:
+        argv = list(job.command or [])
+    return LaunchSpec(
+        run_id=run_id,
+        experiment=job.experiment,
+        argv=argv,
+        env=job.environment_variables,
+        timeout_s=job.max_run_duration_seconds,
+        grace_s=float(backend.options.get("cancel_grace_s", DEFAULT_GRACE_S)),
+        snapshot_id=snapshot_id,
+        resources=job.resources,
+        environment=job.environment,
+        node_count=job.node_count,
+    )
+
+
+def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
+           snapshot_id: str | None = None, properties: dict[str, str] | None = None) -> tuple[RunRecord, bool]:
+    """Start ``job``; returns (run, created). With ``unique_key``, an unfinished run holding
+    the key is returned (created=False) instead of starting another."""
+    store = session.store
+    backend = session.backend(job.compute_target)
+    backend.check_job(launch_spec(job, backend, "check", snapshot_id or "-"))
+    if unique_key is not None:
+        _refresh_holders(session, unique_key)
+    if snapshot_id is None:
+        snapshot_id = make_snapshot(session, job)
+    record, created = store.create_run(
+        job.experiment, unique_key=unique_key, display_name=job.display_name, description=job.description,
+        compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,
+        spec=job_document(job),
+    )
+    if not created:
+        return record, False
+    props = {"ContentSnapshotId": snapshot_id, "azureml.runsource": "runctl"}
+    props.update(git_properties(job.source_directory) if properties is None else properties)
+    store.add_properties(record.id, props)
+    if job.tags:
+        store.set_tags(record.id, job.tags)
+    spec = launch_spec(job, backend, record.id, snapshot_id)
+    try:
+        handle = backend.submit(spec)
+    except RunctlError as e:
+        store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
+        if isinstance(e, StartError):
+            raise
+        raise StartError(f"run {record.id} failed to start: {e}") from e
+    except Exception as e:
+        store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
+        raise StartError(f"run {record.id} failed to start: {type(e).__name__}: {e}") from e
+    store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
+    return store.get(record.id), True
+
+
+def job_document(job: JobConfig) -> dict[str, Any]:
+    """What is stored with the run (and resubmitted by rerun): the validated job, paths resolved."""
+    doc = dict(job.document)
+    doc["source_directory"] = str(job.source_directory)
+    doc["experiment"] = job.experiment
+    doc["compute_target"] = job.compute_target
+    return {"job": doc, "job_file": str(job.job_file) if job.job_file else None}
+
+
+def rerun(session: Session, record: RunRecord, compute: str | None = None) -> RunRecord:
+    """Submit the exact snapshot of ``record`` again, with the same job settings."""
+    from .jobconfig import job_from_document
+
+    if not record.spec or not record.snapshot_id:
+        raise StartError(f"run {record.id} has no stored job to rerun")
+    job = job_from_document(record.spec["job"], session.ws, compute=compute)
+    old_props = session.store.properties(record.id)
+    git = {k: v for k, v in old_props.items() if "git" in k}
+    new, _ = submit(session, job, snapshot_id=record.snapshot_id, properties=git)
+    session.store.add_properties(new.id, {"runctl.rerun_of": record.id})
+    return new
+
+
+def _refresh_holders(session: Session, unique_key: str) -> None:
+    from .runs import refresh
+
+    for r in session.store.list(unfinished_only=True):
+        if r.unique_key == unique_key:
+            refresh(session, r)

@@ -1,0 +1,144 @@
+"""Sync: pull a run's new events and log bytes from its backend into the store, idempotently.
+
+Events are read from the offset stored with the run and only up to the last complete
+line, and stored together with the new offset in one transaction, so a torn last line
+waits for the next sync and a second sync changes nothing. Log files are appended to
+the store's copy, whose size is the offset. Once the backend reports a final state,
+outputs are copied and the run is marked synced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .status import RunStatus
+from .store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, Handle, JobState
+
+CHUNK_BYTES = 8 << 20
+EVENTS_FILE = "events.jsonl"
+
+
+@contextmanager
+def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
+    d = store.run_dir(run_id)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".sync.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool = False) -> RunRecord:
+    """Bring ``record`` up to date from its backend and return the fresh record."""
+    if record.synced or record.handle is None:
+        return record
+    from .backends.base import Handle
+
+    handle = Handle.from_dict(record.handle)
+    with sync_lock(store, record.id, blocking) as locked:
+        if not locked:
+            return store.get(record.id)
+        record = store.get(record.id)
+        if record.synced:
+            return record
+        state = backend.status(handle)
+        ingest_events(store, backend, handle, record.id)
+        ingest_logs(store, backend, handle, record.id)
+        if state.status.is_terminal:
+            fetch_outputs(store, backend, handle, record.id)
+        _record_state(store, record, state)
+    return store.get(record.id)
+
+
+def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+    while True:
+        offset = store.get(run_id).events_offset
+        data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return  # nothing new, or only a torn line: wait for the next sync
+        events = []
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line damaged on disk cannot be recovered; the rest still counts
+            if isinstance(ev, dict) and "k" in ev and "n" in ev:
+                events.append(ev)
+        if not store.ingest_events(run_id, offset, offset + end + 1, events):
+            continue  # another process ingested this range first; re-read the offset
+        if len(data) < CHUNK_BYTES:
+            return
+
+
+def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+    dest_root = store.run_dir(run_id)
+    for rel, size in backend.list_files(handle, "logs"):
+        dest = dest_root / rel
+        have = dest.stat().st_size if dest.exists() else 0
+        if have >= size:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "ab") as f:
+            while have < size:
+                chunk = backend.read(handle, rel, have, CHUNK_BYTES)
+                if not chunk:
+                    break
+                f.write(chunk)
+                have += len(chunk)
+
+
+def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+    dest_root = store.run_dir(run_id)
+    for rel, size in backend.list_files(handle, "outputs"):
+        dest = dest_root / rel
+        if dest.exists() and dest.stat().st_size == size:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        with open(tmp, "wb") as f:
+            offset = 0
+            while offset < size:
+                chunk = backend.read(handle, rel, offset, CHUNK_BYTES)
+                if not chunk:
+                    break
+                f.write(chunk)
+                offset += len(chunk)
+        os.replace(tmp, dest)
+
+
+def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
+    status = state.status
+    if record.status == RunStatus.CANCEL_REQUESTED and not status.is_terminal:
+        status = RunStatus.CANCEL_REQUESTED
+    values: dict = {"status": status}
+    if state.host and not record.host:
+        values["host"] = state.host
+    if state.started_at and not record.started_at:
+        values["started_at"] = state.started_at
+    if status.is_terminal:
+        values.update(exit_code=state.exit_code, error=state.error, synced=True,
+                      ended_at=state.ended_at or time.time())
+    if any(getattr(record, k) != v for k, v in values.items()):
+        store.update(record.id, **values)
+
+
+def store_log_path(store: Store, run_id: str, name: str = "logs/std_log.txt") -> Path:
+    return store.run_dir(run_id) / name

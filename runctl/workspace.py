@@ -1,0 +1,117 @@
+"""The workspace: where the store lives and which compute targets exist (``.runctl/config.yaml``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .yamlpos import Located, load_located
+
+CONFIG_DIR = ".runctl"
+CONFIG_NAME = "config.yaml"
+ENV_HOME = "RUNCTL_HOME"
+DEFAULT_SNAPSHOT_MAX_MB = 300
+
+WORKSPACE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "store": {"type": "string", "minLength": 1},
+        "default_compute_target": {"type": "string", "minLength": 1},
+        "default_experiment": {"type": "string", "pattern": r"^[a-zA-Z0-9][\w\-]{0,254}$"},
+        "snapshot": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"max_size_mb": {"type": "number", "exclusiveMinimum": 0}},
+        },
+        "compute_targets": {
+            "type": "object",
+            "propertyNames": {"pattern": r"^[a-zA-Z0-9][\w\-]*$"},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {"type": {"type": "string", "minLength": 1}},
+            },
+        },
+    },
+}
+
+
+@dataclass
+class ComputeTarget:
+    name: str
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Workspace:
+    store_dir: Path
+    config_path: Path | None = None
+    targets: dict[str, ComputeTarget] = field(default_factory=dict)
+    default_compute_target: str = "local"
+    default_experiment: str | None = None
+    snapshot_max_mb: float = DEFAULT_SNAPSHOT_MAX_MB
+    located: Located | None = None
+
+    def target(self, name: str) -> ComputeTarget:
+        return self.targets[name]
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "runctl" / CONFIG_NAME
+
+
+def default_store_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "runctl"
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / CONFIG_DIR / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    user = user_config_path()
+    return user if user.is_file() else None
+
+
+def load_workspace(start: Path | None = None, config_path: Path | None = None) -> Workspace:
+    path = config_path or find_config(start)
+    ws = Workspace(store_dir=default_store_dir())
+    ws.targets["local"] = ComputeTarget("local", "local")
+    if path is not None:
+        _apply_config(ws, path)
+    if os.environ.get(ENV_HOME):
+        ws.store_dir = Path(os.environ[ENV_HOME]).expanduser().resolve()
+    return ws
+
+
+def _apply_config(ws: Workspace, path: Path) -> None:
+    from .schemacheck import validate
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read workspace config: {e.strerror}", file=str(path)) from None
+    located = load_located(text, str(path))
+    if not isinstance(located.data, dict):
+        raise located.error((), "the workspace config must be a mapping", "see the README's Configuration section")
+    validate(located, WORKSPACE_SCHEMA)
+    data = located.data
+    ws.config_path = path
+    ws.located = located
+    if "store" in data:
+        store = Path(os.path.expanduser(data["store"]))
+        ws.store_dir = (store if store.is_absolute() else path.parent.parent / store).resolve()
+    for name, spec in (data.get("compute_targets") or {}).items():
+        opts = {k: v for k, v in spec.items() if k != "type"}
+        ws.targets[name] = ComputeTarget(name, spec["type"], opts)
+    ws.default_compute_target = data.get("default_compute_target", "local")
+    ws.default_experiment = data.get("default_experiment")
+    ws.snapshot_max_mb = float((data.get("snapshot") or {}).get("max_size_mb", DEFAULT_SNAPSHOT_MAX_MB))

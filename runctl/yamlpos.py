@@ -1,0 +1,110 @@
+"""YAML loading that remembers where each value came from, so errors can name file:line:col."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class Located:
+    """Parsed data plus the position of every key and value, by path (a tuple of keys/indexes)."""
+
+    data: Any
+    file: str
+    value_pos: dict[tuple, tuple[int, int]]
+    key_pos: dict[tuple, tuple[int, int]]
+    overrides: dict[tuple, str] = field(default_factory=dict)
+
+    def where(self, path: tuple, *, key: bool = False) -> tuple[int | None, int | None]:
+        """Line and column (1-based) of ``path``, or of its nearest parent that has one."""
+        table = self.key_pos if key else self.value_pos
+        p = tuple(path)
+        while True:
+            if p in table:
+                return table[p]
+            if key and p in self.value_pos:
+                return self.value_pos[p]
+            if not p:
+                return None, None
+            p = p[:-1]
+
+    def error(self, path: tuple, message: str, hint: str | None = None, *, key: bool = False) -> ConfigError:
+        field_name = dotted(path) or None
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.overrides:
+                return ConfigError(message, file=self.overrides[path[:n]], field=field_name, hint=hint)
+        line, col = self.where(path, key=key)
+        return ConfigError(message, file=self.file, line=line, col=col, field=field_name, hint=hint)
+
+
+def dotted(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def load_located(text: str, file: str) -> Located:
+    """Parse YAML text; malformed YAML and duplicate keys become ConfigErrors."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or "malformed YAML"
+        raise ConfigError(
+            f"malformed YAML: {what}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            col=mark.column + 1 if mark else None,
+            hint="fix the YAML syntax (check indentation and quoting)",
+        ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"malformed YAML: {e}", file=file, hint="fix the YAML syntax") from None
+    value_pos: dict[tuple, tuple[int, int]] = {}
+    key_pos: dict[tuple, tuple[int, int]] = {}
+    if node is None:
+        return Located({}, file, {(): (1, 1)}, key_pos)
+    loader = _Loader("")
+    data = _build(node, (), loader, file, value_pos, key_pos)
+    return Located(data, file, value_pos, key_pos)
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _build(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpos: dict, kpos: dict) -> Any:
+    vpos[path] = _pos(node)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict = {}
+        for knode, vnode in node.value:
+            key = loader.construct_object(knode, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                line, col = _pos(knode)
+                raise ConfigError("keys must be plain strings", file=file, line=line, col=col, field=dotted(path) or None)
+            if key in out:
+                line, col = _pos(knode)
+                raise ConfigError(
+                    f"duplicate key {key!r}", file=file, line=line, col=col,
+                    field=dotted(path + (key,)), hint="remove one of the two",
+                )
+            kpos[path + (key,)] = _pos(knode)
+            out[key] = _build(vnode, path + (key,), loader, file, vpos, kpos)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(n, path + (i,), loader, file, vpos, kpos) for i, n in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as e:
+        line, col = _pos(node)
+        raise ConfigError(f"cannot read value: {e.problem}", file=file, line=line, col=col, field=dotted(path)) from None
