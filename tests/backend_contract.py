@@ -1,0 +1,185 @@
+"""The conformance suite every backend passes, through the real CLI and real jobs.
+
+A backend joins by subclassing ``BackendContract`` and providing two fixtures:
+``target_config`` (its compute target's fields in .runctl/config.yaml) and
+``job_extra`` (job fields it needs, e.g. a docker image). The jobs use only the
+standard library, so they run in any image with Python >= 3.8.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Project, wait_for
+
+TARGET = "under-test"
+
+
+class BackendContract:
+    @pytest.fixture
+    def target_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def job_extra(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def proj(self, tmp_path: Path, home: Path, target_config: dict[str, Any], job_extra: dict[str, Any]) -> Project:
+        p = Project(tmp_path / "proj", {TARGET: {**target_config, "cancel_grace_s": 2}})
+        p.extra = {"compute_target": TARGET, **job_extra}  # type: ignore[attr-defined]
+        return p
+
+    def submit(self, proj: Project, code: str, *extra_args: str, **fields: Any) -> str:
+        job = proj.script_job(code, **{**proj.extra, **fields})  # type: ignore[attr-defined]
+        r = proj.cli("submit", str(job), "-q", *extra_args, check=True)
+        return r.out.strip()
+
+    def status(self, proj: Project, run_id: str) -> dict[str, Any]:
+        return proj.cli("status", run_id, "--json", check=True).json()  # type: ignore[no-any-return]
+
+    def test_submit_completes_with_logs_and_metrics(self, proj: Project) -> None:
+        job = proj.script_job(
+            """
+            import sys
+            from azureml.core import Run
+            run = Run.get_context()
+            print("hello from", run.id)
+            print("to stderr", file=sys.stderr)
+            for i in range(3):
+                run.log("loss", 1.0 / (i + 1))
+            run.log("accuracy", 0.9)
+            """,
+            **proj.extra,  # type: ignore[attr-defined]
+        )
+        r = proj.cli("submit", str(job), "--wait", "-q")
+        assert r.rc == 0, r.err
+        run_id = r.out.strip()
+        st = self.status(proj, run_id)
+        assert st["status"] == "Completed" and st["exit_code"] == 0
+        logs = proj.cli("logs", run_id, check=True).out
+        assert f"hello from {run_id}" in logs and "to stderr" in logs
+        m = proj.cli("metrics", run_id, "--json", check=True).json()
+        assert m == {"loss": [1.0, 0.5, 1.0 / 3], "accuracy": 0.9}
+
+    def test_failing_script_exit_code(self, proj: Project) -> None:
+        job = proj.script_job("import sys\nprint('about to fail')\nsys.exit(7)\n", **proj.extra)  # type: ignore[attr-defined]
+        r = proj.cli("submit", str(job), "--wait", "-q")
+        assert r.rc == 7
+        run_id = r.out.strip()
+        st = self.status(proj, run_id)
+        assert st["status"] == "Failed" and st["exit_code"] == 7
+        assert proj.cli("wait", run_id).rc == 7
+
+    def test_cancel_keeps_logs_and_metrics(self, proj: Project) -> None:
+        run_id = self.submit(proj, """
+            import time
+            from azureml.core import Run
+            run = Run.get_context()
+            for i in range(10000):
+                run.log("tick", i)
+                print("tick", i, flush=True)
+                time.sleep(0.05)
+            """)
+        wait_for(lambda: "tick 5" in proj.cli("logs", run_id).out, what="the job to print")
+        r = proj.cli("cancel", run_id)
+        assert r.rc == 0, r.err
+        assert proj.cli("wait", run_id).rc == 130
+        st = self.status(proj, run_id)
+        assert st["status"] == "Canceled"
+        ticks = proj.cli("metrics", run_id, "--json", check=True).json()["tick"]
+        assert ticks[:6] == [0, 1, 2, 3, 4, 5] and ticks == list(range(len(ticks)))
+
+    def test_cancel_kills_a_job_that_ignores_sigterm(self, proj: Project) -> None:
+        run_id = self.submit(proj, """
+            import signal, time
+            signal.signal(signal.SIGTERM, lambda *a: print("ignoring SIGTERM", flush=True))
+            print("started", flush=True)
+            time.sleep(600)
+            """)
+        wait_for(lambda: "started" in proj.cli("logs", run_id).out, what="the job to start")
+        proj.cli("cancel", run_id, check=True)
+        assert proj.cli("wait", run_id, "--timeout", "60").rc == 130
+        assert "ignoring SIGTERM" in proj.cli("logs", run_id).out
+
+    def test_time_limit(self, proj: Project) -> None:
+        run_id = self.submit(proj, "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n",
+                             max_run_duration_seconds=2)
+        assert proj.cli("wait", run_id, "--timeout", "60").rc == 124
+        st = self.status(proj, run_id)
+        assert st["status"] == "Failed" and "max_run_duration_seconds" in st["error"]
+
+    def test_outputs(self, proj: Project, tmp_path: Path) -> None:
+        run_id = self.submit(proj, """
+            import os
+            os.makedirs("outputs/sub", exist_ok=True)
+            open("outputs/sub/model.txt", "w").write("weights")
+            d = os.path.join(os.environ["RUNCTL_OUTPUTS_DIR"], "extra")
+            os.makedirs(d, exist_ok=True)
+            open(os.path.join(d, "b.bin"), "wb").write(bytes(range(256)) * 1000)
+            """)
+        assert proj.cli("wait", run_id).rc == 0
+        dest = tmp_path / "dest"
+        r = proj.cli("outputs", run_id, str(dest), check=True)
+        assert (dest / "sub" / "model.txt").read_text() == "weights"
+        assert (dest / "extra" / "b.bin").read_bytes() == bytes(range(256)) * 1000
+        assert len(r.out.splitlines()) == 2
+
+    def test_logs_follow_streams_and_exits_with_run_code(self, proj: Project) -> None:
+        run_id = self.submit(proj, """
+            import sys, time
+            for i in range(5):
+                print("line", i, flush=True)
+                time.sleep(0.2)
+            sys.exit(3)
+            """)
+        r = proj.cli("logs", run_id, "--follow")
+        assert r.rc == 3
+        assert [f"line {i}" for i in range(5)] == [ln for ln in r.out.splitlines() if ln.startswith("line")]
+
+    def test_metrics_visible_while_running(self, proj: Project) -> None:
+        run_id = self.submit(proj, """
+            import time
+            from azureml.core import Run
+            run = Run.get_context()
+            run.log("early", 1)
+            print("logged", flush=True)
+            time.sleep(600)
+            """)
+        wait_for(lambda: proj.cli("metrics", run_id, "--json").json().get("early") == 1,
+                 what="a metric of a live run")
+        assert self.status(proj, run_id)["status"] == "Running"
+        proj.cli("cancel", run_id, check=True)
+        proj.cli("wait", run_id)
+
+    def test_status_after_runctl_was_killed_mid_run(self, proj: Project) -> None:
+        job = proj.script_job("""
+            import time
+            from azureml.core import Run
+            run = Run.get_context()
+            for i in range(20):
+                run.log("step", i)
+                print("step", i, flush=True)
+                time.sleep(0.1)
+            """, **proj.extra)  # type: ignore[attr-defined]
+        waiter = proj.popen("submit", str(job), "--wait")
+        run_id = wait_for(lambda: _last_run(proj), what="the run to be created")
+        wait_for(lambda: "step 3" in proj.cli("logs", run_id).out, what="the job to run")
+        os.kill(waiter.pid, signal.SIGKILL)
+        waiter.communicate()
+        assert proj.cli("wait", run_id, "--timeout", "60").rc == 0
+        assert proj.cli("metrics", run_id, "--json").json()["step"] == list(range(20))
+        logs = proj.cli("logs", run_id).out
+        assert [ln for ln in logs.splitlines() if ln.startswith("step")] == [f"step {i}" for i in range(20)]
+
+
+def _last_run(proj: Project) -> str | None:
+    r = proj.cli("list", "--json")
+    runs = r.json() if r.rc == 0 else []
+    return runs[0]["id"] if runs else None
+
