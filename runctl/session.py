@@ -33,7 +33,12 @@ class Session:
                 raise ConfigError(f"compute target {target_name!r} is no longer configured",
                                   file=str(self.ws.config_path or ".runctl/config.yaml"),
                                   hint="add it back under compute_targets to reach its runs")
-            self._backends[target_name] = get_backend(self.ws.targets[target_name], self.ws.store_dir)
+            try:
+                self._backends[target_name] = get_backend(self.ws.targets[target_name], self.ws.store_dir)
+            except ConfigError as e:
+                if self.ws.located is None:
+                    raise
+                raise self.ws.located.error(("compute_targets", target_name, "type"), e.message, e.hint) from None
         return self._backends[target_name]
 
     def backend_for(self, record: RunRecord) -> Backend:

@@ -1,0 +1,122 @@
+"""Job files and workspace config: schema as the single source of truth, errors with positions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from runctl.errors import ConfigError
+from runctl.jobconfig import NON_SCHEMA_FIELDS, JobConfig, load_job
+from runctl.workspace import load_workspace
+
+from .conftest import REPO, Project
+
+SCHEMA = json.loads((REPO / "runconfig.schema.json").read_text())
+
+
+def test_schema_and_loader_agree() -> None:
+    schema_fields = set(SCHEMA["properties"]) - {"$schema"}
+    loader_fields = {f.name for f in dataclasses.fields(JobConfig)} - set(NON_SCHEMA_FIELDS)
+    assert schema_fields == loader_fields
+
+
+def test_packaged_schema_is_the_repository_schema() -> None:
+    from importlib import resources
+
+    assert json.loads(resources.files("runctl").joinpath("runconfig.schema.json").read_text()) == SCHEMA
+
+
+def test_example_jobs_validate(project: Project) -> None:
+    ws = load_workspace(REPO)
+    for job in sorted((REPO / "examples").glob("*/job*.yaml")):
+        load_job(job, ws)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("script: t.py\nresources:\n  cpu: 2\n", "job.yaml:3:3: resources.cpu: unknown field; did you mean 'cpus'?"),
+        ("script: t.py\nmax_run_duration_seconds: abc\n",
+         "job.yaml:2:27: max_run_duration_seconds: expected integer, got string 'abc'"),
+        ("script: t.py\n  bad: [\n", "job.yaml:2:6: malformed YAML"),
+        ("script: nope.py\n", "job.yaml:1:9: script: 'nope.py' not found"),
+        ("script: t.py\ncompute_target: lokal\n", "job.yaml:2:17: compute_target: unknown compute target 'lokal'; did you mean 'local'?"),
+        ("arguments: [a]\n", "job.yaml:1:1: neither script nor command is set"),
+        ("script: t.py\ncommand: echo hi\n", "job.yaml:2:1: command: both script and command are set"),
+        ("command: echo\narguments: [x]\n", "job.yaml:1:1: command: command cannot be combined"),
+        ("script: t.py\nsource_directory: nodir\n", "job.yaml:2:19: source_directory: directory"),
+        ("script: t.py\nscript: t.py\n", "job.yaml:2:1: script: duplicate key 'script'"),
+        ("scrpt: t.py\n", "job.yaml:1:1: scrpt: unknown field; did you mean 'script'?"),
+        ("script: ../t.py\n", "job.yaml:1:9: script: '../t.py' points outside source_directory"),
+        ("- script: t.py\n", "job.yaml:1:1: a job file must be a mapping"),
+        ("script: t.py\nenvironment:\n  environment_variables:\n    1BAD: x\n", "job.yaml:4:5: environment.environment_variables"),
+        ("script: t.py\nresources: {gpus: some}\n", "job.yaml:2:19: resources.gpus"),
+    ],
+)
+def test_bad_job_files_get_one_clear_error(project: Project, text: str, expected: str) -> None:
+    (project.root / "t.py").write_text("print(1)\n")
+    (project.root / "job.yaml").write_text(text)
+    r = project.cli("submit", "job.yaml")
+    assert r.rc == 2
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + expected), r.err
+    assert "; " in lines[0], "every error says what to do"
+    assert not (project.root.parent / "store" / "runs").exists()
+    assert project.cli("list", "--json").json() == []
+    v = project.cli("validate", "job.yaml")
+    assert v.rc == 2 and v.err == r.err
+
+
+def test_set_overrides_and_names_itself_in_errors(project: Project) -> None:
+    project.write("t.py", "print(1)\n")
+    job = project.job(script="t.py", resources={"cpus": 1})
+    ws = load_workspace(project.root)
+    cfg = load_job(job, ws, ["resources.cpus=4", "tags.team=vision", "arguments=[--lr, 0.1]"])
+    assert cfg.resources == {"cpus": 4}
+    assert cfg.tags == {"team": "vision"}
+    assert cfg.arguments == ["--lr", "0.1"]
+    with pytest.raises(ConfigError) as e:
+        load_job(job, ws, ["resources.cpus=many"])
+    assert str(e.value).startswith("--set resources.cpus=many: resources.cpus: expected number")
+
+
+def test_workspace_config_found_by_walking_up(tmp_path: Path, home: Path) -> None:
+    root = tmp_path / "ws"
+    (root / ".runctl").mkdir(parents=True)
+    (root / ".runctl" / "config.yaml").write_text(
+        "store: ./mystore\ncompute_targets:\n  gpu1: {type: local, cancel_grace_s: 3}\n")
+    deep = root / "a" / "b"
+    deep.mkdir(parents=True)
+    import os
+
+    saved = os.environ.pop("RUNCTL_HOME")
+    try:
+        ws = load_workspace(deep)
+    finally:
+        os.environ["RUNCTL_HOME"] = saved
+    assert ws.store_dir == (root / "mystore").resolve()
+    assert ws.targets["gpu1"].options == {"cancel_grace_s": 3}
+    assert "local" in ws.targets
+    assert load_workspace(deep).store_dir == home.resolve(), "RUNCTL_HOME wins"
+
+
+def test_bad_workspace_config(tmp_path: Path, home: Path) -> None:
+    root = tmp_path / "ws"
+    (root / ".runctl").mkdir(parents=True)
+    (root / ".runctl" / "config.yaml").write_text("compute_targets:\n  gpu1: {tipe: local}\n")
+    with pytest.raises(ConfigError) as e:
+        load_workspace(root)
+    assert ".runctl/config.yaml:2:9: compute_targets.gpu1: missing required field 'type'" in str(e.value)
+
+
+def test_unknown_backend_type_is_bad_input(project: Project) -> None:
+    (project.root / ".runctl").mkdir()
+    (project.root / ".runctl" / "config.yaml").write_text("compute_targets:\n  k8s: {type: kubernetes}\n")
+    project.write("t.py", "print(1)\n")
+    r = project.cli("submit", str(project.job(script="t.py", compute_target="k8s")))
+    assert r.rc == 2
+    assert r.err.startswith("error: ") and "config.yaml:2:15: compute_targets.k8s.type: unknown compute target type" in r.err
+    assert project.cli("list", "--json").json() == []
