@@ -1,0 +1,152 @@
+"""The CLI as users and cron scripts drive it: exit codes, run references, --unique, rerun, output formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+from .conftest import Project
+
+
+def test_cron_style_submit_then_wait(project: Project) -> None:
+    job = project.script_job("import sys\nprint('working')\nsys.exit(5)\n")
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    assert "\n" not in run_id and run_id.startswith("test_")
+    assert project.cli("wait", run_id).rc == 5
+    assert project.cli("wait", "@last").rc == 5
+
+
+def test_run_references(project: Project) -> None:
+    job = project.script_job("print('x')\n")
+    first = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    second = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert project.cli("status", "@last", "--json").json()["id"] == second
+    prefix = second[: len(second) - 4]
+    assert not first.startswith(prefix)
+    assert project.cli("status", prefix, "--json").json()["id"] == second
+    r = project.cli("status", "test_")
+    assert r.rc == 2 and "matches several runs" in r.err
+    r = project.cli("status", "nope")
+    assert r.rc == 2 and r.err.startswith("error: no run matches 'nope'")
+
+
+def test_unique_key_never_stacks_runs(project: Project) -> None:
+    job = project.script_job("import time\ntime.sleep(600)\n")
+    a = project.cli("submit", str(job), "-q", "--unique", "nightly", check=True).out.strip()
+    b = project.cli("submit", str(job), "-q", "--unique", "nightly", check=True).out.strip()
+    assert a == b
+    assert len(project.cli("list", "--json").json()) == 1
+    project.cli("cancel", a, check=True)
+    assert project.cli("wait", a).rc == 130
+    c = project.cli("submit", str(job), "-q", "--unique", "nightly", check=True).out.strip()
+    assert c != a
+    project.cli("cancel", c, check=True)
+    project.cli("wait", c)
+
+
+def test_rerun_uses_the_same_snapshot(project: Project) -> None:
+    job = project.script_job("print(open('data.txt').read())\n")
+    project.write("data.txt", "version one")
+    first = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    project.write("data.txt", "version two")
+    again = project.cli("rerun", first, "-q", "--wait", check=True).out.strip()
+    assert again != first
+    assert "version one" in project.cli("logs", again).out
+    a, b = (project.cli("show", r, "--json").json() for r in (first, again))
+    assert a["snapshotId"] == b["snapshotId"]
+    assert b["properties"]["runctl.rerun_of"] == first
+
+
+def test_submit_follow_json_and_plain_list(project: Project) -> None:
+    job = project.script_job("print('followed output')\nfrom azureml.core import Run\nRun.get_context().log('m', 2)\n")
+    r = project.cli("submit", str(job), "--follow")
+    assert r.rc == 0 and "followed output" in r.out and "Completed" in r.err
+    d = project.cli("submit", str(job), "--json", "--wait").json()
+    assert d["created"] is True and d["experiment"] == "test"
+    table = project.cli("list").out.splitlines()
+    assert table[0].split() == ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"]
+    assert len(table) == 3
+    assert len(project.cli("list", "--limit", "1", "--json").json()) == 1
+    assert project.cli("list", "--status", "completed", "--json").json()[0]["status"] == "Completed"
+    assert project.cli("list", "--experiment", "other", "--json").json() == []
+    bad = project.cli("list", "--status", "Done")
+    assert bad.rc == 2 and "not a run status" in bad.err
+
+
+def test_metrics_csv(project: Project) -> None:
+    job = project.script_job("""
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("loss", 0.5, step=1)
+        run.log("loss", 0.25, step=2)
+        run.log_row("pts", x=1, y=2)
+        """)
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    rows = list(csv.reader(io.StringIO(project.cli("metrics", run_id, "--csv", check=True).out)))
+    assert rows[0] == ["name", "step", "value", "time"]
+    assert [r[:3] for r in rows[1:]] == [["loss", "1", "0.5"], ["loss", "2", "0.25"], ["pts.x", "", "1"], ["pts.y", "", "2"]]
+
+
+def test_start_failure_has_its_own_exit_code_and_is_recorded(project: Project, tmp_path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    (project.root / ".runctl").mkdir()
+    (project.root / ".runctl" / "config.yaml").write_text(
+        f"compute_targets:\n  broken: {{type: local, work_dir: '{blocker}'}}\n")
+    job = project.script_job("print(1)\n", compute_target="broken")
+    r = project.cli("submit", str(job))
+    assert r.rc == 3 and "failed to start" in r.err
+    runs = project.cli("list", "--json").json()
+    assert runs[0]["status"] == "Failed" and "failed to start" in runs[0]["error"]
+    assert project.cli("wait", runs[0]["id"]).rc == 3
+
+
+def test_missing_interpreter_is_bad_input(project: Project) -> None:
+    job = project.script_job("print(1)\n", environment={"python": {"interpreter_path": "/nonexistent/python"}})
+    r = project.cli("submit", str(job))
+    assert r.rc == 2 and "/nonexistent/python" in r.err
+    assert project.cli("list", "--json").json() == []
+
+
+def test_arguments_are_passed_verbatim_never_through_a_shell(project: Project) -> None:
+    job = project.script_job("import sys\nprint(sys.argv[1:])\n",
+                             arguments=["; rm -rf /", "$(whoami)", "a b", "it's", 3, True])
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "['; rm -rf /', '$(whoami)', 'a b', \"it's\", '3', 'true']" in project.cli("logs", run_id).out
+
+
+def test_command_jobs(project: Project) -> None:
+    project.write("data.txt", "x")
+    job = project.job(command="echo shell says $((6*7)) && ls data.txt")
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "shell says 42\ndata.txt" in project.cli("logs", run_id).out
+    job = project.job("list.yaml", command=["printf", "%s|", "a b", "$HOME"])
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert project.cli("logs", run_id).out == "a b|$HOME|"
+
+
+def test_environment_variables_reach_the_job(project: Project) -> None:
+    job = project.script_job("import os\nprint(os.environ['BATCH'], os.environ['RUNCTL_EXPERIMENT'])\n",
+                             environment={"environment_variables": {"BATCH": 64}})
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "64 test" in project.cli("logs", run_id).out
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = ("import sys\nfrom runctl.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('docker', 'paramiko', 'jsonschema', 'yaml', 'sqlite3') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_compute_list_and_check(project: Project) -> None:
+    (project.root / ".runctl").mkdir()
+    (project.root / ".runctl" / "config.yaml").write_text("compute_targets:\n  cpu: {type: local, cancel_grace_s: 5}\n")
+    items = project.cli("compute", "list", "--json", check=True).json()
+    assert {i["name"]: i["type"] for i in items} == {"local": "local", "cpu": "local"}
+    r = project.cli("compute", "check", "cpu", check=True)
+    assert r.out.startswith("cpu: ok")
+    assert project.cli("compute", "check", "gpu").rc == 2

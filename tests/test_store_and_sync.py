@@ -1,0 +1,129 @@
+"""Run store under concurrency, and sync's idempotence (with a fake backend for fault injection)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec
+from runctl.status import RunStatus
+from runctl.store import Store
+from runctl.sync import sync_run
+
+from .conftest import Project
+
+
+def test_twenty_concurrent_submits_get_distinct_runs(project: Project) -> None:
+    project.write("t.py", "print('hi')\n")
+    job = project.job(script="t.py")
+    procs = [subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q"], cwd=project.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(20)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert all(rc == 0 for _, _, rc in results), [err for _, err, rc in results if rc]
+    ids = [out.strip() for out, _, _ in results]
+    assert len(set(ids)) == 20
+    runs = project.cli("list", "--json", "--limit", "0", check=True).json()
+    assert sorted(r["id"] for r in runs) == sorted(ids)
+    assert sorted(r["number"] for r in runs) == list(range(1, 21))
+    for rid in ids:
+        assert project.cli("wait", rid).rc == 0
+
+
+class FakeBackend(Backend):
+    """RUN_DIR in a local folder the test writes to directly; state set by the test."""
+
+    name = "fake"
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__("fake", {}, run_dir)
+        self.run_dir = run_dir
+        self.state = JobState(RunStatus.RUNNING)
+
+    def submit(self, spec: LaunchSpec) -> Handle:
+        return Handle("fake", "1", str(self.run_dir))
+
+    def status(self, handle: Handle) -> JobState:
+        return self.state
+
+    def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
+        p = self.run_dir / relpath
+        if not p.exists():
+            return b""
+        with open(p, "rb") as f:
+            f.seek(offset)
+            return f.read(max_bytes)
+
+    def list_files(self, handle: Handle, reldir: str) -> list[tuple[str, int]]:
+        root = self.run_dir / reldir
+        return [(p.relative_to(self.run_dir).as_posix(), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
+
+    def cancel(self, handle: Handle) -> None:
+        pass
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> tuple[Store, FakeBackend, str]:
+    store = Store(tmp_path / "store")
+    run_dir = tmp_path / "rundir"
+    (run_dir / "logs").mkdir(parents=True)
+    backend = FakeBackend(run_dir)
+    record, _ = store.create_run("exp", handle=Handle("fake", "1", str(run_dir)).to_dict(), status=RunStatus.RUNNING)
+    return store, backend, record.id
+
+
+def ev(name: str, value: Any) -> bytes:
+    return (json.dumps({"k": "scalar", "n": name, "v": value, "t": 0}) + "\n").encode()
+
+
+def test_torn_line_waits_and_sync_is_idempotent(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, backend, rid = fake
+    events = backend.run_dir / "events.jsonl"
+    line = ev("loss", 0.5)
+    events.write_bytes(ev("loss", 1.0) + line[:10])  # the second line is half-written
+    (backend.run_dir / "logs" / "std_log.txt").write_bytes(b"partial line without newline")
+    for _ in range(2):
+        sync_run(store, backend, store.get(rid))
+    assert list(store.metric_events(rid)) == [("scalar", "loss", 1.0)]
+    assert (store.run_dir(rid) / "logs" / "std_log.txt").read_bytes() == b"partial line without newline"
+    with open(events, "ab") as f:
+        f.write(line[10:])
+    with open(backend.run_dir / "logs" / "std_log.txt", "ab") as f:
+        f.write(b"\n")
+    sync_run(store, backend, store.get(rid))
+    sync_run(store, backend, store.get(rid))
+    assert list(store.metric_events(rid)) == [("scalar", "loss", 1.0), ("scalar", "loss", 0.5)]
+    assert (store.run_dir(rid) / "logs" / "std_log.txt").read_bytes() == b"partial line without newline\n"
+
+
+def test_nan_inf_and_strings_survive(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, backend, rid = fake
+    (backend.run_dir / "events.jsonl").write_bytes(ev("x", float("nan")) + ev("x", float("inf")) + ev("s", "text"))
+    sync_run(store, backend, store.get(rid))
+    vals = [v for _, n, v in store.metric_events(rid) if n == "x"]
+    assert vals[0] != vals[0] and vals[1] == float("inf")
+    assert [v for _, n, v in store.metric_events(rid) if n == "s"] == ["text"]
+
+
+def test_concurrent_ingest_of_the_same_range_stores_it_once(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, _, rid = fake
+    e = [{"k": "scalar", "n": "a", "v": 1}]
+    assert store.ingest_events(rid, 0, 10, e)
+    assert not store.ingest_events(rid, 0, 10, e), "a second writer with a stale offset is refused"
+    assert list(store.metric_events(rid)) == [("scalar", "a", 1)]
+
+
+def test_final_sync_fetches_outputs_and_marks_synced(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, backend, rid = fake
+    (backend.run_dir / "outputs").mkdir()
+    (backend.run_dir / "outputs" / "m.bin").write_bytes(b"w" * 100)
+    backend.state = JobState(RunStatus.COMPLETED, exit_code=0, ended_at=5.0)
+    r = sync_run(store, backend, store.get(rid))
+    assert r.status == RunStatus.COMPLETED and r.synced and r.exit_code == 0
+    assert (store.run_dir(rid) / "outputs" / "m.bin").read_bytes() == b"w" * 100
+    backend.state = JobState(RunStatus.FAILED)
+    assert sync_run(store, backend, store.get(rid)).status == RunStatus.COMPLETED, "a synced run is final"
