@@ -178,7 +178,7 @@ def list_(
             raise InputError(f"--status {status_!r}: not a run status; use one of "
                              f"{', '.join(s.value for s in RunStatus)}") from None
     with _session() as s:
-        records = s.store.list(experiment=experiment, status=want, limit=limit or None)
+        records = s.store.runs(experiment=experiment, status=want, limit=limit or None)
         records = [refresh(s, r) if not r.synced and r.handle else r for r in records]
         if want is not None:
             records = [r for r in records if r.status == want]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -12,7 +12,7 @@ from .errors import ConfigError
 from .yamlpos import Located
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict:
     return json.loads(resources.files("runctl").joinpath(name).read_text())
 
@@ -92,7 +92,7 @@ def _describe(value: Any) -> str:
 
 
 def _describe_options(options: list) -> str:
-    parts = []
+    parts: list[str] = []
     for o in options:
         if "enum" in o:
             parts.extend(repr(e) for e in o["enum"])

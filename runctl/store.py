@@ -189,7 +189,9 @@ class Store:
     def resolve(self, ref: str) -> RunRecord:
         """A full id, a unique prefix of one, or ``@last`` (the newest run)."""
         if ref == "@last":
-            row = self.db.execute(_RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT 1").fetchone()
+            row = self.db.execute(
+                _RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT 1"
+            ).fetchone()
             if row is None:
                 raise InputError("@last: the store has no runs yet; submit one with `runctl submit JOB.yaml`")
             return RunRecord.from_row(row)
@@ -205,7 +207,7 @@ class Store:
             raise InputError(f"{ref!r} matches several runs ({ids}...); give more of the id")
         return RunRecord.from_row(rows[0])
 
-    def list(self, experiment: str | None = None, status: RunStatus | None = None, limit: int | None = None,
+    def runs(self, experiment: str | None = None, status: RunStatus | None = None, limit: int | None = None,
              parent_id: str | None = None, unfinished_only: bool = False) -> list[RunRecord]:
         where, args = ["1 = 1"], []
         if experiment is not None:

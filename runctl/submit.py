@@ -112,6 +112,6 @@ def rerun(session: Session, record: RunRecord, compute: str | None = None) -> Ru
 def _refresh_holders(session: Session, unique_key: str) -> None:
     from .runs import refresh
 
-    for r in session.store.list(unfinished_only=True):
+    for r in session.store.runs(unfinished_only=True):
         if r.unique_key == unique_key:
             refresh(session, r)

@@ -36,7 +36,7 @@ def shape_metrics(events: Iterable[tuple]) -> dict:
                 add = max((len(v) for v in value.values()), default=0)
             for col, vals in value.items():
                 cols.setdefault(col, [None] * n_before).extend(vals)
-            for col, vals in cols.items():
+            for vals in cols.values():
                 if len(vals) < n_before + add:
                     vals.extend([None] * (n_before + add - len(vals)))
             rows[name] = n_before + add

@@ -230,5 +230,7 @@ class OfflineRun(Run):
         self._say("table", name, value)
 
     def _events(self) -> list:
-        self._writer.flush()
-        return [(k, n, v) for k, n, v, *_ in self._writer.kept]
+        writer = self._writer
+        assert isinstance(writer, _MemoryWriter)
+        writer.flush()
+        return [(k, n, v) for k, n, v, *_ in writer.kept]
