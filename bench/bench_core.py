@@ -1,0 +1,186 @@
+"""Core benchmarks: run.log() cost, CLI start-up, `runctl list` with 1,000 runs, snapshot time.
+
+    python bench/bench_core.py [--quick]
+
+Prints a Markdown table (medians; ratios against the raw tool or a naive peer measured
+in the same run). Figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def row(what: str, ours: str, peer: str, ratio: str) -> None:
+    ROWS.append((what, ours, peer, ratio))
+    print(f"  {what}: {ours} | {peer} | {ratio}", file=sys.stderr)
+
+
+LOG_LOOP = textwrap.dedent("""
+    import json, os, statistics, sys, time
+    n, repeat, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    per_call = []
+    if mode == "runctl":
+        from runctl.context import Run
+        run = Run.get_context()
+        assert not run.id.startswith("OfflineRun")
+        log = run.log
+        for r in range(repeat):
+            t0 = time.perf_counter_ns()
+            for i in range(n):
+                log("loss", 0.5, step=i)
+            per_call.append((time.perf_counter_ns() - t0) / n / 1000)
+        t0 = time.perf_counter_ns()
+        run.flush()
+        flush_ms = (time.perf_counter_ns() - t0) / 1e6
+    else:
+        f = open(os.path.join(os.environ["RUNCTL_RUN_DIR"], "naive.jsonl"), "a")
+        for r in range(repeat):
+            t0 = time.perf_counter_ns()
+            for i in range(n):
+                f.write(json.dumps({"k": "scalar", "n": "loss", "v": 0.5, "s": i, "t": time.time()}) + "\\n")
+                f.flush()
+            per_call.append((time.perf_counter_ns() - t0) / n / 1000)
+        flush_ms = 0.0
+    print(json.dumps({"median_us": statistics.median(per_call), "flush_ms": flush_ms}))
+""")
+
+
+def bench_log(tmp: Path, n: int, repeat: int) -> None:
+    run_dir = tmp / "logrun"
+    run_dir.mkdir()
+    env = dict(os.environ, RUNCTL_RUN_ID="bench", RUNCTL_RUN_DIR=str(run_dir), RUNCTL_EXPERIMENT="bench")
+    res = {}
+    for mode in ("runctl", "naive"):
+        out = subprocess.run([sys.executable, "-c", LOG_LOOP, str(n), str(repeat), mode], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        res[mode] = json.loads(out)
+    lines = sum(1 for _ in open(run_dir / "events.jsonl"))
+    assert lines == n * repeat, (lines, n * repeat)
+    ours, naive = res["runctl"]["median_us"], res["naive"]["median_us"]
+    row(f"run.log() per call, {n:,} calls (median of {repeat})", f"{ours:.2f} µs",
+        f"naive JSON line + flush per call: {naive:.2f} µs", f"{naive / ours:.1f}x faster")
+
+
+def _runctl_cmd() -> str:
+    """The console script next to this Python (not a pyenv shim, which adds its own start-up)."""
+    exe = Path(sys.executable).parent / "runctl"
+    return str(exe) if exe.exists() else f"{sys.executable} -m runctl"
+
+
+def bench_help(tmp: Path, repeat: int) -> None:
+    minimal = tmp / "minimal_typer.py"
+    minimal.write_text("import typer\napp = typer.Typer()\n\n@app.command()\ndef hello(name: str = 'x') -> None:\n"
+                       "    print(name)\n\n@app.command()\ndef bye() -> None:\n    pass\n\napp()\n")
+    runctl = _runctl_cmd()
+    ours = median_time(lambda: subprocess.run([*runctl.split(), "--help"], capture_output=True, check=True), repeat)
+    peer = median_time(lambda: subprocess.run([sys.executable, str(minimal), "--help"], capture_output=True, check=True),
+                       repeat)
+    row(f"`runctl --help` (median of {repeat})", f"{ours * 1000:.0f} ms", f"minimal Typer app: {peer * 1000:.0f} ms",
+        f"{ours / peer:.2f}x")
+
+
+def bench_list(tmp: Path, repeat: int) -> None:
+    from runctl.status import RunStatus
+    from runctl.store import Store
+
+    home = tmp / "listhome"
+    store = Store(home)
+    for i in range(1000):
+        rec, _ = store.create_run(f"exp{i % 7}", status=RunStatus.COMPLETED, compute_target="local", exit_code=0)
+        store.update(rec.id, synced=True)
+    store.close()
+    env = dict(os.environ, RUNCTL_HOME=str(home))
+    runctl = _runctl_cmd()
+    for args in (["list", "--limit", "0"], ["list", "--limit", "0", "--json"]):
+        ours = median_time(lambda a=args: subprocess.run([*runctl.split(), *a], env=env, capture_output=True, check=True),
+                           repeat)
+        peer = median_time(lambda: subprocess.run(["sqlite3", str(home / "runctl.db"), "SELECT * FROM runs"],
+                                                  capture_output=True, check=True), repeat) if shutil.which("sqlite3") else None
+        row(f"`runctl {' '.join(args)}`, 1,000 runs (median of {repeat})", f"{ours * 1000:.0f} ms",
+            f"sqlite3 CLI SELECT *: {peer * 1000:.0f} ms" if peer else "-", f"{ours / peer:.1f}x" if peer else "-")
+
+
+def bench_snapshot(tmp: Path, repeat: int) -> None:
+    from runctl.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store import Store
+
+    src = tmp / "tree"
+    for i in range(2000):
+        p = src / f"pkg{i % 40}" / f"mod{i}.py"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"# module {i}\n" + "x = 1\n" * (i % 50))
+    with open(src / "weights.bin", "wb") as f:
+        f.write(os.urandom(50 << 20))
+    old = time.time() - 60
+    for p in src.rglob("*"):
+        os.utime(p, (old, old))
+
+    def snap(home: Path) -> None:
+        store = Store(home)
+        take_snapshot(list_source(src), ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+        store.close()
+
+    colds = []
+    for i in range(repeat):
+        home = tmp / f"snaphome{i}"
+        colds.append(median_time(lambda h=home: snap(h), 1))
+    cold = statistics.median(colds)
+    warm = median_time(lambda: snap(tmp / "snaphome0"), repeat)
+
+    def cp() -> None:
+        dest = tmp / "cpdest"
+        shutil.rmtree(dest, ignore_errors=True)
+        subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
+
+    cp_time = median_time(cp, repeat)
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    subprocess.run(["git", "-C", str(src), "add", "-A"], check=True)
+    git_status = median_time(lambda: subprocess.run(["git", "-C", str(src), "status", "--porcelain"], capture_output=True,
+                                                    check=True), repeat)
+    row(f"snapshot cold, 2,000 files + 50 MB (median of {repeat})", f"{cold * 1000:.0f} ms",
+        f"`cp -r` of the tree: {cp_time * 1000:.0f} ms", f"{cold / cp_time:.1f}x")
+    row(f"snapshot warm, unchanged (median of {repeat})", f"{warm * 1000:.0f} ms",
+        f"`git status` on the same tree: {git_status * 1000:.0f} ms", f"{warm / git_status:.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = ap.parse_args()
+    repeat = 3 if args.quick else 10
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        bench_log(tmp, 100_000, 5 if not args.quick else 3)
+        bench_help(tmp, repeat)
+        bench_list(tmp, repeat)
+        bench_snapshot(tmp, 5 if not args.quick else 3)
+    print("| what | runctl | peer, same machine, same run | ratio |")
+    print("|---|---|---|---|")
+    for r in ROWS:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
