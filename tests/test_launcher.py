@@ -1,0 +1,70 @@
+"""The launcher's inputs and outputs, as files: spec.json (golden), status.json, the job environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from runctl.backends.base import LaunchSpec
+from runctl.rundir import prepare
+from runctl.snapshot import ObjectStore, list_source, take_snapshot
+from runctl.store import Store
+
+GOLDEN_SPEC = {
+    "run_id": "exp_1_abcd",
+    "experiment": "exp",
+    "argv": ["/usr/bin/python3", "my script's.py", "--name", 'say "hi"; rm -rf $HOME'],
+    "env": {"A": "1 2", "QUOTE": "it's"},
+    "cwd": "code",
+    "timeout_s": 5,
+    "grace_s": 1.5,
+}
+
+
+def make_run_dir(tmp_path: Path, code: str) -> Path:
+    src = tmp_path / "src with space"
+    src.mkdir()
+    (src / "my script's.py").write_text(code)
+    store = Store(tmp_path / "store")
+    objects = ObjectStore(store.dir)
+    sid = take_snapshot(list_source(src), objects, store.stat_cache_get, store.stat_cache_put)
+    spec = LaunchSpec(run_id="exp_1_abcd", experiment="exp", argv=GOLDEN_SPEC["argv"], env=GOLDEN_SPEC["env"],
+                      timeout_s=5, grace_s=1.5, snapshot_id=sid)
+    run_dir = tmp_path / "run 'dir' \"quoted\""
+    prepare(run_dir, objects, sid, spec.launcher_spec())
+    return run_dir
+
+
+def test_spec_json_golden(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, "print(1)\n")
+    assert json.loads((run_dir / ".runctl" / "spec.json").read_text()) == GOLDEN_SPEC
+    shipped = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / ".runctl").rglob("*.py"))
+    assert ".runctl/launcher.py" in shipped and ".runctl/lib/sitecustomize.py" in shipped
+    assert ".runctl/lib/runctl_context/run.py" in shipped and ".runctl/shim/azureml/core/__init__.py" in shipped
+
+
+def test_launcher_runs_job_in_weird_paths_with_verbatim_argv(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, "import os, sys\nprint(sys.argv[1:], os.environ['QUOTE'], os.getcwd())\n")
+    spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
+    spec["argv"][0] = sys.executable
+    (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
+    rc = subprocess.run([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode
+    assert rc == 0
+    log = (run_dir / "logs" / "std_log.txt").read_text()
+    assert log == f"['--name', 'say \"hi\"; rm -rf $HOME'] it's {run_dir / 'code'}\n"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["reason"] == "exit" and status["exit_code"] == 0
+    assert not list(run_dir.glob("status.json.tmp*"))
+
+
+def test_launcher_records_a_missing_interpreter(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path, "print(1)\n")
+    spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
+    spec["argv"][0] = "/nonexistent/python"
+    (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
+    assert subprocess.run([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode == 127
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["reason"] == "start_failed" and "nonexistent" in status["error"]
+    assert "cannot start" in (run_dir / "logs" / "std_log.txt").read_text()

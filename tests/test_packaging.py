@@ -1,0 +1,50 @@
+"""Packaging and public surface: the wheel's layout, the exported names, the backend registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import runctl
+from runctl.backends import available, backend_class
+
+from .conftest import REPO
+
+
+def test_wheel_installs_backends_under_runctl_only(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("runctl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "runctl/backends/base.py" in names and "runctl/backends/local.py" in names
+    assert not [n for n in names if n.startswith("backends/")], "no bare top-level backends package"
+    for needed in ("runctl/runconfig.schema.json", "runctl/launcher.py", "runctl/context/run.py",
+                   "runctl/_shim/sitecustomize.py", "runctl/_shim/azureml/core/__init__.py"):
+        assert needed in names
+    schema = json.loads(zipfile.ZipFile(wheel).read("runctl/runconfig.schema.json"))
+    assert schema == json.loads((REPO / "runconfig.schema.json").read_text())
+
+
+def test_public_names() -> None:
+    assert runctl.__all__ == sorted(runctl.__all__, key=lambda n: (n != "__version__", n))
+    for name in runctl.__all__:
+        assert getattr(runctl, name) is not None
+
+
+def test_third_party_backend_via_entry_point(tmp_path: Path) -> None:
+    dist = tmp_path / "fancy_backend-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fancy-backend\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[runctl.backends]\nfancy = fancy_mod:FancyBackend\n")
+    (tmp_path / "fancy_mod.py").write_text(
+        "from runctl.backends.local import LocalBackend\nclass FancyBackend(LocalBackend):\n    name = 'fancy'\n")
+    code = ("from runctl.backends import available, backend_class\n"
+            "print(available()['fancy'], backend_class('fancy').name)")
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(tmp_path)}, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["fancy_mod:FancyBackend", "fancy"]
+    assert "fancy" not in available()
+    assert backend_class("local").name == "local"
