@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runctl.backends.base import Backend, Handle, JobState, LaunchSpec
 
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec
 from runctl.status import RunStatus
 from runctl.store import Store
 from runctl.sync import sync_run
