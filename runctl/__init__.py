@@ -12,7 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Run": "runctl.context:Run",
+    "Workspace": "runctl.api:Workspace",
+    "Experiment": "runctl.api:Experiment",
+    "ScriptRunConfig": "runctl.api:ScriptRunConfig",
+    "Run": "runctl.api:Run",
+    "RunFailed": "runctl.errors:RunFailed",
+    "ActivityFailedException": "runctl.errors:ActivityFailedException",
     "LoggingError": "runctl.context:LoggingError",
     "RunStatus": "runctl.status:RunStatus",
     "RunctlError": "runctl.errors:RunctlError",

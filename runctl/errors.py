@@ -77,3 +77,14 @@ class BackendUnreachable(RunctlError):
 
 class NotFinished(RunctlError):
     """An operation needs a finished run."""
+
+
+class RunFailed(RunctlError):
+    """``run.wait_for_completion()`` on a run that failed (Azure ML's ActivityFailedException)."""
+
+    def __init__(self, message: str, error_details: dict | None = None) -> None:
+        super().__init__(message)
+        self.error_details = error_details or {}
+
+
+ActivityFailedException = RunFailed

@@ -100,13 +100,20 @@ def load_job(path: str | Path, workspace: Workspace, sets: list[str] | None = No
         raise located.error((), "a job file must be a mapping of fields", "start from examples/hello/job.yaml")
     apply_sets(located, sets or [])
     validate(located, load_schema(SCHEMA_FILE))
-    return _build(located, path.resolve(), workspace)
+    return _build(located, path.resolve().parent, workspace, path.resolve())
 
 
-def _build(located: Located, job_file: Path, ws: Workspace) -> JobConfig:
+def job_from_mapping(doc: dict[str, Any], workspace: Workspace, origin: str, base_dir: Path) -> JobConfig:
+    """Check a job given as a mapping (the Python API's ScriptRunConfig) exactly as a job file."""
+    located = Located(doc, origin, {}, {})
+    validate(located, load_schema(SCHEMA_FILE))
+    return _build(located, base_dir, workspace, None)
+
+
+def _build(located: Located, base_dir: Path, ws: Workspace, job_file: Path | None) -> JobConfig:
     d = located.data
     src = Path(d.get("source_directory", "."))
-    src = (src if src.is_absolute() else job_file.parent / src).resolve()
+    src = (src if src.is_absolute() else base_dir / src).resolve()
     if not src.is_dir():
         raise located.error(("source_directory",), f"directory {str(src)!r} does not exist",
                             "give a directory relative to the job file")
@@ -124,7 +131,7 @@ def _build(located: Located, job_file: Path, ws: Workspace) -> JobConfig:
             raise located.error(("compute_target",), f"unknown compute target {target!r}", hint)
         raise ConfigError(f"unknown default compute target {target!r}", file=str(ws.config_path),
                           field="default_compute_target", hint=hint)
-    experiment = d.get("experiment") or ws.default_experiment or _experiment_from_dir(job_file.parent)
+    experiment = d.get("experiment") or ws.default_experiment or _experiment_from_dir(base_dir)
     return _job(d, src, target, experiment, job_file)
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from .errors import ExitCode, InputError, NotFinished
+from .errors import ExitCode, NotFinished
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord
@@ -19,9 +19,23 @@ POLL_MAX_S = 2.0
 
 def refresh(session: Session, record: RunRecord, blocking: bool = False) -> RunRecord:
     """Sync an unfinished run from its backend; a finished, synced run is returned as is."""
-    if record.synced or record.handle is None:
+    if record.synced:
         return record
+    if record.handle is None:
+        return _reconcile_in_process_run(session, record)
     return sync_run(session.store, session.backend_for(record), record, blocking=blocking)
+
+
+def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
+    """An interactive run whose Python process died without complete() is marked Failed."""
+    from .interactive import process_gone
+
+    if record.kind in ("interactive", "offline") and not record.status.is_terminal and process_gone(record.spec):
+        pid = (record.spec or {}).get("pid")
+        session.store.update(record.id, status=RunStatus.FAILED, ended_at=time.time(), synced=True,
+                             error=f"the process that started it (pid {pid}) exited without run.complete()")
+        return session.store.get(record.id)
+    return record
 
 
 def _poll_delays() -> Any:
@@ -148,6 +162,3 @@ def details(session: Session, record: RunRecord) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def require_finished_for(record: RunRecord, what: str) -> None:
-    if not record.status.is_terminal:
-        raise InputError(f"run {record.id} is {record.status}; {what}")

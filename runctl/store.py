@@ -102,6 +102,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+_TERMINAL_VALUES = tuple(s.value for s in RunStatus if s.is_terminal)
 _RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
 _UPDATABLE = {
     "display_name", "description", "status", "backend", "handle", "snapshot_id", "spec", "exit_code", "error",
@@ -208,7 +209,8 @@ class Store:
         return RunRecord.from_row(rows[0])
 
     def runs(self, experiment: str | None = None, status: RunStatus | None = None, limit: int | None = None,
-             parent_id: str | None = None, unfinished_only: bool = False) -> list[RunRecord]:
+             parent_id: str | None = None, unfinished_only: bool = False,
+             include_children: bool = False) -> list[RunRecord]:
         where, args = ["1 = 1"], []
         if experiment is not None:
             where.append("experiments.name = ?")
@@ -219,6 +221,8 @@ class Store:
         if parent_id is not None:
             where.append("runs.parent_id = ?")
             args.append(parent_id)
+        elif not include_children:
+            where.append("runs.parent_id IS NULL")
         if unfinished_only:
             where.append("runs.status NOT IN ('Completed', 'Failed', 'Canceled')")
         sql = _RUN_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY runs.created_at DESC, runs.rowid DESC"
@@ -251,21 +255,73 @@ class Store:
             cur = db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
             if cur != expected_offset:
                 return False
-            for ev in events:
-                kind, name, value = ev["k"], ev["n"], ev["v"]
-                if kind == "tag":
-                    db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (run_id, name, value))
-                elif kind == "property":
-                    db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (run_id, name, value))
-                elif kind == "display_name":
-                    db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (value, run_id))
-                else:
-                    db.execute(
-                        "INSERT INTO metrics (run_id, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (run_id, kind, name, json.dumps(value), ev.get("s"), ev.get("t"), ev.get("d")),
-                    )
+            self._apply_events(db, run_id, events)
             db.execute("UPDATE runs SET events_offset = ? WHERE id = ?", (new_offset, run_id))
         return True
+
+    def add_events(self, run_id: str, events: list[dict]) -> None:
+        """Store events logged in this process (interactive runs): no file, no offset."""
+        with self.tx() as db:
+            self._apply_events(db, run_id, events)
+
+    def _apply_events(self, db: sqlite3.Connection, top_id: str, events: list[dict]) -> None:
+        for ev in events:
+            kind, name, value = ev["k"], ev["n"], ev["v"]
+            rid = ev.get("r") or top_id
+            if rid != top_id:
+                self._ensure_child(db, top_id, rid, ev)
+            if kind == "tag":
+                if value is None:
+                    db.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (rid, name))
+                else:
+                    db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (rid, name, value))
+            elif kind == "property":
+                db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, value))
+            elif kind == "display_name":
+                db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (value, rid))
+            elif kind == "status":
+                db.execute(
+                    "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)",
+                    (value, ev.get("error"), ev.get("t"), rid, *_TERMINAL_VALUES),
+                )
+            elif kind != "run":
+                db.execute(
+                    "INSERT INTO metrics (run_id, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rid, kind, name, json.dumps(value), ev.get("s"), ev.get("t"), ev.get("d")),
+                )
+
+    def _ensure_child(self, db: sqlite3.Connection, top_id: str, child_id: str, ev: dict) -> None:
+        if db.execute("SELECT 1 FROM runs WHERE id = ?", (child_id,)).fetchone():
+            return
+        info = ev["v"] if ev["k"] == "run" and isinstance(ev["v"], dict) else {}
+        parent_id = info.get("parent") or top_id
+        parent = db.execute("SELECT experiment_id, compute_target FROM runs WHERE id = ?", (parent_id,)).fetchone()
+        if parent is None:
+            parent_id = top_id
+            parent = db.execute("SELECT experiment_id, compute_target FROM runs WHERE id = ?", (top_id,)).fetchone()
+        number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
+                            (parent["experiment_id"],)).fetchone()[0]
+        db.execute(
+            "INSERT INTO runs (id, experiment_id, number, kind, status, created_at, started_at, parent_id, display_name,"
+            " compute_target) VALUES (?, ?, ?, 'child', ?, ?, ?, ?, ?, ?)",
+            (child_id, parent["experiment_id"], number, RunStatus.RUNNING.value, ev.get("t") or time.time(),
+             ev.get("t"), parent_id, info.get("display_name"), parent["compute_target"]),
+        )
+
+    def finish_children(self, parent_id: str, status: RunStatus, ended_at: float) -> None:
+        """Children still open when their parent ends take its final status."""
+        error = None if status == RunStatus.COMPLETED else f"parent run {parent_id} ended {status.value}"
+        with self.tx() as db:
+            todo = [parent_id]
+            while todo:
+                pid = todo.pop()
+                kids = [r[0] for r in db.execute("SELECT id FROM runs WHERE parent_id = ?", (pid,))]
+                db.execute(
+                    f"UPDATE runs SET status = ?, error = COALESCE(error, ?), ended_at = ? WHERE parent_id = ? "
+                    f"AND status NOT IN ({', '.join('?' * len(_TERMINAL_VALUES))})",
+                    (status.value, error, ended_at, pid, *_TERMINAL_VALUES),
+                )
+                todo.extend(kids)
 
     def metric_events(self, run_id: str, name: str | None = None) -> Iterator[tuple[str, str, Any]]:
         sql = "SELECT kind, name, value FROM metrics WHERE run_id = ?"

@@ -24,7 +24,7 @@ def make_snapshot(session: Session, job: JobConfig) -> str:
     return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
 
 
-def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str) -> LaunchSpec:
+def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str, number: int | None = None) -> LaunchSpec:
     from .backends.base import LaunchSpec
 
     if job.script is not None:
@@ -38,7 +38,7 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str)
         run_id=run_id,
         experiment=job.experiment,
         argv=argv,
-        env=job.environment_variables,
+        env={**job.environment_variables, **({"RUNCTL_RUN_NUMBER": str(number)} if number is not None else {})},
         timeout_s=job.max_run_duration_seconds,
         grace_s=float(backend.options.get("cancel_grace_s", DEFAULT_GRACE_S)),
         snapshot_id=snapshot_id,
@@ -71,7 +71,7 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     store.add_properties(record.id, props)
     if job.tags:
         store.set_tags(record.id, job.tags)
-    spec = launch_spec(job, backend, record.id, snapshot_id)
+    spec = launch_spec(job, backend, record.id, snapshot_id, record.number)
     try:
         handle = backend.submit(spec)
     except RunctlError as e:

@@ -105,10 +105,14 @@ def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str) -> 
                 have += len(chunk)
 
 
+FETCHED_AT_END = ("outputs", "artifacts", "runs")
+
+
 def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
-    dest_root = store.run_dir(run_id)
-    for rel, size in backend.list_files(handle, "outputs"):
-        dest = dest_root / rel
+    """Copy outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the store."""
+    files = [f for d in FETCHED_AT_END for f in backend.list_files(handle, d)]
+    for rel, size in files:
+        dest = _store_path(store, run_id, rel)
         if dest.exists() and dest.stat().st_size == size:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +126,13 @@ def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -
                 f.write(chunk)
                 offset += len(chunk)
         os.replace(tmp, dest)
+
+
+def _store_path(store: Store, run_id: str, rel: str) -> Path:
+    parts = rel.split("/")
+    if parts[0] == "runs" and len(parts) > 2:  # a child run's file: runs/<child id>/<name>
+        return store.run_dir(parts[1]) / "/".join(parts[2:])
+    return store.run_dir(run_id) / rel
 
 
 def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
@@ -138,6 +149,8 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
                       ended_at=state.ended_at or time.time())
     if any(getattr(record, k) != v for k, v in values.items()):
         store.update(record.id, **values)
+    if status.is_terminal:
+        store.finish_children(record.id, status, values["ended_at"])
 
 
 def store_log_path(store: Store, run_id: str, name: str = "logs/std_log.txt") -> Path:

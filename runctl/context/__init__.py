@@ -5,6 +5,6 @@ runctl as ``runctl.context``; it must never import anything outside the standard
 """
 
 from ._values import LoggingError
-from .run import OfflineRun, Run
+from .run import ExperimentRef, OfflineRun, Run
 
-__all__ = ["LoggingError", "OfflineRun", "Run"]
+__all__ = ["ExperimentRef", "LoggingError", "OfflineRun", "Run"]

@@ -74,3 +74,44 @@ def row(name: str, cols: dict, what: str = "run.log_row") -> dict:
         check_name(k)
         out[k] = scalar("%s.%s" % (name, k), v, what)
     return out
+
+
+MAX_TAG_KEY_CHARS = 100
+MAX_TAG_VALUE_CHARS = 1000
+
+
+def step(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if hasattr(value, "item") and (type(value).__module__ or "").startswith("numpy"):
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LoggingError("step must be an integer, got %s" % type(value).__name__)
+    return int(value)
+
+
+def table(name: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise LoggingError("run.log_table(%r): value must be a dict of columns" % name)
+    if len(value) > MAX_ROW_COLUMNS:
+        raise LoggingError("run.log_table(%r): %d columns, the limit is %d; log several tables" % (name, len(value), MAX_ROW_COLUMNS))
+    cols = {}
+    for col, vals in value.items():
+        check_name(col)
+        if isinstance(vals, (list, tuple)) or type(vals).__name__ == "ndarray":
+            cols[col] = scalars(name, list(vals), "run.log_table")
+        else:
+            cols[col] = [scalar(name, vals, "run.log_table")]
+    lengths = sorted({len(v) for v in cols.values()})
+    if len(lengths) > 1:
+        raise LoggingError(
+            "run.log_table(%r): columns have different lengths %s; every column needs the same number of values"
+            % (name, lengths)
+        )
+    return cols
+
+
+def check_tag(key: str, value: str) -> None:
+    if len(key) > MAX_TAG_KEY_CHARS:
+        raise LoggingError("tag/property key %r... is %d characters, the limit is %d" % (key[:20], len(key), MAX_TAG_KEY_CHARS))
+    if len(value) > MAX_TAG_VALUE_CHARS:
+        raise LoggingError("tag/property %r: value is %d characters, the limit is %d" % (key, len(value), MAX_TAG_VALUE_CHARS))

@@ -1,9 +1,12 @@
-"""Buffered, crash-safe appender for RUN_DIR/events.jsonl (stdlib only).
+"""Buffered, crash-safe event writers (stdlib only).
 
-The training thread only appends a tuple to a deque; a daemon thread serialises and
-appends whole lines with one write() every ``interval_s``. Exit, SIGTERM and flush()
-write what is pending. A forked child starts with an empty buffer so nothing is
-written twice.
+The training thread only appends a tuple to a deque; a daemon thread hands what is
+pending to ``emit()`` every ``interval_s`` (appending whole lines to events.jsonl with one
+write() in the default writer). Exit, SIGTERM and flush() emit what is pending. A forked
+child starts with an empty buffer, so nothing is written twice.
+
+An event is (kind, name, value, step, time, extra): ``extra`` is None or a dict of more
+fields, e.g. {"r": child_run_id} or {"d": description}.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import atexit
 import collections
 import json
-import math
 import os
 import signal
 import threading
@@ -23,18 +25,27 @@ def _json_default(value):
     raise TypeError("value of type %s is not JSON serialisable" % type(value).__name__)
 
 
-def encode_event(ev) -> str:
+def event_record(ev) -> dict:
     kind, name, value, step, ts, extra = ev
     rec = {"k": kind, "n": name, "v": value, "t": ts}
     if step is not None:
         rec["s"] = step
     if extra:
         rec.update(extra)
-    return json.dumps(rec, default=_json_default, allow_nan=True, separators=(",", ":"))
+    return rec
+
+
+def encode_event(ev) -> str:
+    try:
+        return json.dumps(event_record(ev), default=_json_default, allow_nan=True, separators=(",", ":"))
+    except (TypeError, ValueError):  # checked at the call; this only guards odd subclasses
+        return json.dumps(event_record(ev[:2] + (repr(ev[2]),) + ev[3:]), default=repr, separators=(",", ":"))
 
 
 class EventWriter:
-    def __init__(self, path: str | None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    """Appends events to ``path`` (events.jsonl) from a background thread."""
+
+    def __init__(self, path: str | None, interval_s: float = DEFAULT_INTERVAL_S, background: bool = True) -> None:
         self.path = path
         self.interval_s = interval_s
         self.pending: collections.deque = collections.deque()
@@ -42,8 +53,8 @@ class EventWriter:
         self._wake = threading.Event()
         self._closed = False
         self._fd: int | None = None
-        self._thread: threading.Thread | None = None
-        if path is not None:
+        self._background = background
+        if background:
             self._start_thread()
             atexit.register(self.close)
             _install_sigterm_flush(self)
@@ -51,8 +62,7 @@ class EventWriter:
                 os.register_at_fork(after_in_child=self._after_fork)
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="runctl-events", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._loop, name="runctl-events", daemon=True).start()
 
     def _after_fork(self) -> None:
         self.pending.clear()
@@ -68,41 +78,52 @@ class EventWriter:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # a full disk must not kill training; retry next tick
+            except Exception:  # a full disk must not kill training; the events wait for the next tick
                 pass
 
     def flush(self) -> None:
-        if self.path is None:
-            return
         with self._lock:
             n = len(self.pending)
             if not n:
                 return
             pop = self.pending.popleft
-            lines = []
-            for _ in range(n):
-                ev = pop()
-                try:
-                    lines.append(encode_event(ev))
-                except (TypeError, ValueError):
-                    lines.append(encode_event((ev[0], ev[1], repr(ev[2]), ev[3], ev[4], ev[5])))
-            data = ("\n".join(lines) + "\n").encode("utf-8")
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            batch = [pop() for _ in range(n)]
+            try:
+                self.emit(batch)
+            except BaseException:
+                self.pending.extendleft(reversed(batch))
+                raise
+
+    def emit(self, events: list) -> None:
+        data = ("\n".join(encode_event(ev) for ev in events) + "\n").encode("utf-8")
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
         if self._closed:
             return
-        self.flush()
-        self._closed = True
-        self._wake.set()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._wake.set()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class MemoryWriter(EventWriter):
+    """Keeps events in memory (an offline run with nowhere to write)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, background=False)
+        self.kept: list = []
+
+    def emit(self, events: list) -> None:
+        self.kept.extend(events)
 
 
 _writers: list = []
@@ -129,7 +150,3 @@ def _install_sigterm_flush(writer: EventWriter) -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:
         pass
-
-
-def is_finite_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,6 +1,35 @@
-"""``from azureml.core import Run`` inside a runctl job, when azureml-core is not installed."""
+"""``from azureml.core import Run`` inside a runctl job, when azureml-core is not installed.
+
+``Run`` is the job's run context. Workspace, Experiment and ScriptRunConfig come from
+runctl's Python API where runctl itself is installed next to the job (local backend);
+elsewhere using them raises an error that says so.
+"""
 
 from runctl_context import Run  # noqa: F401
-from runctl_context.run import ExperimentRef as Experiment  # noqa: F401
 
-__all__ = ["Experiment", "Run"]
+try:
+    from runctl.api import Experiment, ScriptRunConfig, Workspace  # noqa: F401
+except ImportError:
+
+    class _NeedsRunctl:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(
+                "azureml.core.%s needs runctl installed where the job runs (pip install runctl); "
+                "inside a job, use Run.get_context()" % type(self).__name__
+            )
+
+        @classmethod
+        def from_config(cls, *args, **kwargs):
+            return cls()
+
+    class Workspace(_NeedsRunctl):
+        pass
+
+    class Experiment(_NeedsRunctl):
+        pass
+
+    class ScriptRunConfig(_NeedsRunctl):
+        pass
+
+
+__all__ = ["Experiment", "Run", "ScriptRunConfig", "Workspace"]

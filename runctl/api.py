@@ -1,0 +1,405 @@
+"""The Python submission API, mirroring Azure ML SDK v1: Workspace, Experiment,
+ScriptRunConfig and a store-backed Run.
+
+    ws = Workspace.from_config()
+    exp = Experiment(ws, "train")
+    run = exp.submit(ScriptRunConfig(source_directory=".", script="train.py"))
+    run.wait_for_completion(show_output=True)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from .context import run as ctx
+from .context._writer import EventWriter, event_record
+from .errors import InputError, RunFailed
+from .session import Session
+from .status import RunStatus
+from .store import RunRecord, Store
+from .workspace import load_workspace
+
+UI_URL_ENV = "RUNCTL_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:8765"
+_EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
+
+
+def portal_url(run_id: str) -> str:
+    """Where ``runctl ui`` shows a run (the address is fixed; the page comes with the UI)."""
+    return f"{os.environ.get(UI_URL_ENV, DEFAULT_UI_URL).rstrip('/')}/runs/{run_id}"
+
+
+class Workspace:
+    """A workspace: the store and compute targets of a ``.runctl/config.yaml`` (or the defaults)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike | None = None, **kwargs: Any) -> Workspace:
+        """Find ``.runctl/config.yaml`` from ``path`` (a directory or the file) or the current directory."""
+        if path is not None and Path(path).is_file():
+            return cls(Session(load_workspace(config_path=Path(path))))
+        return cls(Session(load_workspace(Path(path) if path else None)))
+
+    @property
+    def name(self) -> str:
+        cfg = self._session.ws.config_path
+        return cfg.parent.parent.name if cfg else "default"
+
+    @property
+    def store_dir(self) -> Path:
+        return self._session.ws.store_dir
+
+    @property
+    def compute_targets(self) -> dict[str, Any]:
+        return dict(self._session.ws.targets)
+
+    @property
+    def experiments(self) -> dict[str, Experiment]:
+        names = [r[0] for r in self._session.store.db.execute("SELECT name FROM experiments ORDER BY name")]
+        return {n: Experiment(self, n) for n in names}
+
+    def get_run(self, run_id: str) -> Run:
+        return Run.get(self, run_id)
+
+    def __repr__(self) -> str:
+        return f"Workspace(name={self.name!r}, store={str(self.store_dir)!r})"
+
+
+class Experiment:
+    """A named group of runs (created on first use)."""
+
+    def __init__(self, workspace: Workspace, name: str, **kwargs: Any) -> None:
+        if not isinstance(name, str) or not _EXPERIMENT_NAME.match(name):
+            raise InputError(f"experiment name {name!r}: use 1-255 letters, digits, _ or -, starting with a letter or digit")
+        self.workspace = workspace
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Experiment(name={self.name!r})"
+
+    def submit(self, config: ScriptRunConfig, tags: dict[str, str] | None = None, **kwargs: Any) -> Run:
+        from .submit import submit
+
+        session = self.workspace._session
+        job = config._to_job(session, self.name)
+        record, _ = submit(session, job)
+        run = Run._from_record(self.workspace, record)
+        if tags:
+            run.set_tags(tags)
+            run.flush()
+        return run
+
+    def start_logging(self, *args: Any, outputs: str | bool | None = None, snapshot_directory: str | None = ".",
+                      display_name: str | None = None, tags: dict[str, str] | None = None, run_id: str | None = None,
+                      **kwargs: Any) -> Run:
+        """An interactive run recorded in the store: log to it, then ``run.complete()``."""
+        from .interactive import start_interactive
+
+        return start_interactive(self, InteractiveRun, outputs=outputs, snapshot_directory=snapshot_directory,
+                                 display_name=display_name or kwargs.get("name"), tags=tags, run_id=run_id)
+
+    def get_runs(self, type: str | None = None, tags: Any = None, properties: Any = None,
+                 include_children: bool = False) -> Iterator[Run]:
+        """This experiment's runs, newest first."""
+        return Run.list(self, type=type, tags=tags, properties=properties, include_children=include_children)
+
+
+class ScriptRunConfig:
+    """What to run and where: Azure ML v1's ScriptRunConfig, checked against runconfig.schema.json."""
+
+    def __init__(self, source_directory: str | os.PathLike, script: str | None = None, arguments: list | str | None = None,
+                 run_config: Any = None, compute_target: Any = None, environment: Any = None,
+                 distributed_job_config: Any = None, max_run_duration_seconds: int = 2592000,
+                 command: list | str | None = None, docker_runtime_config: Any = None, *,
+                 resources: dict | None = None, display_name: str | None = None, tags: dict | None = None,
+                 node_count: int | None = None) -> None:
+        self.source_directory = os.fspath(source_directory)
+        self.script = script
+        self.arguments = arguments.split() if isinstance(arguments, str) else list(arguments or [])
+        self.compute_target = getattr(compute_target, "name", compute_target) or "local"
+        self.environment = environment
+        self.distributed_job_config = distributed_job_config
+        self.max_run_duration_seconds = max_run_duration_seconds
+        self.command = command
+        self.resources = resources
+        self.display_name = display_name
+        self.tags = tags
+        self.node_count = node_count
+
+    def _document(self, experiment: str) -> dict[str, Any]:
+        doc: dict[str, Any] = {"source_directory": self.source_directory, "compute_target": self.compute_target,
+                               "experiment": experiment, "max_run_duration_seconds": self.max_run_duration_seconds}
+        if self.script is not None:
+            doc["script"] = self.script
+        if self.arguments:
+            doc["arguments"] = [a if isinstance(a, (str, int, float, bool)) else str(a) for a in self.arguments]
+        if self.command is not None:
+            doc["command"] = self.command
+        env = _environment_dict(self.environment)
+        if env:
+            doc["environment"] = env
+        for key in ("resources", "display_name", "tags", "node_count"):
+            if getattr(self, key) is not None:
+                doc[key] = getattr(self, key)
+        if self.distributed_job_config is not None:
+            doc["distributed_job_config"] = _plain(self.distributed_job_config)
+        return doc
+
+    def _to_job(self, session: Session, experiment: str) -> Any:
+        from .jobconfig import job_from_mapping
+
+        return job_from_mapping(self._document(experiment), session.ws, "ScriptRunConfig", Path.cwd())
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_") and v is not None}
+
+
+def _environment_dict(env: Any) -> dict[str, Any]:
+    """Accept a dict, or an object shaped like azureml.core.Environment."""
+    if env is None:
+        return {}
+    if isinstance(env, dict):
+        return env
+    out: dict[str, Any] = {}
+    if getattr(env, "environment_variables", None):
+        out["environment_variables"] = dict(env.environment_variables)
+    docker = getattr(env, "docker", None)
+    image = getattr(docker, "base_image", None) or getattr(docker, "image", None)
+    if image:
+        out["docker"] = {"image": image}
+    interpreter = getattr(getattr(env, "python", None), "interpreter_path", None)
+    if interpreter and interpreter != "python":
+        out["python"] = {"interpreter_path": interpreter}
+    return out
+
+
+class StoreWriter(EventWriter):
+    """Writes events of a run started in this process straight into the store."""
+
+    def __init__(self, store_dir: Path, run_id: str, interval_s: float = 0.5) -> None:
+        self._store_dir = store_dir
+        self._run_id = run_id
+        self._store: Store | None = None
+        super().__init__(None, interval_s)
+
+    def emit(self, events: list) -> None:
+        if self._store is None:
+            self._store = Store(self._store_dir)
+        self._store.add_events(self._run_id, [event_record(ev) for ev in events])
+
+    def _after_fork(self) -> None:
+        self._store = None
+        super()._after_fork()
+
+
+class Run(ctx.Run):
+    """A run in the store, seen from Python: status, details, metrics, files, waiting."""
+
+    def __init__(self, workspace: Workspace, record: RunRecord, writer: EventWriter | None = None,
+                 parent: Run | None = None) -> None:
+        store_dir = workspace._session.ws.store_dir
+        super().__init__(record.id, str(workspace._session.store.run_dir(record.id)), Experiment(workspace, record.experiment),
+                         writer or StoreWriter(store_dir, record.id), parent=parent, number=record.number,
+                         display_name=record.display_name)
+        self._extra = None  # the store knows each run by id: no child tag needed
+        self._workspace = workspace
+        self._record = record
+
+    @classmethod
+    def _from_record(cls, workspace: Workspace, record: RunRecord) -> Run:
+        kind = InteractiveRun if record.kind in ("interactive", "offline") else Run
+        return kind(workspace, record)
+
+    @classmethod
+    def get(cls, workspace: Workspace, run_id: str) -> Run:
+        return Run._from_record(workspace, workspace._session.store.resolve(run_id))
+
+    @staticmethod
+    def list(experiment: Experiment, type: str | None = None, tags: Any = None, properties: Any = None,
+             status: str | None = None, include_children: bool = False) -> Iterator[Run]:
+        session = experiment.workspace._session
+        want = RunStatus.parse(status) if status else None
+        for record in session.store.runs(experiment=experiment.name, status=want, include_children=include_children):
+            if _matches(session.store.tags(record.id), tags) and _matches(session.store.properties(record.id), properties):
+                yield Run._from_record(experiment.workspace, record)
+
+    # -- state from the store ---------------------------------------------------------------
+    @property
+    def _session(self) -> Session:
+        return self._workspace._session
+
+    def _refresh(self) -> RunRecord:
+        from .runs import refresh
+
+        self._writer.flush()
+        self._record = refresh(self._session, self._session.store.get(self._id))
+        return self._record
+
+    @property
+    def status(self) -> str:
+        return self._refresh().status.value
+
+    def get_status(self) -> str:
+        return self.status
+
+    @property
+    def display_name(self) -> str | None:
+        return self._refresh().display_name
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        ctx.Run.display_name.fset(self, value)  # type: ignore[attr-defined]
+
+    @property
+    def parent(self) -> Run | None:
+        if self._parent is None and self._record.parent_id:
+            self._parent = Run.get(self._workspace, self._record.parent_id)
+        return self._parent
+
+    @property
+    def tags(self) -> dict[str, str]:
+        self._writer.flush()
+        return self._session.store.tags(self._id)
+
+    def get_tags(self) -> dict[str, str]:
+        return self.tags
+
+    @property
+    def properties(self) -> dict[str, str]:
+        self._writer.flush()
+        return self._session.store.properties(self._id)
+
+    def get_properties(self) -> dict[str, str]:
+        return self.properties
+
+    def add_properties(self, properties: dict[str, Any]) -> None:
+        have = self.properties
+        for k, v in properties.items():
+            if k in have and have[k] != str(v):
+                from .context import LoggingError
+
+                raise LoggingError(f"property {k!r} is already {have[k]!r}; properties are add-only")
+        super().add_properties(properties)
+
+    def get_details(self) -> dict[str, Any]:
+        from .runs import details
+
+        return details(self._session, self._refresh())
+
+    def get_portal_url(self) -> str:
+        return portal_url(self._id)
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: Any = None,
+                    populate: bool = False) -> dict[str, Any]:
+        from .runs import metrics
+
+        self._refresh()
+        if not recursive:
+            return metrics(self._session, self._record, name)
+        out = {}
+        for run in [self, *self.get_children(recursive=True)]:
+            m = metrics(self._session, run._record, name)
+            if m:
+                out[run.id] = m
+        return out
+
+    def get_children(self, recursive: bool = False, tags: Any = None, properties: Any = None, type: Any = None,
+                     status: Any = None) -> Iterator[Run]:
+        self._writer.flush()
+        want = RunStatus.parse(status) if status else None
+        for record in reversed(self._session.store.runs(parent_id=self._id, status=want)):
+            if _matches(self._session.store.tags(record.id), tags):
+                child = Run._from_record(self._workspace, record)
+                child._parent = self
+                yield child
+                if recursive:
+                    yield from child.get_children(recursive=True)
+
+    def _make_child(self, child_id: str, root: str | None, name: str | None) -> Run:
+        self._writer.flush()
+        store = self._session.store
+        store.add_events(self._id, [{"k": "run", "n": child_id, "v": {"parent": self._id, "display_name": name},
+                                     "r": child_id}])
+        child = type(self)(self._workspace, store.get(child_id), writer=StoreWriter(store.dir, child_id), parent=self)
+        return child
+
+    def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
+        import uuid
+
+        child_id = run_id or f"{self._id}_{uuid.uuid4().hex[:8]}"
+        child = self._make_child(child_id, None, name)
+        self._children.append(child)
+        return child
+
+    # -- waiting ---------------------------------------------------------------------------
+    def wait_for_completion(self, show_output: bool = False, wait_post_processing: bool = False,
+                            raise_on_error: bool = True) -> dict[str, Any]:
+        """Block until the run ends (streaming its output with show_output); return get_details()."""
+        from . import runs
+
+        record = self._session.store.get(self._id)
+        if show_output:
+            print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n\nStreaming logs/std_log.txt\n"
+                  f"{'=' * 26}\n", flush=True)
+            record = runs.follow(self._session, record, sys.stdout.buffer)
+            print(f"\nExecution Summary\n=================\nRunId: {self._id}\nWeb View: {self.get_portal_url()}\n",
+                  flush=True)
+        else:
+            record = runs.wait(self._session, record)
+        self._record = record
+        details = self.get_details()
+        if record.status == RunStatus.FAILED and raise_on_error:
+            raise RunFailed(f"run {self._id} failed: {record.error}", error_details=details)
+        return details
+
+    def cancel(self) -> None:
+        from .runs import cancel
+
+        self._record = cancel(self._session, self._session.store.get(self._id))
+
+    def complete(self, _set_status: bool = True) -> None:
+        self._writer.flush()
+
+    def fail(self, error_details: Any = None, error_code: Any = None, _set_status: bool = True) -> None:
+        self._writer.flush()
+
+    def __repr__(self) -> str:
+        return f"Run(experiment={self._record.experiment!r}, id={self._id!r}, status={self._record.status.value!r})"
+
+
+class InteractiveRun(Run):
+    """A run started in this process (``exp.start_logging()`` or an offline ``get_context()``)."""
+
+    outputs_dir: str | None = None
+
+    def _set_status(self, status: RunStatus, error: str | None = None) -> None:
+        from .interactive import finish_interactive
+
+        self._writer.flush()
+        finish_interactive(self, status, error)
+
+    def complete(self, _set_status: bool = True) -> None:
+        self._set_status(RunStatus.COMPLETED)
+
+    def fail(self, error_details: Any = None, error_code: Any = None, _set_status: bool = True) -> None:
+        self._set_status(RunStatus.FAILED, str(error_details) if error_details is not None else "failed")
+
+    def cancel(self) -> None:
+        self._set_status(RunStatus.CANCELED, "canceled")
+
+
+def _matches(have: dict[str, str], want: Any) -> bool:
+    if not want:
+        return True
+    if isinstance(want, str):
+        return want in have
+    return all(have.get(k) == str(v) for k, v in dict(want).items())

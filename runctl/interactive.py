@@ -1,0 +1,124 @@
+"""Runs started in this process: ``exp.start_logging()`` (notebooks) and recorded offline runs
+(``Run.get_context()`` outside a job, which Azure ML kept nowhere and runctl keeps in the store).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .context.run import _Announcing
+from .launcher import proc_start_ticks
+from .status import RunStatus
+
+if TYPE_CHECKING:
+    from .api import Experiment, InteractiveRun
+
+OFFLINE_EXPERIMENT = "offline"
+
+
+def start_interactive(experiment: Experiment, cls: type[InteractiveRun], *, outputs: str | bool | None,
+                      snapshot_directory: str | None, display_name: str | None, tags: dict[str, str] | None,
+                      run_id: str | None, kind: str = "interactive") -> InteractiveRun:
+    from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
+
+    session = experiment.workspace._session
+    store = session.store
+    props = {"azureml.runsource": "runctl.interactive"}
+    snapshot_id = None
+    if snapshot_directory is not None:
+        src = Path(snapshot_directory).resolve()
+        listing = list_source(src)
+        try:
+            check_size(listing, session.ws.snapshot_max_mb)
+        except Exception as e:
+            raise type(e)(f"{e}; or pass snapshot_directory=None to start_logging") from None
+        snapshot_id = take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+        props["ContentSnapshotId"] = snapshot_id
+        props.update(git_properties(src))
+    now = time.time()
+    record, _ = store.create_run(
+        experiment.name, kind=kind, status=RunStatus.RUNNING, run_id=run_id or str(uuid.uuid4()),
+        display_name=display_name, snapshot_id=snapshot_id, started_at=now, host=socket.gethostname(),
+        spec={"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "host": socket.gethostname(),
+              "cwd": os.getcwd()},
+    )
+    store.add_properties(record.id, props)
+    if tags:
+        store.set_tags(record.id, {str(k): "" if v is None else str(v) for k, v in tags.items()})
+    run = cls(experiment.workspace, store.get(record.id))
+    if outputs is not False:
+        run.outputs_dir = os.path.abspath("outputs" if outputs in (None, True, "") else str(outputs))
+        if isinstance(outputs, str) and outputs:
+            os.makedirs(run.outputs_dir, exist_ok=True)
+    return run
+
+
+def finish_interactive(run: InteractiveRun, status: RunStatus, error: str | None) -> None:
+    """Collect the tracked outputs folder and record the final status (once)."""
+    session = run._session
+    record = session.store.get(run.id)
+    if record.status.is_terminal:
+        return
+    if run.outputs_dir and os.path.isdir(run.outputs_dir):
+        dest = session.store.run_dir(run.id) / "outputs"
+        shutil.copytree(run.outputs_dir, dest, dirs_exist_ok=True)
+    now = time.time()
+    session.store.update(run.id, status=status, error=error, ended_at=now, synced=True)
+    session.store.finish_children(run.id, status, now)
+    run._status = status.value
+
+
+def process_gone(spec: dict[str, Any] | None) -> bool:
+    """True when the process that started an interactive run is no longer alive."""
+    if not spec or "pid" not in spec:
+        return False
+    if spec.get("host") not in (None, socket.gethostname()):
+        return False
+    ticks = proc_start_ticks(int(spec["pid"]))
+    return ticks is None or (spec.get("start_ticks") is not None and ticks != spec["start_ticks"])
+
+
+def offline_run() -> InteractiveRun:
+    """``Run.get_context()`` outside a job: a run that prints what it logs and is kept in the store."""
+    from .api import Experiment, InteractiveRun, Workspace
+
+    class OfflineRecordedRun(_Announcing, InteractiveRun):
+        pass
+
+    ws = Workspace.from_config()
+    name = ws._session.ws.default_experiment or OFFLINE_EXPERIMENT
+    run = start_interactive(Experiment(ws, name), OfflineRecordedRun, outputs=None, snapshot_directory=None,
+                            display_name=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None,
+                            tags=None, run_id=f"OfflineRun_{uuid.uuid4()}", kind="offline")
+    _finish_at_exit(run)
+    return run
+
+
+def _finish_at_exit(run: InteractiveRun) -> None:
+    failure: list[BaseException] = []
+    previous = sys.excepthook
+
+    def hook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        failure.append(exc)
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+    def finish() -> None:
+        try:
+            if failure:
+                run.fail(f"{type(failure[0]).__name__}: {failure[0]}")
+            else:
+                run.complete()
+        except Exception:
+            pass
+
+    atexit.register(finish)
