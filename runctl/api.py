@@ -189,7 +189,7 @@ class StoreWriter(EventWriter):
         self._store_dir = store_dir
         self._run_id = run_id
         self._store: Store | None = None
-        super().__init__(None, interval_s)
+        super().__init__(None, interval_s, lazy=True)
 
     def emit(self, events: list) -> None:
         if self._store is None:
@@ -207,10 +207,10 @@ class Run(ctx.Run):
     def __init__(self, workspace: Workspace, record: RunRecord, writer: EventWriter | None = None,
                  parent: Run | None = None) -> None:
         store_dir = workspace._session.ws.store_dir
+        if writer is None:  # a child shares its parent's writer; its events carry its id
+            writer = parent._writer if parent is not None else StoreWriter(store_dir, record.id)
         super().__init__(record.id, str(workspace._session.store.run_dir(record.id)), Experiment(workspace, record.experiment),
-                         writer or StoreWriter(store_dir, record.id), parent=parent, number=record.number,
-                         display_name=record.display_name)
-        self._extra = None  # the store knows each run by id: no child tag needed
+                         writer, parent=parent, number=record.number, display_name=record.display_name)
         self._workspace = workspace
         self._record = record
 
@@ -329,8 +329,7 @@ class Run(ctx.Run):
         store = self._session.store
         store.add_events(self._id, [{"k": "run", "n": child_id, "v": {"parent": self._id, "display_name": name},
                                      "r": child_id}])
-        child = type(self)(self._workspace, store.get(child_id), writer=StoreWriter(store.dir, child_id), parent=self)
-        return child
+        return type(self)(self._workspace, store.get(child_id), parent=self)
 
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
         import uuid

@@ -45,21 +45,27 @@ def encode_event(ev) -> str:
 class EventWriter:
     """Appends events to ``path`` (events.jsonl) from a background thread."""
 
-    def __init__(self, path: str | None, interval_s: float = DEFAULT_INTERVAL_S, background: bool = True) -> None:
+    def __init__(self, path: str | None, interval_s: float = DEFAULT_INTERVAL_S, background: bool = True,
+                 lazy: bool = False) -> None:
         self.path = path
         self.interval_s = interval_s
-        self.pending: collections.deque = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
         self._fd: int | None = None
-        self._background = background
-        if background:
-            self._start_thread()
-            atexit.register(self.close)
-            _install_sigterm_flush(self)
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=self._after_fork)
+        if background and lazy:  # no thread until the first event (many idle handles cost nothing)
+            self.pending: collections.deque = _StartOnAppend(self._start)
+        else:
+            self.pending = collections.deque()
+            if background:
+                self._start()
+
+    def _start(self) -> None:
+        self._start_thread()
+        atexit.register(self.close)
+        _install_sigterm_flush(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
 
     def _start_thread(self) -> None:
         threading.Thread(target=self._loop, name="runctl-events", daemon=True).start()
@@ -97,6 +103,7 @@ class EventWriter:
     def emit(self, events: list) -> None:
         data = ("\n".join(encode_event(ev) for ev in events) + "\n").encode("utf-8")
         if self._fd is None:
+            assert self.path is not None
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         view = memoryview(data)
         while view:
@@ -113,6 +120,18 @@ class EventWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+class _StartOnAppend(collections.deque):
+    def __init__(self, start) -> None:
+        super().__init__()
+        self._start = start
+
+    def append(self, item) -> None:
+        start, self._start = self._start, None
+        if start is not None:
+            start()
+        super().append(item)
 
 
 class MemoryWriter(EventWriter):

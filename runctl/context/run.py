@@ -31,7 +31,6 @@ MAX_JSON_METRIC_BYTES = 1 << 20
 NOT_METRICS = ("tag", "property", "display_name", "run", "status")
 
 _time = time.time
-_PLAIN = (float, int, str, bool)
 
 
 class ExperimentRef:
@@ -142,7 +141,8 @@ class Run:
     def log(self, name, value, description="", step=None):
         if type(name) is not str or len(name) > _values.MAX_NAME_CHARS:
             _values.check_name(name)
-        if type(value) not in _PLAIN:
+        t = type(value)
+        if t is not float and t is not int and t is not bool and (t is not str or len(value) > _values.MAX_STRING_CHARS):
             value = _values.scalar(name, value)
         if step is not None and type(step) is not int:
             step = _values.step(step)

@@ -1,0 +1,228 @@
+"""The run context as scripts use it: values, limits, crash safety, files, offline runs, the shim."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runctl.context import LoggingError, OfflineRun, Run
+
+from .conftest import Project
+
+
+def submit_wait(project: Project, code: str, **fields: object) -> str:
+    job = project.script_job(code, **fields)
+    r = project.cli("submit", str(job), "-q", "--wait")
+    assert r.rc == 0, project.cli("logs", r.out.strip()).out + r.err
+    return r.out.strip()
+
+
+def test_numpy_values_nan_inf_and_strings(project: Project) -> None:
+    run_id = submit_wait(project, """
+        import numpy as np
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("i64", np.int64(7))
+        run.log("f32", np.float32(0.5))
+        run.log("b", np.bool_(True))
+        run.log("nan", float("nan"))
+        run.log("ninf", -float("inf"))
+        run.log("s", "text")
+        run.log_list("arr", np.arange(3))
+        run.log("step_np", 1.0, step=np.int64(4))
+        """)
+    m = project.cli("metrics", run_id, "--json", check=True).json()
+    assert m["i64"] == 7 and isinstance(m["i64"], int)
+    assert m["f32"] == 0.5 and m["b"] is True and m["s"] == "text"
+    assert math.isnan(m["nan"]) and m["ninf"] == -math.inf
+    assert m["arr"] == [0, 1, 2]
+    csv_rows = project.cli("metrics", run_id, "--csv", "--name", "step_np", check=True).out.splitlines()
+    assert csv_rows[1].startswith("step_np,4,1.0,")
+
+
+def test_bad_values_fail_at_the_call_with_a_clear_message() -> None:
+    run = OfflineRun()
+    with pytest.raises(LoggingError, match="Use run.log_list instead"):
+        run.log("x", [1, 2])
+    with pytest.raises(LoggingError, match="values must be numbers, booleans or strings, got object"):
+        run.log("x", object())
+    with pytest.raises(LoggingError, match="limit is 255"):
+        run.log("n" * 256, 1)
+    with pytest.raises(LoggingError, match="16 columns, the limit is 15"):
+        run.log_row("wide", **{f"c{i}": i for i in range(16)})
+    with pytest.raises(LoggingError, match="different lengths"):
+        run.log_table("t", {"a": [1, 2], "b": [1]})
+    with pytest.raises(LoggingError, match="limit is 4096"):
+        run.log("long", "x" * 5000)
+    with pytest.raises(LoggingError, match="exactly one of path= or plot="):
+        run.log_image("img")
+    with pytest.raises(LoggingError, match="step must be an integer"):
+        run.log("x", 1, step=1.5)
+    run.log("ok", 1)
+    assert run.get_metrics() == {"ok": 1}
+
+
+def test_sigkill_keeps_what_was_flushed_and_duplicates_nothing(project: Project) -> None:
+    job = project.script_job("""
+        import os, signal, time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(1000):
+            run.log("kept", i)
+        time.sleep(1.5)          # three flush intervals
+        for i in range(5):
+            run.log("maybe", i)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    assert project.cli("wait", run_id).rc == 137
+    m = project.cli("metrics", run_id, "--json", check=True).json()
+    assert m["kept"] == list(range(1000))
+    maybe = m.get("maybe", [])
+    maybe = maybe if isinstance(maybe, list) else [maybe]
+    assert maybe == list(range(len(maybe))), "at most the last interval is lost; nothing is duplicated"
+
+
+def test_sigterm_flushes_pending_values(project: Project) -> None:
+    job = project.script_job("""
+        import os, signal
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(10):
+            run.log("v", i)
+        os.kill(os.getpid(), signal.SIGTERM)
+        """, environment={"environment_variables": {"RUNCTL_FLUSH_INTERVAL_S": "60"}})
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    assert project.cli("wait", run_id).rc == 143
+    assert project.cli("metrics", run_id, "--json", check=True).json() == {"v": list(range(10))}
+
+
+def test_forked_child_does_not_duplicate_buffered_values(project: Project) -> None:
+    run_id = submit_wait(project, """
+        import os
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("before_fork", 1)
+        pid = os.fork()
+        if pid == 0:
+            run.log("from_child", 2)
+            run.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """, environment={"environment_variables": {"RUNCTL_FLUSH_INTERVAL_S": "60"}})
+    assert project.cli("metrics", run_id, "--json", check=True).json() == {"before_fork": 1, "from_child": 2}
+
+
+def test_logs_folder_is_synced_while_the_run_is_live(project: Project) -> None:
+    from .conftest import wait_for
+
+    job = project.script_job("""
+        import time
+        with open("logs/progress.txt", "w") as f:
+            f.write("halfway\\n")
+        print("wrote", flush=True)
+        time.sleep(600)
+        """)
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    wait_for(lambda: "logs/progress.txt" in project.cli("show", run_id, "--json").json().get("logFiles", {}),
+             what="logs/progress.txt to be synced")
+    path = project.cli("show", run_id, "--json").json()["logFiles"]["logs/progress.txt"]
+    assert Path(path).read_text() == "halfway\n"
+    project.cli("cancel", run_id, check=True)
+    project.cli("wait", run_id)
+
+
+def test_shim_never_shadows_a_real_azureml(project: Project, tmp_path: Path) -> None:
+    real = tmp_path / "site" / "azureml" / "core"
+    real.mkdir(parents=True)
+    (real.parent / "__init__.py").write_text("")
+    (real / "__init__.py").write_text("Run = 'the real azureml-core'\n")
+    run_id = submit_wait(project, "from azureml.core import Run\nprint('Run is', Run)\n",
+                         environment={"environment_variables": {"PYTHONPATH": str(tmp_path / "site")}})
+    assert "Run is the real azureml-core" in project.cli("logs", run_id).out
+
+
+def test_a_shadowed_sitecustomize_still_runs(project: Project, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import builtins\nbuiltins.CUSTOMIZED = True\n")
+    run_id = submit_wait(project, "import builtins\nfrom azureml.core import Run\nprint('customized', builtins.CUSTOMIZED)\n",
+                         environment={"environment_variables": {"PYTHONPATH": str(site)}})
+    assert "customized True" in project.cli("logs", run_id).out
+
+
+def test_offline_run_prints_and_is_recorded(project: Project) -> None:
+    script = project.write("offline.py", """
+        from runctl import Run
+        run = Run.get_context()
+        print("id", run.id)
+        run.log("loss", 0.5)
+        run.log("loss", 0.25)
+        run.log_row("pts", x=1, y=2)
+        run.tag("where", "laptop")
+        """)
+    p = subprocess.run([sys.executable, str(script)], cwd=project.src, capture_output=True, text=True, check=True)
+    assert "Attempted to log scalar metric loss:\n0.5" in p.stdout
+    run_id = p.stdout.split("id ", 1)[1].split()[0]
+    assert run_id.startswith("OfflineRun_")
+    st = project.cli("status", run_id, "--json", check=True).json()
+    assert st["status"] == "Completed" and st["experiment"] == "offline"
+    assert project.cli("metrics", run_id, "--json", check=True).json() == {"loss": [0.5, 0.25], "pts": {"x": 1, "y": 2}}
+    assert project.cli("show", run_id, "--json", check=True).json()["tags"] == {"where": "laptop"}
+
+
+def test_offline_run_that_crashes_is_failed_and_memory_mode_keeps_nothing(project: Project) -> None:
+    script = project.write("crash.py", "from runctl import Run\nrun = Run.get_context()\nrun.log('a', 1)\nraise ValueError('boom')\n")
+    p = subprocess.run([sys.executable, str(script)], cwd=project.src, capture_output=True, text=True)
+    assert p.returncode == 1 and "ValueError: boom" in p.stderr
+    runs = project.cli("list", "--json", check=True).json()
+    assert runs[0]["status"] == "Failed" and "ValueError: boom" in runs[0]["error"]
+    env = dict(os.environ, RUNCTL_OFFLINE="memory")
+    p = subprocess.run([sys.executable, "-c", "from runctl import Run\nr = Run.get_context()\nr.log('a', 1)\n"
+                        "print(r.get_metrics())"], cwd=project.src, capture_output=True, text=True, env=env, check=True)
+    assert p.stdout.strip().endswith("{'a': 1}")
+    assert len(project.cli("list", "--json", check=True).json()) == 1
+
+
+def test_get_context_outside_a_run_without_offline_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
+    monkeypatch.setattr(Run, "_context", None)
+    with pytest.raises(RuntimeError, match="submit the script with `runctl submit`"):
+        Run.get_context(allow_offline=False)
+
+
+def test_in_memory_offline_run_surface(capsys: pytest.CaptureFixture[str]) -> None:
+    run = OfflineRun()
+    assert run.id.startswith("OfflineRun_")
+    run.log("a", 1)
+    run.log_list("l", [1, 2])
+    child = run.child_run("c")
+    child.log("x", 3)
+    with run.child_run() as c2:
+        c2.log("y", 4)
+    run.set_tags({"k": "v"})
+    assert run.get_metrics() == {"a": 1, "l": [1, 2]}
+    assert run.get_metrics(recursive=True) == {run.id: {"a": 1, "l": [1, 2]}, child.id: {"x": 3}, c2.id: {"y": 4}}
+    assert c2.status == "Completed" and child.parent is run
+    out = capsys.readouterr().out
+    assert "Attempted to log scalar metric a:\n1" in out and "Attempted to log list metric l:" in out
+    assert "Attempted to set tags {'k': 'v'}" in out
+
+
+def test_metric_events_carry_step_and_time(project: Project) -> None:
+    run_id = submit_wait(project, "from azureml.core import Run\nr = Run.get_context()\nr.log('a', 1, step=10)\nr.log('a', 2)\n")
+    rows = project.cli("metrics", run_id, "--csv", check=True).out.splitlines()[1:]
+    assert [r.split(",")[:3] for r in rows] == [["a", "10", "1"], ["a", "", "2"]]
+    assert all(float(r.split(",")[3]) > 1.7e9 for r in rows)
+
+
+def test_events_file_is_plain_jsonl(project: Project, home: Path) -> None:
+    run_id = submit_wait(project, "from azureml.core import Run\nRun.get_context().log('a', 1)\n")
+    lines = (home / "work" / run_id / "events.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["n"] for ln in lines] == ["a"]
