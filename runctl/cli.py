@@ -237,6 +237,7 @@ def metrics(
     name: Optional[str] = typer.Option(None, "--name", help="Only this metric."),
     json_: bool = typer.Option(False, "--json", help="Print the dict run.get_metrics() returns."),
     csv_: bool = typer.Option(False, "--csv", help="Print every logged value as CSV (name,step,value,time)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Include child runs: {run_id: {...}}."),
 ) -> None:
     """Print a run's metrics."""
     from .runs import metrics as get_metrics
@@ -247,11 +248,21 @@ def metrics(
             _metrics_csv(s, record.id, name)
             return
         m = get_metrics(s, record, name)
+        if recursive:
+            m = {r.id: get_metrics(s, r, name) for r in [record, *_descendants(s, record)]}
+            m = {k: v for k, v in m.items() if v}
         if json_:
             _print_json(m)
             return
         for k, v in m.items():
             print(f"{k}: {json.dumps(v, allow_nan=True)}")
+
+
+def _descendants(s: Any, record: Any) -> list[Any]:
+    out = []
+    for child in reversed(s.store.runs(parent_id=record.id)):
+        out += [child, *_descendants(s, child)]
+    return out
 
 
 def _metrics_csv(s: Any, run_id: str, name: str | None) -> None:

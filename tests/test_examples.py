@@ -80,5 +80,6 @@ def test_v1_script(tmp_path: Path, home: Path) -> None:
     assert [c.get_tags().get("azureml.batch_child_number") for c in children] == [None, "0", "1", None]
     rec = run.get_metrics(recursive=True)
     assert rec[children[0].id] == {"fold_loss": 0.25} and rec[children[3].id] == {"inside": math.pi}
+    assert json.dumps(run_cli("metrics", run_id, "--json", "-r", cwd=tmp_path).json(), sort_keys=True) == json.dumps(rec, sort_keys=True)
     assert [rec[c.id]["child_metric"] for c in children[1:3]] == [0, 1]
     assert run_cli("list", "--json", cwd=tmp_path).json()[0]["id"] == run_id

@@ -42,6 +42,38 @@ def encode_event(ev) -> str:
         return json.dumps(event_record(ev[:2] + (repr(ev[2]),) + ev[3:]), default=repr, separators=(",", ":"))
 
 
+_NAMES: dict = {}
+
+
+def _number(value, t):
+    if t is int:
+        return "%d" % value
+    if value != value:
+        return "NaN"
+    if value in (_INF, -_INF):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(value)
+
+
+_INF = float("inf")
+
+
+def encode_line(ev) -> str:
+    """encode_event, with a fast path for the common case: a plain number logged by run.log()."""
+    kind, name, value, step, ts, extra = ev
+    t = type(value)
+    if kind == "scalar" and extra is None and (t is float or t is int) and (step is None or type(step) is int):
+        n = _NAMES.get(name)
+        if n is None:
+            n = json.dumps(name)
+            if len(_NAMES) < 10000:  # names built from loop variables must not grow this forever
+                _NAMES[name] = n
+        if step is None:
+            return '{"k":"scalar","n":%s,"v":%s,"t":%r}' % (n, _number(value, t), ts)
+        return '{"k":"scalar","n":%s,"v":%s,"t":%r,"s":%d}' % (n, _number(value, t), ts, step)
+    return encode_event(ev)
+
+
 class EventWriter:
     """Appends events to ``path`` (events.jsonl) from a background thread."""
 
@@ -101,7 +133,7 @@ class EventWriter:
                 raise
 
     def emit(self, events: list) -> None:
-        data = ("\n".join(encode_event(ev) for ev in events) + "\n").encode("utf-8")
+        data = ("\n".join(map(encode_line, events)) + "\n").encode("utf-8")
         if self._fd is None:
             assert self.path is not None
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Docker Engine for the tests: install docker.io, start dockerd, build the test images
+# offline (no registry is reachable). Idempotent: what is already there is left alone.
+#   local/python:3.11-bookworm   Debian minbase + python3 (debootstrap, then docker import)
+#   local/nopython:1             busybox only, for jobs in images without Python
+set -euo pipefail
+PY_IMAGE=${RUNCTL_TEST_IMAGE:-local/python:3.11-bookworm}
+NOPY_IMAGE=local/nopython:1
+CACHE=/var/cache/runctl-test
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+[ -x /bin/busybox ] || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    mkdir -p /var/log
+    nohup dockerd >/var/log/runctl-test-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { echo "dockerd did not come up; see /var/log/runctl-test-dockerd.log" >&2; exit 1; }
+fi
+
+if ! docker image inspect "$PY_IMAGE" >/dev/null 2>&1; then
+    rootfs="$CACHE/rootfs-bookworm"
+    if [ ! -x "$rootfs/usr/bin/python3" ]; then
+        rm -rf "$rootfs"
+        mkdir -p "$CACHE"
+        debootstrap --variant=minbase --include=python3 bookworm "$rootfs" >"$CACHE/debootstrap.log" 2>&1 \
+            || { echo "debootstrap failed; see $CACHE/debootstrap.log" >&2; exit 1; }
+    fi
+    tar -C "$rootfs" -c . | docker import - "$PY_IMAGE" >/dev/null
+fi
+
+if ! docker image inspect "$NOPY_IMAGE" >/dev/null 2>&1; then
+    d=$(mktemp -d)
+    mkdir -p "$d/bin" "$d/tmp"
+    cp /bin/busybox "$d/bin/busybox"
+    for cmd in sh echo cat ls sleep printf id env; do ln -s busybox "$d/bin/$cmd"; done
+    tar -C "$d" -c . | docker import -c 'ENV PATH=/bin' - "$NOPY_IMAGE" >/dev/null
+    rm -rf "$d"
+fi
+docker run --rm "$PY_IMAGE" python3 -c 'import sys; print("docker ok:", sys.version.split()[0])'
