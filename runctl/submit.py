@@ -76,9 +76,9 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
         handle = backend.submit(spec)
     except RunctlError as e:
         store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
-        if isinstance(e, StartError):
-            raise
-        raise StartError(f"run {record.id} failed to start: {e}") from e
+        wrapped = StartError(f"run {record.id} failed to start: {e}")
+        wrapped.exit_code = e.exit_code  # e.g. an unreachable daemon keeps its own exit code
+        raise wrapped from e
     except Exception as e:
         store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
         raise StartError(f"run {record.id} failed to start: {type(e).__name__}: {e}") from e
