@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "runctl.backends"
 
 BUILTIN = MappingProxyType({
     "local": "runctl.backends.local:LocalBackend",
+    "docker": "runctl.backends.docker:DockerBackend",
 })
 
 

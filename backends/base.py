@@ -105,6 +105,9 @@ class Backend(abc.ABC):
     def cancel(self, handle: Handle) -> None:
         """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period)."""
 
+    def release(self, handle: Handle, state: JobState) -> None:  # noqa: B027 - optional hook
+        """Called once the run is final and fully synced: free what the job held (e.g. remove a container)."""
+
     def check(self) -> list[str]:
         """Lines for ``runctl compute check``; raise BackendUnreachable if it cannot work."""
         return []

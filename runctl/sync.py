@@ -62,6 +62,8 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         if state.status.is_terminal:
             fetch_outputs(store, backend, handle, record.id)
         _record_state(store, record, state)
+        if state.status.is_terminal:
+            backend.release(handle, state)
     return store.get(record.id)
 
 

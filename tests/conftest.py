@@ -99,3 +99,13 @@ def wait_for(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1, wha
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def require_service(name: str, available: bool, how: str) -> None:
+    """Skip when a real service is missing on a developer's machine; in CI (CI=true) fail."""
+    if available:
+        return
+    message = f"{name} is not available: {how}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " (CI must bring it up: tests/infra/up.sh)")
+    pytest.skip(message)

@@ -13,3 +13,20 @@ class TestLocalContract(BackendContract):
     @pytest.fixture
     def target_config(self) -> dict[str, Any]:
         return {"type": "local"}
+
+
+def test_a_stop_runctl_did_not_ask_for_is_a_failure(project) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import signal
+
+    from .conftest import wait_for
+
+    job = project.script_job("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    wait_for(lambda: "up" in project.cli("logs", run_id).out, what="the job to start")
+    status_file = project.root.parent / "store" / "work" / run_id / "status.json"
+    os.kill(json.loads(status_file.read_text())["launcher_pid"], signal.SIGTERM)
+    assert project.cli("wait", run_id, "--timeout", "60").rc == 143
+    st = project.cli("status", run_id, "--json", check=True).json()
+    assert st["status"] == "Failed" and "outside runctl" in st["error"]

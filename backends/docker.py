@@ -1,0 +1,385 @@
+"""The Docker backend: each run in a container on the local Docker Engine (docker SDK).
+
+RUN_DIR is made on this machine (as for the local backend) and bind-mounted at
+/runctl/run; the snapshot is the working directory and the launcher runs inside with the
+image's Python. An image without Python still runs a ``command:`` job (output and exit
+code only). Containers carry runctl labels, so a run is found again after runctl, the
+machine or dockerd restarted; a container is removed once its run is finished and synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from runctl import __version__
+from runctl.errors import BackendUnreachable, InputError, StartError
+from runctl.snapshot import ObjectStore
+from runctl.status import RunStatus
+
+from .base import Handle, JobState, LaunchSpec
+from .hostdir import CANCEL_MARKER, HostDirBackend, finished_state, read_status, times
+
+CONTAINER_RUN_DIR = "/runctl/run"
+LABEL_RUN_ID = "runctl.run_id"
+LABEL_EXPERIMENT = "runctl.experiment"
+LABEL_VERSION = "runctl.version"
+BUILT_IMAGE_REPO = "runctl-env"
+CANCEL_ESCALATE_S = 10.0
+
+# The container's command. With Python in the image, the launcher runs the job; without,
+# the command runs directly with its output in the run's log (and `timeout` for the limit).
+BOOTSTRAP = r"""run=/runctl/run
+if command -v "$RUNCTL_PYTHON" >/dev/null 2>&1; then
+    exec "$RUNCTL_PYTHON" "$run/.runctl/launcher.py" "$run"
+fi
+mkdir -p "$run/outputs" "$run/logs"
+[ -e outputs ] || ln -s ../outputs outputs
+[ -e logs ] || ln -s ../logs logs
+echo "runctl: no $RUNCTL_PYTHON in this image; running the command without the launcher" >>"$run/logs/std_log.txt"
+if [ -n "$RUNCTL_TIMEOUT_S" ] && command -v timeout >/dev/null 2>&1; then
+    exec timeout -s TERM -k "$RUNCTL_GRACE_S" "$RUNCTL_TIMEOUT_S" "$@" >>"$run/logs/std_log.txt" 2>&1
+fi
+exec "$@" >>"$run/logs/std_log.txt" 2>&1
+"""
+
+
+@contextlib.contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """Convert docker SDK / transport errors into runctl's, naming what was being done."""
+    import docker.errors
+    import requests
+
+    try:
+        yield
+    except docker.errors.ImageNotFound as e:
+        raise StartError(f"{what}: image not found: {e.explanation or e}") from e
+    except docker.errors.APIError as e:
+        raise StartError(f"{what}: the Docker daemon said: {e.explanation or e}") from e
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
+        raise BackendUnreachable(unreachable_message(e)) from e
+
+
+def unreachable_message(e: BaseException) -> str:
+    text = str(e)
+    if "Permission denied" in text or isinstance(e.__context__, PermissionError):
+        return ("permission denied on the Docker socket (/var/run/docker.sock); add your user to the "
+                "'docker' group (then log in again) or run as root")
+    return (f"the Docker daemon does not answer ({text}); start it (`systemctl start docker`, or `dockerd &`) "
+            f"and check with `runctl compute check`")
+
+
+def parse_gpus(value: Any) -> list[dict[str, Any]]:
+    """resources.gpus / the target's gpus -> Docker device requests (NVIDIA)."""
+    if value in (None, 0, "0", False):
+        return []
+    if value == "all":
+        return [{"Driver": "", "Count": -1, "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]
+    if isinstance(value, list):
+        return [{"Driver": "", "Count": 0, "DeviceIDs": [str(v) for v in value], "Capabilities": [["gpu"]], "Options": {}}]
+    return [{"Driver": "", "Count": int(value), "DeviceIDs": None, "Capabilities": [["gpu"]], "Options": {}}]
+
+
+def parse_mounts(mounts: list[Any]) -> dict[str, dict[str, str]]:
+    """``host:container[:rw|ro]`` strings or {source, target, read_only} -> docker-py volumes (read-only by default)."""
+    out: dict[str, dict[str, str]] = {}
+    for m in mounts or []:
+        if isinstance(m, str):
+            parts = m.split(":")
+            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+                raise InputError(f"mount {m!r}: use HOST:CONTAINER or HOST:CONTAINER:rw")
+            source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else "ro"
+        else:
+            source, target = m.get("source"), m.get("target")
+            mode = "ro" if m.get("read_only", True) else "rw"
+        source = os.path.abspath(os.path.expanduser(str(source)))
+        if not os.path.exists(source):
+            raise InputError(f"mount source {source!r} does not exist; fix mounts in the compute target")
+        out[source] = {"bind": str(target), "mode": mode}
+    return out
+
+
+def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str, image: str) -> dict[str, Any]:
+    """Everything the container is created with (golden-tested): one place maps job and target settings."""
+    resources = spec.resources or {}
+    docker_env = (spec.environment or {}).get("docker") or {}
+    user = options.get("user") or f"{os.getuid()}:{os.getgid()}"
+    python = spec.argv[0] if spec.argv and "python" in os.path.basename(spec.argv[0]) else "python3"
+    env = dict(spec.env)
+    env.update({
+        "RUNCTL_RUN_ID": spec.run_id, "RUNCTL_RUN_DIR": CONTAINER_RUN_DIR, "RUNCTL_EXPERIMENT": spec.experiment,
+        "RUNCTL_OUTPUTS_DIR": f"{CONTAINER_RUN_DIR}/outputs", "RUNCTL_PYTHON": python,
+        "RUNCTL_TIMEOUT_S": str(spec.timeout_s or ""), "RUNCTL_GRACE_S": f"{spec.grace_s:g}",
+    })
+    if not str(user).startswith("0") and "HOME" not in env:
+        env["HOME"] = "/tmp"  # an arbitrary uid has no home in most images
+    volumes = {host_run_dir: {"bind": CONTAINER_RUN_DIR, "mode": "rw"}}
+    volumes.update(parse_mounts(options.get("mounts", [])))
+    out: dict[str, Any] = {
+        "image": image,
+        "command": ["/bin/sh", "-c", BOOTSTRAP, "runctl-boot", *spec.argv],
+        "working_dir": f"{CONTAINER_RUN_DIR}/code",
+        "environment": env,
+        "labels": {LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment, LABEL_VERSION: __version__},
+        "name": f"runctl-{spec.run_id}",
+        "volumes": volumes,
+        "user": str(user),
+        "init": True,
+        "detach": True,
+    }
+    cpus = resources.get("cpus", options.get("cpus"))
+    if cpus:
+        out["nano_cpus"] = int(float(cpus) * 1e9)
+    memory = resources.get("memory", options.get("memory"))
+    if memory:
+        out["mem_limit"] = memory
+        out["memswap_limit"] = memory  # no swap beyond the limit: an OOM is an OOM
+    shm = docker_env.get("shm_size") or options.get("shm_size")
+    if shm:
+        out["shm_size"] = shm
+    gpus = parse_gpus(resources["gpus"] if "gpus" in resources else options.get("gpus"))
+    if gpus:
+        out["device_requests"] = gpus
+    if options.get("network"):
+        out["network_mode"] = options["network"]
+    return out
+
+
+def pip_dockerfile(base_image: str) -> str:
+    return (f"FROM {base_image}\nCOPY requirements.txt /tmp/runctl-requirements.txt\n"
+            "RUN python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
+
+
+class DockerBackend(HostDirBackend):
+    name = "docker"
+
+    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
+        super().__init__(target, options, store_dir)
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+
+            with docker_errors("connecting to Docker"):
+                base_url = self.options.get("base_url")
+                self._client = docker.DockerClient(base_url=base_url, timeout=120) if base_url else docker.from_env(timeout=120)
+                self._client.ping()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- images ---------------------------------------------------------------------------
+    def check_job(self, spec: LaunchSpec) -> None:
+        docker_env = (spec.environment or {}).get("docker") or {}
+        if not (docker_env.get("image") or docker_env.get("dockerfile") or docker_env.get("base_image")
+                or self.options.get("image")):
+            raise InputError(f"compute target {self.target!r} runs containers: set environment.docker.image "
+                             f"(or dockerfile, or base_image), or image: in the target")
+        if docker_env.get("pip_requirements") and not docker_env.get("base_image"):
+            raise InputError("environment.docker.pip_requirements needs environment.docker.base_image")
+        image = docker_env.get("image") or (None if docker_env.get("dockerfile") or docker_env.get("base_image")
+                                            else self.options.get("image"))
+        if image:
+            self.ensure_image(image)
+
+    def ensure_image(self, image: str) -> None:
+        """Use the local image if present, else pull it (progress on a terminal)."""
+        import docker.errors
+
+        with docker_errors(f"looking up image {image!r}"):
+            try:
+                self.client.images.get(image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            for event in self.client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+                if "error" in event:
+                    raise StartError(f"cannot pull image {image!r}: {event['error']}")
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\r{image}: {event.get('status', '')} {event.get('progress', '')}\033[K")
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+        except (docker.errors.APIError, docker.errors.DockerException) as e:
+            explanation = getattr(e, "explanation", None) or str(e)
+            raise StartError(f"cannot pull image {image!r}: {explanation}; check the name, or build or load it "
+                             f"locally (`docker images` lists what is here)") from e
+
+    def build_image(self, spec: LaunchSpec, run_dir: Path) -> str:
+        """Build from environment.docker.dockerfile or base_image + pip_requirements, cached by content."""
+        docker_env = spec.environment["docker"]
+        code = run_dir / "code"
+        manifest = ObjectStore(self.store_dir).manifest(spec.snapshot_id)
+        if docker_env.get("dockerfile"):
+            dockerfile = (code / docker_env["dockerfile"]).read_text()
+            context = docker_env.get("build_context", ".").strip("/") or "."
+            prefix = "" if context == "." else context + "/"
+            tree = [(p, d) for p, d, *_ in manifest["files"] if p.startswith(prefix)]
+            key_src = json.dumps([dockerfile, context, tree])
+            context_dir = code / context
+        else:
+            requirements = (code / docker_env["pip_requirements"]).read_text() if docker_env.get("pip_requirements") else ""
+            dockerfile = pip_dockerfile(docker_env["base_image"])
+            key_src = json.dumps([dockerfile, requirements])
+            context_dir = run_dir / ".runctl" / "build"
+            context_dir.mkdir(parents=True, exist_ok=True)
+            (context_dir / "requirements.txt").write_text(requirements)
+        tag = f"{BUILT_IMAGE_REPO}:{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
+        import docker.errors
+
+        with docker_errors(f"looking up image {tag!r}"):
+            try:
+                self.client.images.get(tag)
+                return tag
+            except docker.errors.ImageNotFound:
+                pass
+        log_path = run_dir / "logs" / "image_build_log.txt"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
+        with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
+            for event in self.client.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
+                                               rm=True, decode=True, labels={LABEL_VERSION: __version__}):
+                if "stream" in event:
+                    log.write(event["stream"])
+                if "error" in event:
+                    log.write(event["error"] + "\n")
+                    raise StartError(f"building the image failed: {event['error'].strip()} (full log: {log_path})")
+        return tag
+
+    # -- the contract -----------------------------------------------------------------------
+    def submit(self, spec: LaunchSpec) -> Handle:
+        run_dir = self.make_run_dir(spec)
+        if self.options.get("user") and os.getuid() == 0:
+            _chown_tree(run_dir, str(self.options["user"]))
+        docker_env = (spec.environment or {}).get("docker") or {}
+        image = docker_env.get("image")
+        if not image:
+            image = self.build_image(spec, run_dir) if (docker_env.get("dockerfile") or docker_env.get("base_image")) \
+                else self.options["image"]
+        kwargs = container_spec(spec, self.options, str(run_dir), image)
+        with docker_errors(f"starting a container from {image!r}"):
+            container = self.client.containers.create(**kwargs)
+            try:
+                container.start()
+            except Exception:
+                container.remove(force=True)
+                raise
+        return Handle("docker", container.id, str(run_dir), host=os.uname().nodename,
+                      extra={"image": image, "name": kwargs["name"]})
+
+    def _container(self, handle: Handle) -> Any:
+        """The run's container, by id, else by its run-id label; None once removed."""
+        import docker.errors
+
+        with docker_errors("asking Docker about the run's container"):
+            try:
+                return self.client.containers.get(handle.native_id)
+            except docker.errors.NotFound:
+                run_id = Path(handle.run_dir).name
+                found = self.client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+                return found[0] if found else None
+
+    def status(self, handle: Handle) -> JobState:
+        st = read_status(Path(handle.run_dir))
+        container = self._container(handle)
+        c_state = container.attrs.get("State", {}) if container is not None else None
+        cancel = self.cancel_requested(handle)
+        if cancel and c_state and c_state.get("Running"):
+            marker_age = time.time() - (Path(handle.run_dir) / CANCEL_MARKER).stat().st_mtime
+            if marker_age > float(self.options.get("cancel_grace_s", 10)) + CANCEL_ESCALATE_S:
+                with docker_errors("killing the run's container"), contextlib.suppress(Exception):
+                    container.kill(signal="SIGKILL")
+        return map_state(st, c_state, cancel)
+
+    def cancel(self, handle: Handle) -> None:
+        self.mark_cancel(handle)
+        container = self._container(handle)
+        if container is not None and container.status == "running":
+            import docker.errors
+
+            with docker_errors("stopping the run's container"), contextlib.suppress(docker.errors.NotFound):
+                container.kill(signal="SIGTERM")  # the launcher stops the job gracefully, then exits
+
+    def release(self, handle: Handle, state: JobState) -> None:
+        if state.status == RunStatus.FAILED and self.options.get("keep_failed_containers"):
+            return
+        container = self._container(handle)
+        if container is not None:
+            import docker.errors
+
+            with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+
+    def check(self) -> list[str]:
+        with docker_errors("checking Docker"):
+            version = self.client.version()
+            images = sorted(t for img in self.client.images.list() for t in img.tags)
+            runtimes = sorted((self.client.info().get("Runtimes") or {}).keys())
+        lines = [f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')})",
+                 f"runtimes: {', '.join(runtimes)}" + ("" if "nvidia" in runtimes else " (no nvidia runtime: gpus unavailable)"),
+                 f"work_dir: {self.work_dir}", f"images ({len(images)}):"]
+        return lines + [f"  {t}" for t in images]
+
+
+def map_state(st: dict[str, Any], c_state: dict[str, Any] | None, cancel_requested: bool) -> JobState:
+    """The one mapping from (status.json, the container's State) to a RunStatus."""
+    common = times(st)
+    running = bool(c_state and (c_state.get("Running") or c_state.get("Restarting")))
+    if c_state and c_state.get("OOMKilled") and not running:
+        code = st.get("exit_code") if st.get("state") == "finished" else c_state.get("ExitCode")
+        return JobState(RunStatus.FAILED, exit_code=code or 137, error="out of memory (the container hit its memory limit)",
+                        **{**common, "ended_at": common["ended_at"] or _docker_time(c_state.get("FinishedAt"))})
+    if st.get("state") == "finished":
+        return finished_state(st, cancel_requested)
+    if c_state is None:
+        return JobState(RunStatus.FAILED, error="the run's container was removed before the job finished", **common)
+    if running:
+        return JobState(RunStatus.CANCEL_REQUESTED if cancel_requested else RunStatus.RUNNING, **common)
+    if c_state.get("Status") == "created":
+        return JobState(RunStatus.STARTING, **common)
+    code = c_state.get("ExitCode")
+    ended = _docker_time(c_state.get("FinishedAt"))
+    started = common["started_at"] or _docker_time(c_state.get("StartedAt"))
+    if cancel_requested:
+        return JobState(RunStatus.CANCELED, exit_code=code, error="canceled", started_at=started, ended_at=ended)
+    if st:  # the launcher started but could not record the end: the container was stopped hard
+        return JobState(RunStatus.FAILED, exit_code=code, started_at=started, ended_at=ended,
+                        error=f"the container stopped (exit code {code}) before the launcher recorded the end")
+    if code == 0:  # no launcher (an image without Python): the command's own exit code
+        return JobState(RunStatus.COMPLETED, exit_code=0, started_at=started, ended_at=ended)
+    return JobState(RunStatus.FAILED, exit_code=code, error=f"exit code {code}", started_at=started, ended_at=ended)
+
+
+def _chown_tree(root: Path, user: str) -> None:
+    """Root submitting for another uid:gid: the container must be able to write RUN_DIR."""
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit():
+        return
+    ids = (int(uid), int(gid) if gid.isdigit() else int(uid))
+    for dirpath, _dirs, files in os.walk(root):
+        os.chown(dirpath, *ids)
+        for fn in files:
+            os.chown(os.path.join(dirpath, fn), *ids, follow_symlinks=False)
+
+
+def _docker_time(text: str | None) -> float | None:
+    if not text or text.startswith("0001"):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,227 @@
+"""The Docker backend against the real dockerd (tests/infra/up-docker.sh brings it up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runctl.backends.base import LaunchSpec
+from runctl.backends.docker import container_spec, pip_dockerfile
+
+from .backend_contract import TARGET, BackendContract
+from .conftest import REPO, Project, require_service, wait_for
+
+IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
+NOPY_IMAGE = "local/nopython:1"
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def docker_ready() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.images.get(IMAGE)
+        client.images.get(NOPY_IMAGE)
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _docker() -> None:
+    require_service("dockerd with the test images", docker_ready(), "run tests/infra/up-docker.sh")
+
+
+def docker_proj(tmp_path: Path, **target: Any) -> Project:
+    return Project(tmp_path / "proj", {TARGET: {"type": "docker", "cancel_grace_s": 2, **target}})
+
+
+def submit(proj: Project, code: str, *args: str, image: str = IMAGE, **fields: Any) -> str:
+    job = proj.script_job(code, compute_target=TARGET, environment={"docker": {"image": image}, **fields.pop("env", {})},
+                          **fields)
+    return proj.cli("submit", str(job), "-q", *args, check=True).out.strip()
+
+
+class TestDockerContract(BackendContract):
+    @pytest.fixture
+    def target_config(self) -> dict[str, Any]:
+        return {"type": "docker"}
+
+    @pytest.fixture
+    def job_extra(self) -> dict[str, Any]:
+        return {"environment": {"docker": {"image": IMAGE}}}
+
+
+def test_container_spec_golden() -> None:
+    spec = LaunchSpec(run_id="exp_1_abcd", experiment="exp", argv=["python3", "train it.py", "--x", "a'b\"c $(d)"],
+                      env={"BATCH": "64"}, timeout_s=60, grace_s=2.5, snapshot_id="s",
+                      resources={"cpus": 2, "memory": "4g", "gpus": "all"},
+                      environment={"docker": {"image": "python:3.11-slim", "shm_size": "8g"}})
+    got = container_spec(spec, {"user": "1000:1000", "network": "none"}, "/srv/runs/it's here/exp_1_abcd",
+                         "python:3.11-slim")
+    golden = GOLDEN / "docker_container_spec.json"
+    assert json.loads(json.dumps(got)) == json.loads(golden.read_text())
+    default = container_spec(spec, {}, "/r", "img")
+    assert default["user"] == f"{os.getuid()}:{os.getgid()}", "runs as the submitting user by default"
+    no_gpu = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": 0}})
+    assert "device_requests" not in container_spec(no_gpu, {"gpus": "all"}, "/r", "i")
+    ids = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": [0, 2]}})
+    assert container_spec(ids, {}, "/r", "i")["device_requests"][0]["DeviceIDs"] == ["0", "2"]
+    assert pip_dockerfile("base:1") == (GOLDEN / "pip.Dockerfile").read_text()
+
+
+def test_resources_env_and_readonly_mounts(tmp_path: Path, home: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("dataset")
+    proj = docker_proj(tmp_path, mounts=[f"{data}:/data"])
+    run_id = submit(proj, """
+        import os
+        print("quota", open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read().strip())
+        print("mem", open("/sys/fs/cgroup/memory/memory.limit_in_bytes").read().strip())
+        print("env", os.environ["BATCH"], open("/data/in.txt").read())
+        try:
+            open("/data/new.txt", "w")
+        except OSError as e:
+            print("write refused:", e.strerror)
+        """, resources={"cpus": 1.5, "memory": "256m"},
+        env={"environment_variables": {"BATCH": "64"}})
+    assert proj.cli("wait", run_id).rc == 0
+    logs = proj.cli("logs", run_id).out
+    assert "quota 150000" in logs and f"mem {256 << 20}" in logs
+    assert "env 64 dataset" in logs and "write refused: Read-only file system" in logs
+
+
+def test_files_are_owned_by_the_configured_user(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path, user="4321:4322")
+    run_id = submit(proj, "import os\nprint(os.getuid(), os.getgid())\nopen('outputs/o.txt', 'w').write('x')\n")
+    assert proj.cli("wait", run_id).rc == 0
+    assert "4321 4322" in proj.cli("logs", run_id).out
+    st = (home / "work" / run_id / "outputs" / "o.txt").stat()
+    assert (st.st_uid, st.st_gid) == (4321, 4322)
+
+
+def test_oom_kill_is_reported(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    run_id = submit(proj, """
+        print("allocating", flush=True)
+        blocks = []
+        for _ in range(64):
+            blocks.append(bytearray(16 << 20))
+        print("survived?", flush=True)
+        """, resources={"memory": "64m"})
+    proj.cli("wait", run_id)
+    st = proj.cli("status", run_id, "--json", check=True).json()
+    assert st["status"] == "Failed" and "out of memory" in st["error"]
+    assert "allocating" in proj.cli("logs", run_id).out
+
+
+def test_command_job_in_an_image_without_python(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    proj.write("data.txt", "payload")
+    job = proj.job(command="echo hello from busybox; cat data.txt; echo; exit 3", compute_target=TARGET,
+                   environment={"docker": {"image": NOPY_IMAGE}})
+    r = proj.cli("submit", str(job), "--wait", "-q")
+    assert r.rc == 3
+    logs = proj.cli("logs", r.out.strip()).out
+    assert "hello from busybox\npayload" in logs and "no python3 in this image" in logs
+    job = proj.job("ok.yaml", command=["sh", "-c", "echo fine > outputs/f.txt"], compute_target=TARGET,
+                   environment={"docker": {"image": NOPY_IMAGE}})
+    r = proj.cli("submit", str(job), "--wait", "-q")
+    assert r.rc == 0
+    proj.cli("outputs", r.out.strip(), str(tmp_path / "o"), check=True)
+    assert (tmp_path / "o" / "f.txt").read_text() == "fine\n"
+
+
+def test_dockerfile_build_is_cached_by_content(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    proj.write("Dockerfile", f"FROM {IMAGE}\nCOPY hello.txt /hello.txt\n")
+    proj.write("hello.txt", "built into the image")
+    proj.write("t.py", "print(open('/hello.txt').read())\n")
+    job = proj.job(script="t.py", compute_target=TARGET, environment={"docker": {"dockerfile": "Dockerfile"}})
+    first = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    second = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    for r in (first, second):
+        assert "built into the image" in proj.cli("logs", r).out
+    logs_of = [proj.cli("show", r, "--json").json()["logFiles"] for r in (first, second)]
+    assert "logs/image_build_log.txt" in logs_of[0] and "logs/image_build_log.txt" not in logs_of[1]
+    proj.write("hello.txt", "changed")
+    third = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    assert "changed" in proj.cli("logs", third).out
+
+
+def test_failed_build_and_failed_pull_are_clear(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    proj.write("requirements.txt", "numpy\n")
+    job = proj.script_job("print(1)\n", compute_target=TARGET,
+                          environment={"docker": {"base_image": IMAGE, "pip_requirements": "requirements.txt"}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and "building the image failed" in r.err
+    assert proj.cli("list", "--json").json()[0]["status"] == "Failed"
+    job = proj.script_job("print(1)\n", name="pull.yaml", compute_target=TARGET,
+                          environment={"docker": {"image": "localhost:1/no/such-image:1"}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and "cannot pull image 'localhost:1/no/such-image:1'" in r.err
+    assert len(proj.cli("list", "--json").json()) == 1, "a failed pull leaves no run"
+
+
+def test_unreachable_daemon(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path, base_url="unix:///tmp/runctl-no-such-docker.sock")
+    job = proj.script_job("print(1)\n", compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 4 and "the Docker daemon does not answer" in r.err
+    assert proj.cli("list", "--json").json() == []
+    assert proj.cli("compute", "check", TARGET).rc == 4
+
+
+def test_compute_check_lists_images(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    out = proj.cli("compute", "check", TARGET, check=True).out
+    assert out.startswith(f"{TARGET}: ok") and "Docker Engine" in out and IMAGE in out
+
+
+def test_containers_are_removed_unless_kept_on_failure(tmp_path: Path, home: Path) -> None:
+    import docker
+
+    client = docker.from_env()
+    proj = docker_proj(tmp_path, keep_failed_containers=True)
+    ok = submit(proj, "print('fine')\n", "--wait")
+    bad = proj.cli("submit", str(proj.script_job("raise SystemExit(2)\n", name="bad.yaml", compute_target=TARGET,
+                                                   environment={"docker": {"image": IMAGE}})), "-q", "--wait")
+    assert bad.rc == 2
+    names = {c.name for c in client.containers.list(all=True, filters={"label": "runctl.run_id"})}
+    assert f"runctl-{ok}" not in names and f"runctl-{bad.out.strip()}" in names
+    client.containers.get(f"runctl-{bad.out.strip()}").remove(force=True)
+    client.close()
+
+
+def test_dockerd_restart_mid_run(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    run_id = submit(proj, """
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(100000):
+            run.log("tick", i)
+            print("tick", i, flush=True)
+            time.sleep(0.1)
+        """)
+    wait_for(lambda: "tick 5" in proj.cli("logs", run_id).out, what="the job to run")
+    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
+    os.kill(pid, 15)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60, what="dockerd to stop")
+    time.sleep(0.5)
+    subprocess.run(["bash", str(REPO / "tests" / "infra" / "up-docker.sh")], check=True, capture_output=True)
+    assert proj.cli("wait", run_id, "--timeout", "60").rc != 0
+    st = proj.cli("status", run_id, "--json", check=True).json()
+    assert st["status"] == "Failed" and "outside runctl" in st["error"]
+    ticks = proj.cli("metrics", run_id, "--json", check=True).json()["tick"]
+    assert len(ticks) >= 6 and ticks == list(range(len(ticks)))
