@@ -53,7 +53,7 @@ exec "$@" >>"$run/logs/std_log.txt" 2>&1
 @contextlib.contextmanager
 def docker_errors(what: str) -> Iterator[None]:
     """Convert docker SDK / transport errors into runctl's, naming what was being done."""
-    import docker.errors
+    docker = import_docker_sdk()
     import requests
 
     try:
@@ -64,6 +64,21 @@ def docker_errors(what: str) -> Iterator[None]:
         raise StartError(f"{what}: the Docker daemon said: {e.explanation or e}") from e
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
         raise BackendUnreachable(unreachable_message(e)) from e
+
+
+def import_docker_sdk(ssh: bool = False) -> Any:
+    """Import docker-py. Unless its ssh:// transport is needed, keep it from importing paramiko
+    (about 100 ms of `runctl submit`): docker-py treats a missing paramiko as "no SSH transport"."""
+    if ssh or "paramiko" in sys.modules or "docker" in sys.modules:
+        import docker
+
+        return docker
+    sys.modules["paramiko"] = None  # type: ignore[assignment]
+    try:
+        import docker
+    finally:
+        del sys.modules["paramiko"]
+    return docker
 
 
 def unreachable_message(e: BaseException) -> str:
@@ -166,12 +181,10 @@ class DockerBackend(HostDirBackend):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker
-
+            docker = import_docker_sdk(ssh=str(self.options.get("base_url", "")).startswith("ssh://"))
             with docker_errors("connecting to Docker"):
                 base_url = self.options.get("base_url")
                 self._client = docker.DockerClient(base_url=base_url, timeout=120) if base_url else docker.from_env(timeout=120)
-                self._client.ping()
         return self._client
 
     def close(self) -> None:
@@ -195,8 +208,7 @@ class DockerBackend(HostDirBackend):
 
     def ensure_image(self, image: str) -> None:
         """Use the local image if present, else pull it (progress on a terminal)."""
-        import docker.errors
-
+        docker = import_docker_sdk()
         with docker_errors(f"looking up image {image!r}"):
             try:
                 self.client.images.get(image)
@@ -237,8 +249,7 @@ class DockerBackend(HostDirBackend):
             context_dir.mkdir(parents=True, exist_ok=True)
             (context_dir / "requirements.txt").write_text(requirements)
         tag = f"{BUILT_IMAGE_REPO}:{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
-        import docker.errors
-
+        docker = import_docker_sdk()
         with docker_errors(f"looking up image {tag!r}"):
             try:
                 self.client.images.get(tag)
@@ -272,7 +283,7 @@ class DockerBackend(HostDirBackend):
         with docker_errors(f"starting a container from {image!r}"):
             container = self.client.containers.create(**kwargs)
             try:
-                container.start()
+                self.client.api.start(container.id)
             except Exception:
                 container.remove(force=True)
                 raise
@@ -281,8 +292,7 @@ class DockerBackend(HostDirBackend):
 
     def _container(self, handle: Handle) -> Any:
         """The run's container, by id, else by its run-id label; None once removed."""
-        import docker.errors
-
+        docker = import_docker_sdk()
         with docker_errors("asking Docker about the run's container"):
             try:
                 return self.client.containers.get(handle.native_id)
@@ -307,8 +317,7 @@ class DockerBackend(HostDirBackend):
         self.mark_cancel(handle)
         container = self._container(handle)
         if container is not None and container.status == "running":
-            import docker.errors
-
+            docker = import_docker_sdk()
             with docker_errors("stopping the run's container"), contextlib.suppress(docker.errors.NotFound):
                 container.kill(signal="SIGTERM")  # the launcher stops the job gracefully, then exits
 
@@ -317,8 +326,7 @@ class DockerBackend(HostDirBackend):
             return
         container = self._container(handle)
         if container is not None:
-            import docker.errors
-
+            docker = import_docker_sdk()
             with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
 

@@ -13,7 +13,7 @@ from .status import RunStatus
 from .store import RunRecord
 from .sync import store_log_path, sync_run
 
-POLL_MIN_S = 0.1
+POLL_MIN_S = 0.05
 POLL_MAX_S = 2.0
 
 

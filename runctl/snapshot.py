@@ -92,11 +92,13 @@ class _Rules:
         return bool(decision)
 
 
-def list_source(root: Path) -> Listing:
-    """Walk ``root`` applying the ignore rules; refuse symlinks that leave it."""
+def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
+    """Walk ``root`` applying the ignore rules; refuse symlinks that leave it. Directories in
+    ``exclude`` (runctl's own store, when it lives inside the source) are left out."""
     root = root.resolve()
     rules = _Rules(root)
     listing = Listing(root)
+    skip = {str(p.resolve()) for p in exclude}
 
     def walk(rel_dir: str) -> None:
         rules.load_dir(rel_dir)
@@ -114,7 +116,8 @@ def list_source(root: Path) -> Listing:
             if is_link:
                 listing.entries.append(_link_entry(root, rel, st))
             elif is_dir:
-                walk(rel)
+                if not skip or str(root / rel) not in skip:
+                    walk(rel)
             elif stat.S_ISREG(st.st_mode):
                 listing.entries.append(Entry(rel, st.st_size, st.st_mode & 0o777, st.st_mtime_ns, st.st_ino))
 

@@ -18,9 +18,9 @@ DEFAULT_GRACE_S = 10.0
 
 
 def make_snapshot(session: Session, job: JobConfig) -> str:
-    listing = list_source(job.source_directory)
-    check_size(listing, session.ws.snapshot_max_mb)
     store = session.store
+    listing = list_source(job.source_directory, exclude=(store.dir,))
+    check_size(listing, session.ws.snapshot_max_mb)
     return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
 
 

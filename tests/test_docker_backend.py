@@ -144,7 +144,9 @@ def test_command_job_in_an_image_without_python(tmp_path: Path, home: Path) -> N
 def test_dockerfile_build_is_cached_by_content(tmp_path: Path, home: Path) -> None:
     proj = docker_proj(tmp_path)
     proj.write("Dockerfile", f"FROM {IMAGE}\nCOPY hello.txt /hello.txt\n")
-    proj.write("hello.txt", "built into the image")
+    import uuid
+
+    proj.write("hello.txt", f"built into the image {uuid.uuid4()}")  # fresh content: a fresh build
     proj.write("t.py", "print(open('/hello.txt').read())\n")
     job = proj.job(script="t.py", compute_target=TARGET, environment={"docker": {"dockerfile": "Dockerfile"}})
     first = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
@@ -153,7 +155,7 @@ def test_dockerfile_build_is_cached_by_content(tmp_path: Path, home: Path) -> No
         assert "built into the image" in proj.cli("logs", r).out
     logs_of = [proj.cli("show", r, "--json").json()["logFiles"] for r in (first, second)]
     assert "logs/image_build_log.txt" in logs_of[0] and "logs/image_build_log.txt" not in logs_of[1]
-    proj.write("hello.txt", "changed")
+    proj.write("hello.txt", f"changed {uuid.uuid4()}")
     third = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
     assert "changed" in proj.cli("logs", third).out
 

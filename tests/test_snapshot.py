@@ -152,3 +152,15 @@ def test_snapshot_over_limit_leaves_no_run(tmp_path: Path, home: Path) -> None:
     assert r.rc == 2 and "over the limit" in r.err and "big.bin" in r.err
     assert p.cli("list", "--json").json() == []
     assert not (home / "objects").exists()
+
+
+def test_a_store_inside_the_source_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import Project
+
+    p = Project(tmp_path / "proj")
+    monkeypatch.setenv("RUNCTL_HOME", str(p.src / ".store"))
+    job = p.script_job("import os\nprint(sorted(os.listdir('.')))\n")
+    run_id = p.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    again = p.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "['job.py', 'logs', 'outputs']" in p.cli("logs", again).out
+    assert run_id != again

@@ -1,0 +1,86 @@
+"""runctl's Docker backend against raw `docker run`, same machine, same run.
+
+    python bench/bench_docker.py [--repeat 10] [--image local/python:3.11-bookworm]
+
+Measures, for a one-line job (`print(1)`): the time from starting the command to the
+job's first output line (`runctl submit --follow` vs `docker run --rm IMAGE python3 -c
+'print(1)'`), and the total time until the command returns (`runctl submit --wait`,
+which also syncs the run and removes its container). Medians; Markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def runctl_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "runctl"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "runctl"]
+
+
+def first_line_s(cmd: list[str], cwd: Path, env: dict[str, str], skip_prefix: str = "Submitted") -> tuple[float, float]:
+    """(seconds to the first job output line, seconds until the command exits)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    first = None
+    for line in p.stdout:
+        if first is None and not line.startswith(skip_prefix):
+            first = time.perf_counter() - t0
+    p.wait()
+    total = time.perf_counter() - t0
+    if p.returncode != 0 or first is None:
+        raise RuntimeError(f"{cmd} failed ({p.returncode})")
+    return first, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--image", default="local/python:3.11-bookworm")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        proj = Path(d)
+        (proj / ".runctl").mkdir()
+        (proj / ".runctl" / "config.yaml").write_text("compute_targets:\n  docker-cpu: {type: docker}\n")
+        (proj / "one.py").write_text("print(1)\n")
+        (proj / "job.yaml").write_text(f"script: one.py\ncompute_target: docker-cpu\nenvironment:\n"
+                                       f"  docker: {{image: '{args.image}'}}\n")
+        env = dict(os.environ, RUNCTL_HOME=str(Path(d + "-store")))
+        raw_cmd = ["docker", "run", "--rm", args.image, "python3", "-c", "print(1)"]
+        subprocess.run(raw_cmd, check=True, capture_output=True)  # warm the page cache for both
+        subprocess.run([*runctl_cmd(), "submit", "job.yaml", "--wait", "-q"], cwd=proj, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        raw_first, raw_total, ours_first, ours_follow_total, ours_total = [], [], [], [], []
+        for _ in range(args.repeat):
+            f, t = first_line_s(raw_cmd, proj, env)
+            raw_first.append(f)
+            raw_total.append(t)
+            f, t = first_line_s([*runctl_cmd(), "submit", "job.yaml", "--follow"], proj, env)
+            ours_first.append(f)
+            ours_follow_total.append(t)
+            t0 = time.perf_counter()
+            subprocess.run([*runctl_cmd(), "submit", "job.yaml", "--wait", "-q"], cwd=proj, env=env, check=True,
+                           capture_output=True)
+            ours_total.append(time.perf_counter() - t0)
+    med = statistics.median
+    rows = [
+        ("first output line", med(ours_first), med(raw_first)),
+        ("total, one-line job (`submit --wait`)", med(ours_total), med(raw_total)),
+        ("total, one-line job (`submit --follow`)", med(ours_follow_total), med(raw_total)),
+    ]
+    print(f"| {args.repeat} runs each, medians | runctl | raw `docker run --rm` | overhead | ratio |")
+    print("|---|---|---|---|---|")
+    for what, ours, raw in rows:
+        print(f"| {what} | {ours * 1000:.0f} ms | {raw * 1000:.0f} ms | {(ours - raw) * 1000:+.0f} ms | {ours / raw:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
