@@ -62,9 +62,11 @@ class LaunchSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     node_count: int = 1
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # never written to disk by runctl
 
     def launcher_spec(self) -> dict[str, Any]:
-        """The launcher's spec.json (the job environment goes in here, never a secret)."""
+        """The launcher's spec.json (the job environment goes in here; ``secret_env`` never does:
+        backends hand it to the launcher's own environment)."""
         return {"run_id": self.run_id, "experiment": self.experiment, "argv": self.argv, "env": self.env,
                 "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s}
 

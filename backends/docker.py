@@ -126,7 +126,7 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
     docker_env = (spec.environment or {}).get("docker") or {}
     user = options.get("user") or f"{os.getuid()}:{os.getgid()}"
     python = spec.argv[0] if spec.argv and "python" in os.path.basename(spec.argv[0]) else "python3"
-    env = dict(spec.env)
+    env = {**spec.env, **spec.secret_env}
     env.update({
         "RUNCTL_RUN_ID": spec.run_id, "RUNCTL_RUN_DIR": CONTAINER_RUN_DIR, "RUNCTL_EXPERIMENT": spec.experiment,
         "RUNCTL_OUTPUTS_DIR": f"{CONTAINER_RUN_DIR}/outputs", "RUNCTL_PYTHON": python,

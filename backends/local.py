@@ -40,7 +40,7 @@ class LocalBackend(HostDirBackend):
             run_dir = self.make_run_dir(spec)
             out = subprocess.run(
                 [sys.executable, str(run_dir / ".runctl" / "launcher.py"), "--detach", str(run_dir)],
-                capture_output=True, text=True, timeout=60, check=True,
+                capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **spec.secret_env},
             )
             pid = int(out.stdout.strip())
         except (OSError, subprocess.SubprocessError, ValueError) as e:

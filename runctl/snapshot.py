@@ -112,7 +112,10 @@ def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
             is_dir = not is_link and de.is_dir()
             if rules.ignored(rel, is_dir):
                 continue
-            st = de.stat(follow_symlinks=False)
+            try:
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we walked: it is not part of the tree any more
             if is_link:
                 listing.entries.append(_link_entry(root, rel, st))
             elif is_dir:
@@ -221,8 +224,11 @@ def take_snapshot(
         if hit and hit[:3] == (e.size, e.mtime_ns, e.ino) and objects.object_path(hit[3]).exists():
             e.digest = hit[3]
             continue
-        e.digest = hash_file(full)
-        objects.put_file(full, e.digest)
+        try:
+            e.digest = hash_file(full)
+            objects.put_file(full, e.digest)
+        except FileNotFoundError:
+            raise InputError(f"{full}: removed while the snapshot was taken; submit again") from None
         if now_ns - e.mtime_ns > RACY_WINDOW_NS:
             fresh.append((str(full), e.size, e.mtime_ns, e.ino, e.digest))
     if fresh:

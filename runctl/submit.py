@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
-from .errors import RunctlError, StartError
+from .errors import InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .session import Session
 from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
@@ -34,11 +36,15 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         argv = ["/bin/sh", "-c", job.command]
     else:
         argv = list(job.command or [])
+    env, secret_env = split_secrets(job.environment_variables)
+    if number is not None:
+        env["RUNCTL_RUN_NUMBER"] = str(number)
     return LaunchSpec(
         run_id=run_id,
         experiment=job.experiment,
         argv=argv,
-        env={**job.environment_variables, **({"RUNCTL_RUN_NUMBER": str(number)} if number is not None else {})},
+        env=env,
+        secret_env=secret_env,
         timeout_s=job.max_run_duration_seconds,
         grace_s=float(backend.options.get("cancel_grace_s", DEFAULT_GRACE_S)),
         snapshot_id=snapshot_id,
@@ -46,6 +52,25 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         environment=job.environment,
         node_count=job.node_count,
     )
+
+
+SECRET_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def split_secrets(variables: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Values written ``${env:NAME}`` come from runctl's own environment at launch and are never
+    stored: not in the run's definition (which keeps the reference), spec.json or the store."""
+    env, secrets = {}, {}
+    for key, value in variables.items():
+        m = SECRET_REF.match(value)
+        if m is None:
+            env[key] = value
+        elif m.group(1) in os.environ:
+            secrets[key] = os.environ[m.group(1)]
+        else:
+            raise InputError(f"environment.environment_variables.{key}: {value} but {m.group(1)} is not set in "
+                             f"runctl's environment; export it before submitting")
+    return env, secrets
 
 
 def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,

@@ -150,3 +150,18 @@ def test_compute_list_and_check(project: Project) -> None:
     r = project.cli("compute", "check", "cpu", check=True)
     assert r.out.startswith("cpu: ok")
     assert project.cli("compute", "check", "gpu").rc == 2
+
+
+def test_secret_environment_variables_are_never_stored(project: Project, home) -> None:  # type: ignore[no-untyped-def]
+    secret = "s3cr3t-value-4711"
+    job = project.script_job("import os\nprint('token length', len(os.environ['TOKEN']))\n",
+                             environment={"environment_variables": {"TOKEN": "${env:RUNCTL_TEST_TOKEN}", "PLAIN": "x"}})
+    r = project.cli("submit", str(job), "-q", "--wait")
+    assert r.rc == 2 and "RUNCTL_TEST_TOKEN is not set" in r.err
+    run_id = project.cli("submit", str(job), "-q", "--wait", env={"RUNCTL_TEST_TOKEN": secret}, check=True).out.strip()
+    assert f"token length {len(secret)}" in project.cli("logs", run_id).out
+    show = project.cli("show", run_id, "--json", check=True).json()
+    assert show["runDefinition"]["environment"]["environment_variables"]["TOKEN"] == "${env:RUNCTL_TEST_TOKEN}"
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"secret written to {path}"
