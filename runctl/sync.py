@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from .status import RunStatus
 from .store import RunRecord, Store
@@ -99,12 +99,7 @@ def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str) -> 
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(dest, "ab") as f:
-            while have < size:
-                chunk = backend.read(handle, rel, have, CHUNK_BYTES)
-                if not chunk:
-                    break
-                f.write(chunk)
-                have += len(chunk)
+            copy_range(backend, handle, rel, f, have, size)
 
 
 FETCHED_AT_END = ("outputs", "artifacts", "runs")
@@ -120,14 +115,19 @@ def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part")
         with open(tmp, "wb") as f:
-            offset = 0
-            while offset < size:
-                chunk = backend.read(handle, rel, offset, CHUNK_BYTES)
-                if not chunk:
-                    break
-                f.write(chunk)
-                offset += len(chunk)
+            copy_range(backend, handle, rel, f, 0, size)
         os.replace(tmp, dest)
+
+
+def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start: int, end: int) -> None:
+    """Write bytes [start, end) of RUN_DIR/rel to ``out``, in chunks (less if the file is shorter)."""
+    offset = start
+    while offset < end:
+        chunk = backend.read(handle, rel, offset, min(CHUNK_BYTES, end - offset))
+        if not chunk:
+            return
+        out.write(chunk)
+        offset += len(chunk)
 
 
 def _store_path(store: Store, run_id: str, rel: str) -> Path:

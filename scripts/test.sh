@@ -5,11 +5,7 @@
 # Extra arguments go to pytest. With CI=true a service that cannot start fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3-venv python3-pip >/dev/null
-fi
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+source scripts/venv.sh
 .venv/bin/python -m pip install -q -e '.[test]'
 bash scripts/check
 bash tests/infra/up.sh
