@@ -178,8 +178,9 @@ def list_(
             raise InputError(f"--status {status_!r}: not a run status; use one of "
                              f"{', '.join(s.value for s in RunStatus)}") from None
     with _session() as s:
-        records = s.store.runs(experiment=experiment, status=want, limit=limit or None)
-        records = [refresh(s, r) if not r.synced and r.handle else r for r in records]
+        warned: set[str] = set()
+        records = [_refresh_or_warn(s, r, refresh, warned)
+                   for r in s.store.runs(experiment=experiment, status=want, limit=limit or None)]
         if want is not None:
             records = [r for r in records if r.status == want]
         if json_:
@@ -188,6 +189,22 @@ def list_(
         rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
                  _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
         _table(["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"], rows)
+
+
+def _refresh_or_warn(s: Any, record: Any, refresh: Any, warned: set[str]) -> Any:
+    """`list` shows what the store knows when a run's backend does not answer or is not
+    configured here, and says so once per compute target."""
+    from .errors import BackendUnreachable, ConfigError
+
+    if record.synced or not record.handle:
+        return record
+    try:
+        return refresh(s, record)
+    except (BackendUnreachable, ConfigError) as e:
+        if record.compute_target not in warned:
+            warned.add(record.compute_target)
+            print(f"warning: runs on {record.compute_target!r}: status not refreshed: {e}", file=sys.stderr)
+        return record
 
 
 def _age(ts: float) -> str:
@@ -402,6 +419,8 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
+        print("\ninterrupted; a run that was submitted keeps running (`runctl logs @last --follow` to follow it, "
+              "`runctl cancel @last` to stop it)", file=sys.stderr)
         sys.exit(ExitCode.CANCELED)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from .errors import ExitCode, NotFinished
+from .errors import BackendUnreachable, ExitCode, NotFinished
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord
@@ -38,6 +40,28 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
     return record
 
 
+UNREACHABLE_PATIENCE_S = float(os.environ.get("RUNCTL_UNREACHABLE_PATIENCE_S", "120"))
+
+
+def _patient(fn: Callable[..., RunRecord]) -> Callable[..., RunRecord]:
+    """While waiting, a backend that stops answering (a daemon restart, a dropped link) is
+    retried with back-off for a while before the error reaches the user."""
+    import tenacity
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        if state.attempt_number == 1 and state.outcome is not None:
+            print(f"runctl: {state.outcome.exception()}; retrying for up to {UNREACHABLE_PATIENCE_S:g} s",
+                  file=sys.stderr)
+
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception_type(BackendUnreachable),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+        stop=tenacity.stop_after_delay(UNREACHABLE_PATIENCE_S),
+        before_sleep=warn,
+        reraise=True,
+    )(fn)
+
+
 def _poll_delays() -> Any:
     delay = POLL_MIN_S
     while True:
@@ -49,8 +73,9 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
          on_tick: Callable[[RunRecord], None] | None = None) -> RunRecord:
     """Block until the run is finished and fully synced (or ``timeout_s`` passes)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    patient_refresh = _patient(refresh)
     for delay in _poll_delays():
-        record = refresh(session, record, blocking=True)
+        record = patient_refresh(session, record, blocking=True)
         if on_tick is not None:
             on_tick(record)
         if record.synced or (record.status.is_terminal and record.handle is None):

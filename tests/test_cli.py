@@ -165,3 +165,19 @@ def test_secret_environment_variables_are_never_stored(project: Project, home) -
     for path in home.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), f"secret written to {path}"
+
+
+def test_list_works_where_a_runs_target_is_not_configured(project: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (project.root / ".runctl").mkdir()
+    (project.root / ".runctl" / "config.yaml").write_text("compute_targets:\n  cpu: {type: local}\n")
+    job = project.script_job("import time\ntime.sleep(600)\n", compute_target="cpu")
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    from .conftest import run_cli
+
+    r = run_cli("list", "--json", cwd=elsewhere)
+    assert r.rc == 0 and r.json()[0]["id"] == run_id
+    assert r.err.count("status not refreshed") == 1 and "'cpu'" in r.err
+    project.cli("cancel", run_id, check=True)
+    project.cli("wait", run_id)

@@ -217,13 +217,29 @@ def test_dockerd_restart_mid_run(tmp_path: Path, home: Path) -> None:
             time.sleep(0.1)
         """)
     wait_for(lambda: "tick 5" in proj.cli("logs", run_id).out, what="the job to run")
+    waiter = proj.popen("wait", run_id)  # must ride out the daemon's absence
     pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
     os.kill(pid, 15)
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60, what="dockerd to stop")
     time.sleep(0.5)
+    listed = proj.cli("list", "--json")
+    assert listed.rc == 0 and "status not refreshed" in listed.err, "list degrades, it does not fail"
     subprocess.run(["bash", str(REPO / "tests" / "infra" / "up-docker.sh")], check=True, capture_output=True)
-    assert proj.cli("wait", run_id, "--timeout", "60").rc != 0
+    _, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 143 and "retrying" in err
+    assert proj.cli("wait", run_id, "--timeout", "60").rc == 143
     st = proj.cli("status", run_id, "--json", check=True).json()
     assert st["status"] == "Failed" and "outside runctl" in st["error"]
     ticks = proj.cli("metrics", run_id, "--json", check=True).json()["tick"]
     assert len(ticks) >= 6 and ticks == list(range(len(ticks)))
+
+
+def test_socket_permission_error_says_what_to_do() -> None:
+    from runctl.backends.docker import import_docker_sdk, unreachable_message
+
+    docker = import_docker_sdk()
+    try:
+        raise docker.errors.DockerException("Error while fetching server API version: ('Connection aborted.', "
+                                            "PermissionError(13, 'Permission denied'))")
+    except docker.errors.DockerException as e:
+        assert "add your user to the 'docker' group" in unreachable_message(e)
