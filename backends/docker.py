@@ -167,8 +167,10 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
 
 
 def pip_dockerfile(base_image: str) -> str:
+    # PIP_BREAK_SYSTEM_PACKAGES: Debian-based images mark their Python externally managed;
+    # as a variable (not a flag) it is harmless to older pips that do not know it.
     return (f"FROM {base_image}\nCOPY requirements.txt /tmp/runctl-requirements.txt\n"
-            "RUN python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
+            "RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
 
 
 class DockerBackend(HostDirBackend):

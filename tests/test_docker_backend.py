@@ -19,6 +19,7 @@ from .conftest import REPO, Project, require_service, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
 NOPY_IMAGE = "local/nopython:1"
+PIP_IMAGE = "local/python-pip:3.11-bookworm"
 GOLDEN = Path(__file__).parent / "golden"
 
 
@@ -29,6 +30,7 @@ def docker_ready() -> bool:
         client = docker.from_env(timeout=10)
         client.images.get(IMAGE)
         client.images.get(NOPY_IMAGE)
+        client.images.get(PIP_IMAGE)
         client.close()
         return True
     except Exception:
@@ -243,3 +245,32 @@ def test_socket_permission_error_says_what_to_do() -> None:
                                             "PermissionError(13, 'Permission denied'))")
     except docker.errors.DockerException as e:
         assert "add your user to the 'docker' group" in unreachable_message(e)
+
+
+def test_base_image_plus_pip_requirements_is_built_once(tmp_path: Path, home: Path) -> None:
+    import uuid
+
+    proj = docker_proj(tmp_path)
+    proj.write("requirements.txt", f"# {uuid.uuid4()}\npip\n")  # satisfied offline; the comment makes a fresh build
+    job = proj.script_job("import pip\nprint('pip', pip.__version__)\n", compute_target=TARGET,
+                          environment={"docker": {"base_image": PIP_IMAGE, "pip_requirements": "requirements.txt"}})
+    first = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    second = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    assert "pip " in proj.cli("logs", second).out
+    build_logs = [proj.cli("show", r, "--json").json()["logFiles"].get("logs/image_build_log.txt") for r in (first, second)]
+    assert build_logs[0] and "Requirement already satisfied: pip" in Path(build_logs[0]).read_text()
+    assert build_logs[1] is None, "an unchanged environment is not rebuilt"
+
+
+def test_container_removed_behind_runctls_back(tmp_path: Path, home: Path) -> None:
+    import docker
+
+    proj = docker_proj(tmp_path)
+    run_id = submit(proj, "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    wait_for(lambda: "up" in proj.cli("logs", run_id).out, what="the job to start")
+    client = docker.from_env()
+    client.containers.get(f"runctl-{run_id}").remove(force=True)
+    client.close()
+    assert proj.cli("wait", run_id, "--timeout", "60").rc != 0
+    st = proj.cli("status", run_id, "--json", check=True).json()
+    assert st["status"] == "Failed" and "container was removed" in st["error"]

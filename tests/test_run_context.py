@@ -226,3 +226,23 @@ def test_events_file_is_plain_jsonl(project: Project, home: Path) -> None:
     run_id = submit_wait(project, "from azureml.core import Run\nRun.get_context().log('a', 1)\n")
     lines = (home / "work" / run_id / "events.jsonl").read_text().splitlines()
     assert [json.loads(ln)["n"] for ln in lines] == ["a"]
+
+
+def test_log_image_with_a_real_matplotlib_figure(project: Project) -> None:
+    run_id = submit_wait(project, """
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from azureml.core import Run
+        run = Run.get_context()
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [0, 1, 4])
+        run.log_image("curve", plot=fig)
+        """)
+    name = project.cli("metrics", run_id, "--json", check=True).json()["curve"]
+    assert name.startswith("curve_") and name.endswith(".png")
+    dest = project.root / "got.png"
+    from runctl import Run, Workspace
+
+    Run.get(Workspace.from_config(project.root), run_id).download_file(name, str(dest))
+    assert dest.read_bytes().startswith(b"\x89PNG")

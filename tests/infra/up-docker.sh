@@ -2,9 +2,11 @@
 # Docker Engine for the tests: install docker.io, start dockerd, build the test images
 # offline (no registry is reachable). Idempotent: what is already there is left alone.
 #   local/python:3.11-bookworm   Debian minbase + python3 (debootstrap, then docker import)
+#   local/python-pip:3.11-bookworm  the same + pip (from a wheel the host downloads), for image builds
 #   local/nopython:1             busybox only, for jobs in images without Python
 set -euo pipefail
 PY_IMAGE=${RUNCTL_TEST_IMAGE:-local/python:3.11-bookworm}
+PIP_IMAGE=local/python-pip:3.11-bookworm
 NOPY_IMAGE=local/nopython:1
 CACHE=/var/cache/runctl-test
 export DEBIAN_FRONTEND=noninteractive
@@ -37,6 +39,16 @@ if ! docker image inspect "$PY_IMAGE" >/dev/null 2>&1; then
             || { echo "debootstrap failed; see $CACHE/debootstrap.log" >&2; exit 1; }
     fi
     tar -C "$rootfs" -c . | docker import - "$PY_IMAGE" >/dev/null
+fi
+
+if ! docker image inspect "$PIP_IMAGE" >/dev/null 2>&1; then
+    d=$(mktemp -d)
+    python3 -m pip download -q --no-deps -d "$d" pip
+    whl=$(basename "$d"/pip-*.whl)
+    printf 'FROM %s\nCOPY %s /tmp/%s\nRUN python3 /tmp/%s/pip install --no-index --break-system-packages /tmp/%s && rm /tmp/%s\n' \
+        "$PY_IMAGE" "$whl" "$whl" "$whl" "$whl" "$whl" >"$d/Dockerfile"
+    docker build -q -t "$PIP_IMAGE" "$d" >/dev/null
+    rm -rf "$d"
 fi
 
 if ! docker image inspect "$NOPY_IMAGE" >/dev/null 2>&1; then
