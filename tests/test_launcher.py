@@ -25,7 +25,7 @@ GOLDEN_SPEC = {
 
 def make_run_dir(tmp_path: Path, code: str) -> Path:
     src = tmp_path / "src with space"
-    src.mkdir()
+    src.mkdir(parents=True)
     (src / "my script's.py").write_text(code)
     store = Store(tmp_path / "store")
     objects = ObjectStore(store.dir)
@@ -68,3 +68,36 @@ def test_launcher_records_a_missing_interpreter(tmp_path: Path) -> None:
     status = json.loads((run_dir / "status.json").read_text())
     assert status["reason"] == "start_failed" and "nonexistent" in status["error"]
     assert "cannot start" in (run_dir / "logs" / "std_log.txt").read_text()
+
+
+def _pythons() -> list[str]:
+    """Interpreters on this machine (pyenv's, Debian's) to check the job side against: >= 3.8."""
+    import glob
+
+    found = []
+    for exe in sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.*" / "bin" / "python3"))) + ["/usr/bin/python3"]:
+        p = subprocess.run([exe, "-c", "import sys; print(sys.version_info >= (3, 8))"], capture_output=True, text=True) \
+            if Path(exe).exists() else None
+        if p is not None and p.stdout.strip() == "True":
+            found.append(exe)
+    return found
+
+
+def test_job_side_runs_on_every_python_here(tmp_path: Path) -> None:
+    pythons = _pythons()
+    assert pythons
+    if (Path.home() / ".pyenv" / "versions").is_dir():
+        assert any("/3.8." in p for p in pythons), "pyenv has 3.8 here: the oldest supported Python must be checked"
+    code = ("import sys\nfrom azureml.core import Run\nrun = Run.get_context()\nrun.log('v', sys.version_info[1])\n"
+            "run.log_row('r', a=1)\nc = run.child_run('c')\nc.log('x', 1)\nc.complete()\nprint('ok', run.id)\n")
+    for i, python in enumerate(pythons):
+        run_dir = make_run_dir(tmp_path / str(i), code)
+        spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
+        spec["argv"] = [python, "my script's.py"]
+        (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
+        rc = subprocess.run([python, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode
+        log = (run_dir / "logs" / "std_log.txt").read_text()
+        assert rc == 0 and "ok exp_1_abcd" in log, (python, log)
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        assert [e["k"] for e in events] == ["scalar", "row", "run", "scalar", "status"], python
+        assert json.loads((run_dir / "status.json").read_text())["exit_code"] == 0
