@@ -62,11 +62,17 @@ def _patient(fn: Callable[..., RunRecord]) -> Callable[..., RunRecord]:
     )(fn)
 
 
+FAST_POLL_FOR_S = 3.0
+
+
 def _poll_delays() -> Any:
+    """Every 50 ms for the first seconds (short jobs end promptly), then backing off to 2 s."""
+    start = time.monotonic()
     delay = POLL_MIN_S
     while True:
         yield delay
-        delay = min(POLL_MAX_S, delay * 1.3)
+        if time.monotonic() - start > FAST_POLL_FOR_S:
+            delay = min(POLL_MAX_S, delay * 1.3)
 
 
 def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
