@@ -349,7 +349,7 @@ class Run(ctx.Run):
         if show_output:
             print(f"RunId: {self._id}\nWeb View: {self.get_portal_url()}\n\nStreaming logs/std_log.txt\n"
                   f"{'=' * 26}\n", flush=True)
-            record = runs.follow(self._session, record, sys.stdout.buffer)
+            record = runs.follow(self._session, record, _binary_stdout())
             print(f"\nExecution Summary\n=================\nRunId: {self._id}\nWeb View: {self.get_portal_url()}\n",
                   flush=True)
         else:
@@ -394,6 +394,24 @@ class InteractiveRun(Run):
 
     def cancel(self) -> None:
         self._set_status(RunStatus.CANCELED, "canceled")
+
+
+class _TextOut:
+    """A bytes writer onto a text stream (Jupyter's sys.stdout has no .buffer)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data.decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _binary_stdout() -> Any:
+    return getattr(sys.stdout, "buffer", None) or _TextOut(sys.stdout)
 
 
 def _matches(have: dict[str, str], want: Any) -> bool:

@@ -141,3 +141,15 @@ def test_notebook_example_runs_as_a_script(project: Project) -> None:
     assert lines[0] == f"http://127.0.0.1:8765/runs/{run_id}" and status == "Completed"
     sine = project.cli("metrics", run_id, "--json", check=True).json()["sine"]
     assert len(sine["x"]) == 50 and sine["y"][0] == 0.0
+
+
+def test_show_output_works_without_a_binary_stdout(project: Project, ws: Workspace,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    project.write("hi.py", "print('héllo from the job')\n")
+    text_only = io.StringIO()  # like Jupyter's stdout: text, no .buffer
+    monkeypatch.setattr(sys, "stdout", text_only)
+    run = Experiment(ws, "api").submit(ScriptRunConfig(source_directory="src", script="hi.py"))
+    run.wait_for_completion(show_output=True)
+    assert "héllo from the job" in text_only.getvalue()
