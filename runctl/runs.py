@@ -190,6 +190,9 @@ def details(session: Session, record: RunRecord) -> dict[str, Any]:
         out["error"] = {"message": record.error}
     if record.parent_id:
         out["parentRunId"] = record.parent_id
+    children = [c.id for c in reversed(store.runs(parent_id=record.id))]
+    if children:
+        out["children"] = children
     return {k: v for k, v in out.items() if v is not None}
 
 

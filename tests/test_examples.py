@@ -83,3 +83,5 @@ def test_v1_script(tmp_path: Path, home: Path) -> None:
     assert json.dumps(run_cli("metrics", run_id, "--json", "-r", cwd=tmp_path).json(), sort_keys=True) == json.dumps(rec, sort_keys=True)
     assert [rec[c.id]["child_metric"] for c in children[1:3]] == [0, 1]
     assert run_cli("list", "--json", cwd=tmp_path).json()[0]["id"] == run_id
+    assert run_cli("show", run_id, "--json", cwd=tmp_path).json()["children"] == [c.id for c in children]
+    assert run_cli("show", children[0].id, "--json", cwd=tmp_path).json()["parentRunId"] == run_id
