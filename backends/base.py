@@ -107,6 +107,11 @@ class Backend(abc.ABC):
     def cancel(self, handle: Handle) -> None:
         """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period)."""
 
+    def host_path(self, handle: Handle, relpath: str) -> Path | None:
+        """RUN_DIR/relpath when it is on this machine's filesystem (core may then move outputs
+        into the store instead of copying them); None for remote run directories."""
+        return None
+
     def release(self, handle: Handle, state: JobState) -> None:  # noqa: B027 - optional hook
         """Called once the run is final and fully synced: free what the job held (e.g. remove a container)."""
 

@@ -50,6 +50,9 @@ class HostDirBackend(Backend):
                     out.append((p.relative_to(root).as_posix(), p.stat().st_size))
         return out
 
+    def host_path(self, handle: Handle, relpath: str) -> Path | None:
+        return Path(handle.run_dir) / relpath
+
     def mark_cancel(self, handle: Handle) -> None:
         marker = Path(handle.run_dir) / CANCEL_MARKER
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -106,13 +106,21 @@ FETCHED_AT_END = ("outputs", "artifacts", "runs")
 
 
 def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
-    """Copy outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the store."""
+    """Bring outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the
+    store: moved when the run directory is on this filesystem, else copied by chunks."""
     files = [f for d in FETCHED_AT_END for f in backend.list_files(handle, d)]
     for rel, size in files:
         dest = _store_path(store, run_id, rel)
         if dest.exists() and dest.stat().st_size == size:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
+        local = backend.host_path(handle, rel)
+        if local is not None:
+            try:
+                os.replace(local, dest)  # same filesystem: a rename, however big the file
+                continue
+            except OSError:
+                pass  # another filesystem (or gone): copy below
         tmp = dest.with_name(f".{dest.name}.part")
         with open(tmp, "wb") as f:
             copy_range(backend, handle, rel, f, 0, size)

@@ -107,7 +107,7 @@ def test_files_are_owned_by_the_configured_user(tmp_path: Path, home: Path) -> N
     run_id = submit(proj, "import os\nprint(os.getuid(), os.getgid())\nopen('outputs/o.txt', 'w').write('x')\n")
     assert proj.cli("wait", run_id).rc == 0
     assert "4321 4322" in proj.cli("logs", run_id).out
-    st = (home / "work" / run_id / "outputs" / "o.txt").stat()
+    st = (home / "runs" / run_id / "outputs" / "o.txt").stat()
     assert (st.st_uid, st.st_gid) == (4321, 4322)
 
 

@@ -30,3 +30,10 @@ def test_a_stop_runctl_did_not_ask_for_is_a_failure(project) -> None:  # type: i
     assert project.cli("wait", run_id, "--timeout", "60").rc == 143
     st = project.cli("status", run_id, "--json", check=True).json()
     assert st["status"] == "Failed" and "outside runctl" in st["error"]
+
+
+def test_outputs_are_moved_into_the_store_not_copied(project, home) -> None:  # type: ignore[no-untyped-def]
+    job = project.script_job("open('outputs/big.bin', 'wb').write(b'x' * 1000)\n")
+    run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert (home / "runs" / run_id / "outputs" / "big.bin").stat().st_size == 1000
+    assert not (home / "work" / run_id / "outputs" / "big.bin").exists()
