@@ -240,12 +240,6 @@ class Store:
                 (*(_encode(k, v) for k, v in values.items()), run_id),
             )
 
-    def delete_run(self, run_id: str) -> None:
-        with self.tx() as db:
-            for table in ("metrics", "tags", "properties"):
-                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-
     # -- events ------------------------------------------------------------------------
     def ingest_events(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
         """Store events read from ``expected_offset`` up to ``new_offset`` of events.jsonl, once.

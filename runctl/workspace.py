@@ -57,9 +57,6 @@ class Workspace:
     snapshot_max_mb: float = DEFAULT_SNAPSHOT_MAX_MB
     located: Located | None = None
 
-    def target(self, name: str) -> ComputeTarget:
-        return self.targets[name]
-
 
 def user_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")

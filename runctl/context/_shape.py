@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-VECTOR_KINDS = ("scalar", "list")
 TABLE_KINDS = ("row", "table")
 
 
