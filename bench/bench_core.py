@@ -165,6 +165,28 @@ def bench_snapshot(tmp: Path, repeat: int) -> None:
         f"`git status` on the same tree: {git_status * 1000:.0f} ms", f"{warm / git_status:.1f}x")
 
 
+def bench_sync(tmp: Path) -> None:
+    """Ingest 1,000,000 logged values (a 67 MB events.jsonl) in one sync, as `runctl wait` does."""
+    proj = tmp / "syncproj"
+    proj.mkdir()
+    (proj / "t.py").write_text("from azureml.core import Run\nr = Run.get_context()\n"
+                               "for i in range(1000000):\n    r.log('loss', 0.5, step=i)\n")
+    (proj / "job.yaml").write_text("script: t.py\nexperiment: syncbench\n")
+    env = dict(os.environ, RUNCTL_HOME=str(tmp / "synchome"))
+    cmd = _runctl_cmd().split()
+    run_id = subprocess.run([*cmd, "submit", "job.yaml", "-q"], cwd=proj, env=env, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    status = tmp / "synchome" / "work" / run_id / "status.json"
+    while '"finished"' not in (status.read_text() if status.exists() else ""):
+        time.sleep(0.2)
+    t0 = time.perf_counter()
+    subprocess.run([*cmd, "wait", run_id], cwd=proj, env=env, capture_output=True, check=True)
+    took = time.perf_counter() - t0
+    size = (tmp / "synchome" / "work" / run_id / "events.jsonl").stat().st_size
+    row("sync: ingest 1,000,000 logged values (one `runctl wait`)", f"{took:.1f} s ({1e6 / took / 1000:.0f}k values/s)",
+        f"events.jsonl: {size / 1e6:.0f} MB", "-")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -176,6 +198,7 @@ def main() -> None:
         bench_help(tmp, repeat)
         bench_list(tmp, repeat)
         bench_snapshot(tmp, 5 if not args.quick else 3)
+        bench_sync(tmp)
     print("| what | runctl | peer, same machine, same run | ratio |")
     print("|---|---|---|---|")
     for r in ROWS:

@@ -13,14 +13,15 @@ from typing import Any, Iterable, Iterator
 from .errors import InputError
 from .status import RunStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "runctl.db"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
+    rk INTEGER PRIMARY KEY,  -- a stable small key for metrics (a plain rowid may change on VACUUM)
+    id TEXT NOT NULL UNIQUE,
     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
     number INTEGER NOT NULL,
     display_name TEXT, description TEXT,
@@ -37,11 +38,11 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_unique_key ON runs(unique_key) WHERE unique_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS metrics (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,  -- runs.rk: metrics are the store's biggest table
     kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
     step INTEGER, ts REAL, description TEXT);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, seq);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run, seq);
 CREATE TABLE IF NOT EXISTS tags (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS properties (
@@ -102,6 +103,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+_RUN_EVENT_KINDS = frozenset({"tag", "property", "display_name", "status", "run"})
 _TERMINAL_VALUES = tuple(s.value for s in RunStatus if s.is_terminal)
 _RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
 _UPDATABLE = {
@@ -125,11 +127,25 @@ class Store:
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode = WAL")
         with self.tx():
-            if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:  # v1 keyed metrics by the run's text id
+                for table in ("runs", "metrics"):
+                    self.db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+                for index in ("runs_created", "runs_unique_key", "metrics_run"):
+                    self.db.execute(f"DROP INDEX IF EXISTS {index}")
+            if version != SCHEMA_VERSION:
                 for stmt in _DDL.split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version == 1:
+                cols = ", ".join(r[1] for r in self.db.execute("PRAGMA table_info(runs_v1)"))
+                self.db.execute(f"INSERT INTO runs ({cols}) SELECT {cols} FROM runs_v1 ORDER BY rowid")
+                self.db.execute(
+                    "INSERT INTO metrics (seq, run, kind, name, value, step, ts, description) SELECT m.seq, r.rk, "
+                    "m.kind, m.name, m.value, m.step, m.ts, m.description FROM metrics_v1 m JOIN runs r ON r.id = m.run_id")
+                self.db.execute("DROP TABLE metrics_v1")
+                self.db.execute("DROP TABLE runs_v1")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -191,7 +207,7 @@ class Store:
         """A full id, a unique prefix of one, or ``@last`` (the newest run)."""
         if ref == "@last":
             row = self.db.execute(
-                _RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rowid DESC LIMIT 1"
+                _RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rk DESC LIMIT 1"
             ).fetchone()
             if row is None:
                 raise InputError("@last: the store has no runs yet; submit one with `runctl submit JOB.yaml`")
@@ -225,7 +241,7 @@ class Store:
             where.append("runs.parent_id IS NULL")
         if unfinished_only:
             where.append("runs.status NOT IN ('Completed', 'Failed', 'Canceled')")
-        sql = _RUN_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY runs.created_at DESC, runs.rowid DESC"
+        sql = _RUN_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY runs.created_at DESC, runs.rk DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRecord.from_row(r) for r in self.db.execute(sql, args)]
@@ -259,12 +275,17 @@ class Store:
             self._apply_events(db, run_id, events)
 
     def _apply_events(self, db: sqlite3.Connection, top_id: str, events: list[dict]) -> None:
+        metric_rows = []
+        keys = {top_id: _run_key(db, top_id)}
         for ev in events:
             kind, name, value = ev["k"], ev["n"], ev["v"]
             rid = ev.get("r") or top_id
-            if rid != top_id:
+            if rid not in keys:
                 self._ensure_child(db, top_id, rid, ev)
-            if kind == "tag":
+                keys[rid] = _run_key(db, rid)
+            if kind == "scalar" or kind not in _RUN_EVENT_KINDS:
+                metric_rows.append((keys[rid], kind, name, _json_value(value), ev.get("s"), ev.get("t"), ev.get("d")))
+            elif kind == "tag":
                 if value is None:
                     db.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (rid, name))
                 else:
@@ -278,11 +299,11 @@ class Store:
                     "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)",
                     (value, ev.get("error"), ev.get("t"), rid, *_TERMINAL_VALUES),
                 )
-            elif kind != "run":
-                db.execute(
-                    "INSERT INTO metrics (run_id, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (rid, kind, name, json.dumps(value), ev.get("s"), ev.get("t"), ev.get("d")),
-                )
+        if metric_rows:  # one executemany: ingesting a million values is a few seconds, not tens
+            db.executemany(
+                "INSERT INTO metrics (run, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                metric_rows,
+            )
 
     def _ensure_child(self, db: sqlite3.Connection, top_id: str, child_id: str, ev: dict) -> None:
         if db.execute("SELECT 1 FROM runs WHERE id = ?", (child_id,)).fetchone():
@@ -318,7 +339,7 @@ class Store:
                 todo.extend(kids)
 
     def metric_events(self, run_id: str, name: str | None = None) -> Iterator[tuple[str, str, Any]]:
-        sql = "SELECT kind, name, value FROM metrics WHERE run_id = ?"
+        sql = "SELECT kind, name, value FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?)"
         args: tuple = (run_id,)
         if name is not None:
             sql += " AND name = ?"
@@ -328,7 +349,8 @@ class Store:
 
     def metric_rows(self, run_id: str) -> list[sqlite3.Row]:
         return self.db.execute(
-            "SELECT kind, name, value, step, ts FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,)
+            "SELECT kind, name, value, step, ts FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) ORDER BY seq",
+            (run_id,),
         ).fetchall()
 
     # -- tags and properties ------------------------------------------------------------
@@ -359,6 +381,20 @@ class Store:
     def stat_cache_put(self, rows: Iterable[tuple]) -> None:
         with self.tx() as db:
             db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)", list(rows))
+
+
+def _run_key(db: sqlite3.Connection, run_id: str) -> int:
+    return int(db.execute("SELECT rk FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
+
+def _json_value(value: Any) -> str:
+    """json.dumps, with a fast path for the finite floats and ints that most metrics are."""
+    t = type(value)
+    if t is float and value - value == 0:
+        return repr(value)
+    if t is int:
+        return str(value)
+    return json.dumps(value)
 
 
 def _encode(key: str, value: Any) -> Any:

@@ -74,20 +74,28 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str) -
         end = data.rfind(b"\n")
         if end < 0:
             return  # nothing new, or only a torn line: wait for the next sync
-        events = []
-        for line in data[: end + 1].splitlines():
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue  # a line damaged on disk cannot be recovered; the rest still counts
-            if isinstance(ev, dict) and "k" in ev and "n" in ev:
-                events.append(ev)
+        events = parse_events(data[: end + 1])
         if not store.ingest_events(run_id, offset, offset + end + 1, events):
             continue  # another process ingested this range first; re-read the offset
         if len(data) < CHUNK_BYTES:
             return
+
+
+def parse_events(data: bytes) -> list[dict]:
+    """Complete lines of events.jsonl -> events. The whole chunk is parsed as one JSON array
+    (one C-level call); if a line is damaged, line by line, skipping what cannot be read."""
+    text = data.decode("utf-8", errors="replace")
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    try:
+        parsed = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        parsed = []
+        for ln in lines:
+            try:
+                parsed.append(json.loads(ln))
+            except ValueError:
+                continue  # a line damaged on disk cannot be recovered; the rest still counts
+    return [ev for ev in parsed if isinstance(ev, dict) and "k" in ev and "n" in ev]
 
 
 def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:

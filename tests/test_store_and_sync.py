@@ -127,3 +127,38 @@ def test_final_sync_fetches_outputs_and_marks_synced(fake: tuple[Store, FakeBack
     assert (store.run_dir(rid) / "outputs" / "m.bin").read_bytes() == b"w" * 100
     backend.state = JobState(RunStatus.FAILED)
     assert sync_run(store, backend, store.get(rid)).status == RunStatus.COMPLETED, "a synced run is final"
+
+
+V1_SCHEMA = """
+CREATE TABLE experiments (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE runs (id TEXT PRIMARY KEY, experiment_id INTEGER NOT NULL, number INTEGER NOT NULL,
+    display_name TEXT, description TEXT, kind TEXT NOT NULL DEFAULT 'submitted', status TEXT NOT NULL,
+    compute_target TEXT, backend TEXT, handle TEXT, snapshot_id TEXT, spec TEXT, exit_code INTEGER, error TEXT,
+    created_at REAL NOT NULL, started_at REAL, ended_at REAL, host TEXT, parent_id TEXT, unique_key TEXT,
+    events_offset INTEGER NOT NULL DEFAULT 0, synced INTEGER NOT NULL DEFAULT 0, UNIQUE (experiment_id, number));
+CREATE TABLE metrics (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+    name TEXT NOT NULL, value TEXT NOT NULL, step INTEGER, ts REAL, description TEXT);
+CREATE INDEX metrics_run ON metrics(run_id, seq);
+CREATE TABLE tags (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE properties (run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE stat_cache (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT);
+INSERT INTO experiments VALUES (1, 'e', 0);
+INSERT INTO runs (id, experiment_id, number, status, created_at) VALUES ('e_1_a', 1, 1, 'Completed', 1), ('e_2_b', 1, 2, 'Failed', 2);
+INSERT INTO metrics (run_id, kind, name, value) VALUES ('e_2_b', 'scalar', 'x', '1'), ('e_1_a', 'scalar', 'y', '2.5'),
+    ('e_2_b', 'scalar', 'x', '3');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "runctl.db")
+    db.executescript(V1_SCHEMA)
+    db.close()
+    store = Store(tmp_path)
+    assert list(store.metric_events("e_2_b")) == [("scalar", "x", 1), ("scalar", "x", 3)]
+    assert list(store.metric_events("e_1_a")) == [("scalar", "y", 2.5)]
+    assert store.resolve("@last").id == "e_2_b" and store.get("e_1_a").status == RunStatus.COMPLETED
+    new, _ = store.create_run("e")
+    assert new.number == 3
