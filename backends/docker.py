@@ -61,7 +61,10 @@ def docker_errors(what: str) -> Iterator[None]:
     except docker.errors.ImageNotFound as e:
         raise StartError(f"{what}: image not found: {e.explanation or e}") from e
     except docker.errors.APIError as e:
-        raise StartError(f"{what}: the Docker daemon said: {e.explanation or e}") from e
+        said = str(e.explanation or e)
+        hint = ("; GPUs need the NVIDIA Container Toolkit on this host (`runctl compute check` then lists the "
+                "nvidia runtime), or set resources.gpus: 0") if "could not select device driver" in said else ""
+        raise StartError(f"{what}: the Docker daemon said: {said}{hint}") from e
     except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
         raise BackendUnreachable(unreachable_message(e)) from e
 

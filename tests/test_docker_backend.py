@@ -274,3 +274,15 @@ def test_container_removed_behind_runctls_back(tmp_path: Path, home: Path) -> No
     assert proj.cli("wait", run_id, "--timeout", "60").rc != 0
     st = proj.cli("status", run_id, "--json", check=True).json()
     assert st["status"] == "Failed" and "container was removed" in st["error"]
+
+
+def test_gpus_without_the_nvidia_toolkit_say_what_to_install(tmp_path: Path, home: Path) -> None:
+    import docker
+
+    if "nvidia" in (docker.from_env().info().get("Runtimes") or {}):
+        pytest.skip("this Docker daemon has the nvidia runtime: the GPU request would succeed")
+    proj = docker_proj(tmp_path)
+    job = proj.script_job("print(1)\n", compute_target=TARGET, resources={"gpus": 1},
+                          environment={"docker": {"image": IMAGE}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and "NVIDIA Container Toolkit" in r.err
