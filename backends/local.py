@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl.errors import InputError, StartError
-from runctl.launcher import proc_start_ticks
+from runctl.launcher import proc_start_ticks, process_alive
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
@@ -68,8 +68,7 @@ class LocalBackend(HostDirBackend):
 
 
 def launcher_alive(handle: Handle) -> bool:
-    ticks = proc_start_ticks(int(handle.native_id))
-    return ticks is not None and ticks == handle.extra.get("start_ticks")
+    return bool(process_alive(int(handle.native_id), handle.extra.get("start_ticks")))
 
 
 def map_state(st: dict[str, Any], alive: bool, cancel_requested: bool) -> JobState:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .context.run import _Announcing
-from .launcher import proc_start_ticks
+from .launcher import proc_start_ticks, process_alive
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -82,8 +82,7 @@ def process_gone(spec: dict[str, Any] | None) -> bool:
         return False
     if spec.get("host") not in (None, socket.gethostname()):
         return False
-    ticks = proc_start_ticks(int(spec["pid"]))
-    return ticks is None or (spec.get("start_ticks") is not None and ticks != spec["start_ticks"])
+    return not process_alive(int(spec["pid"]), spec.get("start_ticks"))
 
 
 def offline_run() -> InteractiveRun:

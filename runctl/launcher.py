@@ -32,6 +32,20 @@ def proc_start_ticks(pid):
     return int(data[data.rindex(b")") + 2 :].split()[19])
 
 
+def process_alive(pid, start_ticks):
+    """Is ``pid`` still the process that had ``start_ticks``? Without /proc (macOS) the start
+    time is unknown (None) and only existence can be checked."""
+    if start_ticks is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return proc_start_ticks(pid) == start_ticks
+
+
 def write_status(run_dir, status):
     path = os.path.join(run_dir, STATUS_FILE)
     tmp = path + ".tmp.%d" % os.getpid()

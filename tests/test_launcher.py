@@ -101,3 +101,17 @@ def test_job_side_runs_on_every_python_here(tmp_path: Path) -> None:
         events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
         assert [e["k"] for e in events] == ["scalar", "row", "run", "scalar", "status"], python
         assert json.loads((run_dir / "status.json").read_text())["exit_code"] == 0
+
+
+def test_process_liveness_with_and_without_proc(tmp_path: Path) -> None:
+    import os
+
+    from runctl.launcher import proc_start_ticks, process_alive
+
+    me = os.getpid()
+    assert process_alive(me, proc_start_ticks(me))
+    assert not process_alive(me, (proc_start_ticks(me) or 0) + 1), "a reused pid is not the same process"
+    assert process_alive(me, None), "no /proc (macOS): existence only"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert not process_alive(dead.pid, None)
