@@ -266,7 +266,7 @@ class DockerBackend(HostDirBackend):
         (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
         with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
             for event in self.client.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
-                                               rm=True, decode=True, labels={LABEL_VERSION: __version__}):
+                                               rm=True, forcerm=True, decode=True, labels={LABEL_VERSION: __version__}):
                 if "stream" in event:
                     log.write(event["stream"])
                 if "error" in event:

@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 STATUS_FILE = "status.json"
 LOG_FILE = "std_log.txt"
-POLL_S = 0.05
+CHECK_S = 0.1  # how often the time limit and a stop signal are checked
 
 
 def proc_start_ticks(pid):
@@ -138,9 +139,13 @@ def run(run_dir):
     deadline = status["start_time"] + timeout_s if timeout_s else None
     reason = "exit"
     kill_at = None
+    # A thread blocks in waitpid, so the end of the job is noticed at once; the main
+    # thread wakes every CHECK_S for the time limit and for a stop signal.
+    ended = threading.Event()
+    threading.Thread(target=lambda: (child.wait(), ended.set()), daemon=True).start()
     while True:
-        rc = child.poll()
-        if rc is not None:
+        if ended.wait(CHECK_S):
+            rc = child.returncode
             break
         now = time.time()
         if kill_at is None and (Stop.requested or (deadline is not None and now >= deadline)):
@@ -152,7 +157,6 @@ def run(run_dir):
         elif kill_at is not None and now >= kill_at:
             signal_group(child.pid, signal.SIGKILL)
             kill_at = float("inf")
-        time.sleep(POLL_S)
     # Whatever the job left running in its group goes with it.
     signal_group(child.pid, signal.SIGKILL)
     exit_code = rc if rc >= 0 else 128 - rc

@@ -167,9 +167,15 @@ def test_failed_build_and_failed_pull_are_clear(tmp_path: Path, home: Path) -> N
     proj.write("requirements.txt", "numpy\n")
     job = proj.script_job("print(1)\n", compute_target=TARGET,
                           environment={"docker": {"base_image": IMAGE, "pip_requirements": "requirements.txt"}})
+    import docker
+
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True)}
     r = proj.cli("submit", str(job))
     assert r.rc == 3 and "building the image failed" in r.err
     assert proj.cli("list", "--json").json()[0]["status"] == "Failed"
+    assert {c.id for c in client.containers.list(all=True)} == before, "a failed build leaves no containers"
+    client.close()
     job = proj.script_job("print(1)\n", name="pull.yaml", compute_target=TARGET,
                           environment={"docker": {"image": "localhost:1/no/such-image:1"}})
     r = proj.cli("submit", str(job))
