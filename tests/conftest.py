@@ -33,6 +33,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "store"
     monkeypatch.setenv("RUNCTL_HOME", str(h))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
     monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
     return h

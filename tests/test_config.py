@@ -120,3 +120,16 @@ def test_unknown_backend_type_is_bad_input(project: Project) -> None:
     assert r.rc == 2
     assert r.err.startswith("error: ") and "config.yaml:2:15: compute_targets.k8s.type: unknown compute target type" in r.err
     assert project.cli("list", "--json").json() == []
+
+
+def test_a_valid_document_is_remembered_and_an_invalid_one_never(project: Project, tmp_path: Path) -> None:
+    project.write("t.py", "print(1)\n")
+    job = project.job(script="t.py")
+    cache = tmp_path / "xdg-cache" / "runctl" / "valid"
+    assert project.cli("validate", str(job)).rc == 0
+    assert len(list(cache.iterdir())) == 1
+    assert project.cli("validate", str(job)).rc == 0, "valid again, from the cache"
+    (project.root / "bad.yaml").write_text("script: t.py\nsource_directory: src\nresources: {cpus: many}\n")
+    assert project.cli("validate", "bad.yaml").rc == 2
+    assert project.cli("validate", "bad.yaml").rc == 2
+    assert len(list(cache.iterdir())) == 1
