@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .context.run import _Announcing
-from .launcher import proc_start_ticks, process_alive
+from .launcher import process_alive, this_process
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -47,8 +47,7 @@ def start_interactive(experiment: Experiment, cls: type[InteractiveRun], *, outp
     record, _ = store.create_run(
         experiment.name, kind=kind, status=RunStatus.RUNNING, run_id=run_id or str(uuid.uuid4()),
         display_name=display_name, snapshot_id=snapshot_id, started_at=now, host=socket.gethostname(),
-        spec={"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "host": socket.gethostname(),
-              "cwd": os.getcwd()},
+        spec={**this_process(), "cwd": os.getcwd()},
     )
     store.add_properties(record.id, props)
     if tags:

@@ -47,6 +47,11 @@ def process_alive(pid, start_ticks):
     return proc_start_ticks(pid) == start_ticks
 
 
+def this_process():
+    """Who is running: enough for process_alive() to tell later whether it still is."""
+    return {"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "host": socket.gethostname()}
+
+
 def write_status(run_dir, status):
     path = os.path.join(run_dir, STATUS_FILE)
     tmp = path + ".tmp.%d" % os.getpid()

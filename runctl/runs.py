@@ -29,15 +29,22 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False) -> RunR
 
 
 def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
-    """An interactive run whose Python process died without complete() is marked Failed."""
+    """A run with no backend handle whose owner process is gone is marked Failed: an
+    interactive run whose Python exited without complete(), or a submitted run whose
+    `runctl submit` was killed before the backend had it."""
     from .interactive import process_gone
 
-    if record.kind in ("interactive", "offline") and not record.status.is_terminal and process_gone(record.spec):
-        pid = (record.spec or {}).get("pid")
-        session.store.update(record.id, status=RunStatus.FAILED, ended_at=time.time(), synced=True,
-                             error=f"the process that started it (pid {pid}) exited without run.complete()")
-        return session.store.get(record.id)
-    return record
+    if record.status.is_terminal:
+        return record
+    interactive = record.kind in ("interactive", "offline")
+    owner = record.spec if interactive else (record.spec or {}).get("submitter")
+    if not process_gone(owner):
+        return record
+    pid = (owner or {}).get("pid")
+    error = (f"the process that started it (pid {pid}) exited without run.complete()" if interactive else
+             f"runctl submit (pid {pid}) was interrupted before the run was handed to its backend; submit it again")
+    session.store.update(record.id, status=RunStatus.FAILED, ended_at=time.time(), synced=True, error=error)
+    return session.store.get(record.id)
 
 
 UNREACHABLE_PATIENCE_S = float(os.environ.get("RUNCTL_UNREACHABLE_PATIENCE_S", "120"))

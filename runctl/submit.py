@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, RunctlError, StartError
 from .jobconfig import JobConfig
+from .launcher import this_process
 from .session import Session
 from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
 from .status import RunStatus
@@ -117,7 +118,7 @@ def job_document(job: JobConfig) -> dict[str, Any]:
     doc["source_directory"] = str(job.source_directory)
     doc["experiment"] = job.experiment
     doc["compute_target"] = job.compute_target
-    return {"job": doc, "job_file": str(job.job_file) if job.job_file else None}
+    return {"job": doc, "job_file": str(job.job_file) if job.job_file else None, "submitter": this_process()}
 
 
 def rerun(session: Session, record: RunRecord, compute: str | None = None) -> RunRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,17 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     assert store.resolve("@last").id == "e_2_b" and store.get("e_1_a").status == RunStatus.COMPLETED
     new, _ = store.create_run("e")
     assert new.number == 3
+
+
+def test_a_submit_killed_before_the_backend_had_the_run_is_reconciled(project: Project) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = Store(project.root.parent / "store")
+    record, _ = store.create_run("test", compute_target="local",
+                                 spec={"job": {}, "submitter": {"pid": dead.pid, "start_ticks": None, "host": None}})
+    alive, _ = store.create_run("test", compute_target="local",
+                                spec={"job": {}, "submitter": {"pid": os.getpid(), "start_ticks": None, "host": None}})
+    store.close()
+    st = project.cli("status", record.id, "--json", check=True).json()
+    assert st["status"] == "Failed" and "was interrupted before the run was handed to its backend" in st["error"]
+    assert project.cli("status", alive.id, "--json", check=True).json()["status"] == "NotStarted"
