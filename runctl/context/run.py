@@ -468,7 +468,10 @@ class OfflineRun(_Announcing, Run):
         return OfflineRun(child_id, parent=self, display_name=name)
 
     def complete(self, _set_status=True):
-        self._end("Completed") if self._parent is not None else self._set("Completed")
+        if self._parent is not None:
+            self._end("Completed")
+        else:
+            self._set("Completed")
 
     def fail(self, error_details=None, error_code=None, _set_status=True):
         print("Run failed with error code %s: %s" % (error_code, error_details))
