@@ -20,6 +20,8 @@ from .errors import ExitCode, RunctlError
 app = typer.Typer(
     name="runctl",
     help="Run training scripts on your own compute and keep the history of every run.",
+    epilog="Exit codes: 0 ok; 1 error; 2 bad input; 3 the run failed to start; 4 backend unreachable; "
+           "wait, --wait and --follow: the run's own exit code (124 time limit, 130 canceled).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,6 +30,20 @@ app = typer.Typer(
 )
 compute_app = typer.Typer(help="Compute targets: list them, check that they work.", no_args_is_help=True)
 app.add_typer(compute_app, name="compute")
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"runctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Run training scripts on your own compute and keep the history of every run."""
+
 
 RunArg = typer.Argument(..., metavar="RUN", help="Run id, a unique prefix of one, or @last.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")

@@ -181,3 +181,11 @@ def test_list_works_where_a_runs_target_is_not_configured(project: Project, tmp_
     assert r.err.count("status not refreshed") == 1 and "'cpu'" in r.err
     project.cli("cancel", run_id, check=True)
     project.cli("wait", run_id)
+
+
+def test_version_and_help_list_exit_codes(project: Project) -> None:
+    from runctl import __version__
+
+    assert project.cli("--version", check=True).out.strip() == f"runctl {__version__}"
+    out = project.cli("--help", check=True).out
+    assert "Exit codes:" in out and "4 backend" in out
