@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Device check (a lent GPU machine, see ../shared/ENVIRONMENT.md "A real GPU host"):
+# Device check (a lent GPU machine, see ../shared/ENVIRONMENT.md "A real GPU host";
+# prepare ./.wheels here first with scripts/gpu-check/prepare.sh):
 # install runctl from ./.wheels (no network there) into its own venv, run
 # scripts/gpu-check/job.yaml on the local backend with the machine's torch Python as the
 # job's interpreter (environment.python.interpreter_path), and collect what came back.
