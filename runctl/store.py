@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -103,6 +104,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,255}$")
 _RUN_EVENT_KINDS = frozenset({"tag", "property", "display_name", "status", "run"})
 _TERMINAL_VALUES = tuple(s.value for s in RunStatus if s.is_terminal)
 _RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
@@ -280,6 +282,8 @@ class Store:
         for ev in events:
             kind, name, value = ev["k"], ev["n"], ev["v"]
             rid = ev.get("r") or top_id
+            if rid not in keys and not _SAFE_RUN_ID.match(str(rid)):
+                rid = top_id  # a child id is also a folder name: never let one point outside the store
             if rid not in keys:
                 self._ensure_child(db, top_id, rid, ev)
                 keys[rid] = _run_key(db, rid)

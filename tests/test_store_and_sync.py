@@ -177,3 +177,15 @@ def test_a_submit_killed_before_the_backend_had_the_run_is_reconciled(project: P
     st = project.cli("status", record.id, "--json", check=True).json()
     assert st["status"] == "Failed" and "was interrupted before the run was handed to its backend" in st["error"]
     assert project.cli("status", alive.id, "--json", check=True).json()["status"] == "NotStarted"
+
+
+def test_child_ids_that_would_leave_the_store_are_refused(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, backend, rid = fake
+    (backend.run_dir / "events.jsonl").write_bytes(
+        (json.dumps({"k": "scalar", "n": "x", "v": 1, "r": "../../escape"}) + "\n").encode())
+    sync_run(store, backend, store.get(rid))
+    assert list(store.metric_events(rid)) == [("scalar", "x", 1)], "attributed to the run itself"
+    from runctl.context import LoggingError, OfflineRun
+
+    with pytest.raises(LoggingError, match="child run id"):
+        OfflineRun().child_run(run_id="../x")

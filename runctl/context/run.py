@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -318,6 +319,8 @@ class Run:
     # -- children ---------------------------------------------------------------------------
     def child_run(self, name=None, run_id=None, outputs=None):
         child_id = run_id or "%s_%s" % (self._id, uuid.uuid4().hex[:8])
+        if not re.match(r"^[A-Za-z0-9][\w.\-]{0,255}$", child_id):
+            raise _values.LoggingError("child run id %r: use letters, digits, '.', '_' and '-'" % (child_id,))
         root = None if self._root is None else os.path.join(self._root, "runs", child_id)
         child = type(self)._make_child(self, child_id, root, name)
         self._pending.append(("run", child_id, {"parent": self._id, "display_name": name}, None, _time(),
