@@ -189,3 +189,25 @@ def test_child_ids_that_would_leave_the_store_are_refused(fake: tuple[Store, Fak
 
     with pytest.raises(LoggingError, match="child run id"):
         OfflineRun().child_run(run_id="../x")
+
+
+def test_concurrent_syncs_of_a_busy_run_lose_and_duplicate_nothing(project: Project) -> None:
+    job = project.script_job("""
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(200000):
+            run.log("v", i)
+            if i % 20000 == 0:
+                time.sleep(0.2)
+        """, environment={"environment_variables": {"RUNCTL_FLUSH_INTERVAL_S": "0.05"}})
+    run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
+    pollers = [subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys\n"
+        "while subprocess.run([sys.executable, '-m', 'runctl', 'status', sys.argv[1]], capture_output=True,"
+        " text=True).stdout.strip() not in ('Completed', 'Failed', 'Canceled'):\n    pass\n"), run_id],
+        cwd=project.root) for _ in range(3)]
+    assert project.cli("wait", run_id, timeout=300).rc == 0
+    for p in pollers:
+        p.wait(timeout=120)
+    assert project.cli("metrics", run_id, "--json", check=True).json()["v"] == list(range(200000))
