@@ -43,7 +43,10 @@ fi
 
 if ! docker image inspect "$PIP_IMAGE" >/dev/null 2>&1; then
     d=$(mktemp -d)
-    python3 -m pip download -q --no-deps -d "$d" pip
+    repo=$(cd "$(dirname "$0")/../.." && pwd)
+    py=python3
+    [ -x "$repo/.venv/bin/python" ] && py="$repo/.venv/bin/python"  # has pip even where Debian's python3 has not
+    "$py" -m pip download -q --no-deps -d "$d" pip
     whl=$(basename "$d"/pip-*.whl)
     printf 'FROM %s\nCOPY %s /tmp/%s\nRUN python3 /tmp/%s/pip install --no-index --break-system-packages /tmp/%s && rm /tmp/%s\n' \
         "$PY_IMAGE" "$whl" "$whl" "$whl" "$whl" "$whl" >"$d/Dockerfile"
