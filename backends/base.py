@@ -75,6 +75,7 @@ class Backend(abc.ABC):
     """One configured compute target. ``options`` are its fields from the workspace config."""
 
     name: str = "?"
+    max_nodes: int = 1  # more needs a backend that can place processes on several machines
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         self.target = target

@@ -80,6 +80,7 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     the key is returned (created=False) instead of starting another."""
     store = session.store
     backend = session.backend(job.compute_target)
+    check_placement(job, backend)
     backend.check_job(launch_spec(job, backend, "check", snapshot_id or "-"))
     if unique_key is not None:
         _refresh_holders(session, unique_key)
@@ -110,6 +111,18 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
         raise StartError(f"run {record.id} failed to start: {type(e).__name__}: {e}") from e
     store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
     return store.get(record.id), True
+
+
+def check_placement(job: JobConfig, backend: Backend) -> None:
+    """Refuse multi-node or distributed jobs on backends that would silently run one process."""
+    where = f"{job.job_file or 'the job'}"
+    if job.node_count > backend.max_nodes:
+        raise InputError(f"{where}: node_count: {job.node_count}, but the {backend.name} target "
+                         f"{job.compute_target!r} runs at most {backend.max_nodes} node; use node_count: 1 "
+                         f"or a multi-node target")
+    if job.distributed_job_config and backend.max_nodes == 1:
+        raise InputError(f"{where}: distributed_job_config: the {backend.name} backend does not launch "
+                         f"distributed jobs yet; remove it (a single process still sees every GPU it is given)")
 
 
 def job_document(job: JobConfig) -> dict[str, Any]:

@@ -189,3 +189,13 @@ def test_version_and_help_list_exit_codes(project: Project) -> None:
     assert project.cli("--version", check=True).out.strip() == f"runctl {__version__}"
     out = project.cli("--help", check=True).out
     assert "Exit codes:" in out and "4 backend" in out
+
+
+def test_multi_node_and_distributed_jobs_are_refused_where_they_cannot_run(project: Project) -> None:
+    job = project.script_job("print(1)\n", node_count=2)
+    r = project.cli("submit", str(job))
+    assert r.rc == 2 and "node_count: 2" in r.err and "runs at most 1 node" in r.err
+    job = project.script_job("print(1)\n", name="d.yaml", distributed_job_config={"type": "pytorch", "process_count": 2})
+    r = project.cli("submit", str(job))
+    assert r.rc == 2 and "distributed_job_config" in r.err
+    assert project.cli("list", "--json").json() == []
