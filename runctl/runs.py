@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -19,13 +20,14 @@ POLL_MIN_S = 0.05
 POLL_MAX_S = 2.0
 
 
-def refresh(session: Session, record: RunRecord, blocking: bool = False) -> RunRecord:
+def refresh(session: Session, record: RunRecord, blocking: bool = False,
+            after_logs: Callable[[], None] | None = None) -> RunRecord:
     """Sync an unfinished run from its backend; a finished, synced run is returned as is."""
     if record.synced:
         return record
     if record.handle is None:
         return _reconcile_in_process_run(session, record)
-    return sync_run(session.store, session.backend_for(record), record, blocking=blocking)
+    return sync_run(session.store, session.backend_for(record), record, blocking=blocking, after_logs=after_logs)
 
 
 def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
@@ -88,7 +90,8 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     patient_refresh = _patient(refresh)
     for delay in _poll_delays():
-        record = patient_refresh(session, record, blocking=True)
+        early = functools.partial(on_tick, record) if on_tick is not None else None
+        record = patient_refresh(session, record, blocking=True, after_logs=early)
         if on_tick is not None:
             on_tick(record)
         if record.synced or (record.status.is_terminal and record.handle is None):

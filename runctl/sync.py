@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from .status import RunStatus
 from .store import RunRecord, Store
@@ -43,8 +43,11 @@ def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool = False) -> RunRecord:
-    """Bring ``record`` up to date from its backend and return the fresh record."""
+def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool = False,
+             after_logs: Callable[[], None] | None = None) -> RunRecord:
+    """Bring ``record`` up to date from its backend and return the fresh record.
+    ``after_logs`` runs as soon as new log bytes are in the store (before a final sync's
+    slower work), so a follower prints them without waiting for outputs and clean-up."""
     if record.synced or record.handle is None:
         return record
     from .backends.base import Handle
@@ -59,6 +62,8 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         state = backend.status(handle)
         ingest_events(store, backend, handle, record.id)
         ingest_logs(store, backend, handle, record.id)
+        if after_logs is not None:
+            after_logs()
         if state.status.is_terminal:
             fetch_outputs(store, backend, handle, record.id)
         _record_state(store, record, state)
