@@ -327,13 +327,13 @@ class DockerBackend(HostDirBackend):
                 container.kill(signal="SIGTERM")  # the launcher stops the job gracefully, then exits
 
     def release(self, handle: Handle, state: JobState) -> None:
-        if state.status == RunStatus.FAILED and self.options.get("keep_failed_containers"):
-            return
-        container = self._container(handle)
-        if container is not None:
-            docker = import_docker_sdk()
-            with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
+        if not (state.status == RunStatus.FAILED and self.options.get("keep_failed_containers")):
+            container = self._container(handle)
+            if container is not None:
+                docker = import_docker_sdk()
+                with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+        super().release(handle, state)
 
     def check(self) -> list[str]:
         with docker_errors("checking Docker"):

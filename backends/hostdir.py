@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,15 @@ class HostDirBackend(Backend):
 
     def host_path(self, handle: Handle, relpath: str) -> Path | None:
         return Path(handle.run_dir) / relpath
+
+    def release(self, handle: Handle, state: JobState) -> None:
+        """Everything is in the store now: drop the run directory (the code copy can be as
+        big as the snapshot limit), unless target option keep_run_dirs says otherwise:
+        "failed" (the default) keeps failed runs' directories for debugging, "all", "none"."""
+        keep = self.options.get("keep_run_dirs", "failed")
+        if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
+            return
+        shutil.rmtree(handle.run_dir, ignore_errors=True)
 
     def mark_cancel(self, handle: Handle) -> None:
         marker = Path(handle.run_dir) / CANCEL_MARKER

@@ -37,3 +37,12 @@ def test_outputs_are_moved_into_the_store_not_copied(project, home) -> None:  # 
     run_id = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
     assert (home / "runs" / run_id / "outputs" / "big.bin").stat().st_size == 1000
     assert not (home / "work" / run_id / "outputs" / "big.bin").exists()
+
+
+def test_run_directories_are_dropped_once_synced_except_failed_ones(project, home) -> None:  # type: ignore[no-untyped-def]
+    ok = project.cli("submit", str(project.script_job("print('fine')\n")), "-q", "--wait", check=True).out.strip()
+    bad = project.cli("submit", str(project.script_job("raise SystemExit(3)\n", name="bad.yaml")), "-q", "--wait")
+    assert bad.rc == 3
+    assert not (home / "work" / ok).exists() and (home / "work" / bad.out.strip() / "code").is_dir()
+    assert "fine" in project.cli("logs", ok).out, "everything needed is in the store"
+    assert project.cli("rerun", ok, "-q", "--wait").rc == 0, "rerun needs only the stored snapshot"

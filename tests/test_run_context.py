@@ -223,7 +223,8 @@ def test_metric_events_carry_step_and_time(project: Project) -> None:
 
 
 def test_events_file_is_plain_jsonl(project: Project, home: Path) -> None:
-    run_id = submit_wait(project, "from azureml.core import Run\nRun.get_context().log('a', 1)\n")
+    job = project.script_job("from azureml.core import Run\nRun.get_context().log('a', 1)\nraise SystemExit(1)\n")
+    run_id = project.cli("submit", str(job), "-q", "--wait").out.strip()  # a failed run keeps its directory
     lines = (home / "work" / run_id / "events.jsonl").read_text().splitlines()
     assert [json.loads(ln)["n"] for ln in lines] == ["a"]
 
