@@ -179,10 +179,10 @@ def bench_sync(tmp: Path) -> None:
     status = tmp / "synchome" / "work" / run_id / "status.json"
     while '"finished"' not in (status.read_text() if status.exists() else ""):
         time.sleep(0.2)
+    size = (tmp / "synchome" / "work" / run_id / "events.jsonl").stat().st_size  # gone once synced
     t0 = time.perf_counter()
     subprocess.run([*cmd, "wait", run_id], cwd=proj, env=env, capture_output=True, check=True)
     took = time.perf_counter() - t0
-    size = (tmp / "synchome" / "work" / run_id / "events.jsonl").stat().st_size
     row("sync: ingest 1,000,000 logged values (one `runctl wait`)", f"{took:.1f} s ({1e6 / took / 1000:.0f}k values/s)",
         f"events.jsonl: {size / 1e6:.0f} MB", "-")
 
