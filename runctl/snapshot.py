@@ -10,12 +10,14 @@ unchanged files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,14 +162,15 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def hash_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        if hasattr(hashlib, "file_digest"):
-            return hashlib.file_digest(f, "sha256").hexdigest()
-        h = hashlib.sha256()
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+def hash_file(path: Path, copy_to: Path | None = None) -> str:
+    """sha256 of a file; with ``copy_to``, also written there in the same single read."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f, (open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext()) as out:
+        while chunk := f.read(1 << 20):
             h.update(chunk)
-        return h.hexdigest()
+            if out is not None:
+                out.write(chunk)
+    return h.hexdigest()
 
 
 class ObjectStore:
@@ -180,15 +183,21 @@ class ObjectStore:
     def object_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
-    def put_file(self, src: Path, digest: str) -> None:
-        dest = self.object_path(digest)
-        if dest.exists():
-            return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o444)
-        os.replace(tmp, dest)
+    def add_file(self, src: Path) -> str:
+        """Store a file by its content (read once: hashed while copied); returns its digest."""
+        self.objects.mkdir(parents=True, exist_ok=True)
+        tmp = self.objects / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            digest = hash_file(src, copy_to=tmp)
+            dest = self.object_path(digest)
+            if dest.exists():
+                return digest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            return digest
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_manifest(self, manifest: dict) -> str:
         data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
@@ -225,8 +234,7 @@ def take_snapshot(
             e.digest = hit[3]
             continue
         try:
-            e.digest = hash_file(full)
-            objects.put_file(full, e.digest)
+            e.digest = objects.add_file(full)
         except FileNotFoundError:
             raise InputError(f"{full}: removed while the snapshot was taken; submit again") from None
         if now_ns - e.mtime_ns > RACY_WINDOW_NS:

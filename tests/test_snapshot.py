@@ -95,7 +95,7 @@ def test_stat_cache_skips_rehashing_unchanged_files(tmp_path: Path, monkeypatch:
     objects = ObjectStore(store.dir)
     hashed: list[Path] = []
     real = snapshot.hash_file
-    monkeypatch.setattr(snapshot, "hash_file", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(snapshot, "hash_file", lambda p, *a, **k: hashed.append(p) or real(p, *a, **k))
     take_snapshot(list_source(src), objects, store.stat_cache_get, store.stat_cache_put)
     assert len(hashed) == 20
     hashed.clear()
