@@ -38,8 +38,17 @@ def docker_ready() -> bool:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _docker() -> None:
+def _docker() -> Any:
     require_service("dockerd with the test images", docker_ready(), "run tests/infra/up-docker.sh")
+    import docker
+
+    client = docker.from_env()
+    before = {i.id for i in client.images.list(name="runctl-env")}
+    yield
+    for image in client.images.list(name="runctl-env"):  # images the build tests made
+        if image.id not in before:
+            client.images.remove(image.id, force=True)
+    client.close()
 
 
 def docker_proj(tmp_path: Path, **target: Any) -> Project:
