@@ -43,11 +43,13 @@ def _docker() -> Any:
     import docker
 
     client = docker.from_env()
-    before = {i.id for i in client.images.list(name="runctl-env")}
+    def made() -> set[str]:
+        return {i.id for i in client.images.list(name="runctl-env") + client.images.list(filters={"dangling": True})}
+
+    before = made()
     yield
-    for image in client.images.list(name="runctl-env"):  # images the build tests made
-        if image.id not in before:
-            client.images.remove(image.id, force=True)
+    for image_id in made() - before:  # images (and failed builds' layers) the build tests made
+        client.images.remove(image_id, force=True)
     client.close()
 
 
