@@ -27,7 +27,8 @@ OFFLINE_EXPERIMENT = "offline"
 def start_interactive(experiment: Experiment, cls: type[InteractiveRun], *, outputs: str | bool | None,
                       snapshot_directory: str | None, display_name: str | None, tags: dict[str, str] | None,
                       run_id: str | None, kind: str = "interactive") -> InteractiveRun:
-    from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
+    from .snapshot import git_properties
+    from .submit import make_snapshot
 
     session = experiment.workspace._session
     store = session.store
@@ -35,12 +36,7 @@ def start_interactive(experiment: Experiment, cls: type[InteractiveRun], *, outp
     snapshot_id = None
     if snapshot_directory is not None:
         src = Path(snapshot_directory).resolve()
-        listing = list_source(src)
-        try:
-            check_size(listing, session.ws.snapshot_max_mb)
-        except Exception as e:
-            raise type(e)(f"{e}; or pass snapshot_directory=None to start_logging") from None
-        snapshot_id = take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+        snapshot_id = make_snapshot(session, src, "; or pass snapshot_directory=None to start_logging")
         props["ContentSnapshotId"] = snapshot_id
         props.update(git_properties(src))
     now = time.time()

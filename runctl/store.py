@@ -259,6 +259,9 @@ class Store:
             )
 
     # -- events ------------------------------------------------------------------------
+    def events_offset(self, run_id: str) -> int:
+        return int(self.db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+
     def ingest_events(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
         """Store events read from ``expected_offset`` up to ``new_offset`` of events.jsonl, once.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, RunctlError, StartError
@@ -20,10 +21,14 @@ if TYPE_CHECKING:
 DEFAULT_GRACE_S = 10.0
 
 
-def make_snapshot(session: Session, job: JobConfig) -> str:
+def make_snapshot(session: Session, source: Path, size_hint: str = "") -> str:
+    """Snapshot ``source`` into the store (leaving the store itself out); returns its id."""
     store = session.store
-    listing = list_source(job.source_directory, exclude=(store.dir,))
-    check_size(listing, session.ws.snapshot_max_mb)
+    listing = list_source(source, exclude=(store.dir,))
+    try:
+        check_size(listing, session.ws.snapshot_max_mb)
+    except InputError as e:
+        raise InputError(f"{e}{size_hint}") from None
     return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
 
 
@@ -85,7 +90,7 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     if unique_key is not None:
         _refresh_holders(session, unique_key)
     if snapshot_id is None:
-        snapshot_id = make_snapshot(session, job)
+        snapshot_id = make_snapshot(session, job.source_directory)
     record, created = store.create_run(
         job.experiment, unique_key=unique_key, display_name=job.display_name, description=job.description,
         compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,

@@ -74,7 +74,7 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
 
 def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
     while True:
-        offset = store.get(run_id).events_offset
+        offset = store.events_offset(run_id)
         data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
         end = data.rfind(b"\n")
         if end < 0:
