@@ -28,12 +28,27 @@ class Handle:
     host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pending(self) -> bool:
+        """Recorded by ``plan()`` before the job was started: no native id yet."""
+        return not self.native_id
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Handle:
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One name under RUN_DIR, as ``list_files`` reports it. Only ``kind == "file"`` (a regular
+    file) is ever read; anything else a job made there is skipped, and core records that."""
+
+    path: str  # relative to RUN_DIR, "/"-separated
+    size: int
+    kind: str = "file"  # or "symlink", "fifo", "socket", "device"
 
 
 @dataclass(frozen=True)
@@ -89,29 +104,41 @@ class Backend(abc.ABC):
         return "python3"
 
     @abc.abstractmethod
+    def plan(self, spec: LaunchSpec) -> Handle:
+        """Where the run will live, decided before anything exists (no native id yet). Core
+        records it before calling ``submit``, so a submitter killed at any instant leaves a
+        run that ``status`` can find again."""
+
+    @abc.abstractmethod
     def submit(self, spec: LaunchSpec) -> Handle:
         """Create RUN_DIR on the compute side and start the launcher; return at once."""
 
     @abc.abstractmethod
     def status(self, handle: Handle) -> JobState:
-        """The job's state now, mapped to a RunStatus in ONE place in the backend."""
+        """The job's state now, mapped to a RunStatus in ONE place in the backend.
+
+        Core passes a ``pending`` handle only once the process that was submitting it is
+        gone: the backend then adopts the job if it started, and otherwise makes sure that
+        it never will (the launcher protocol's "abandoned" record) and reports FAILED."""
 
     @abc.abstractmethod
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of RUN_DIR/relpath from ``offset``; b"" if absent or at the end."""
+        """Up to ``max_bytes`` of RUN_DIR/relpath from ``offset``; b"" if absent, at the end, or
+        not a regular file reached without links (a job's symlink or FIFO is never read)."""
 
     @abc.abstractmethod
-    def list_files(self, handle: Handle, reldir: str) -> list[tuple[str, int]]:
-        """(path relative to RUN_DIR, size) of every regular file under RUN_DIR/reldir."""
+    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
+        """Every name under RUN_DIR/reldir, never following a link (not even reldir itself):
+        regular files, and whatever else is there with its kind, so core can record the skip."""
 
     @abc.abstractmethod
     def cancel(self, handle: Handle) -> None:
         """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period)."""
 
-    def host_path(self, handle: Handle, relpath: str) -> Path | None:
-        """RUN_DIR/relpath when it is on this machine's filesystem (core may then move outputs
-        into the store instead of copying them); None for remote run directories."""
-        return None
+    def move_file(self, handle: Handle, relpath: str, dest: Path) -> bool:
+        """Move regular file RUN_DIR/relpath to ``dest`` when both are on this filesystem (a
+        rename, however big the file), never through a link; False means core copies it."""
+        return False
 
     def release(self, handle: Handle, state: JobState) -> None:  # noqa: B027 - optional hook
         """Called once the run is final and fully synced: free what the job held (e.g. remove a container)."""

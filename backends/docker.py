@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,7 +23,7 @@ from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
-from .hostdir import CANCEL_MARKER, HostDirBackend, finished_state, read_status, times
+from .hostdir import HostDirBackend, abandon_unstarted, finished_state, read_status, times
 
 CONTAINER_RUN_DIR = "/runctl/run"
 LABEL_RUN_ID = "runctl.run_id"
@@ -296,24 +295,31 @@ class DockerBackend(HostDirBackend):
                       extra={"image": image, "name": kwargs["name"]})
 
     def _container(self, handle: Handle) -> Any:
-        """The run's container, by id, else by its run-id label; None once removed."""
+        """The run's container, by id, else by its run-id label (a pending handle has no id
+        yet); None once removed or never made."""
         docker = import_docker_sdk()
         with docker_errors("asking Docker about the run's container"):
-            try:
-                return self.client.containers.get(handle.native_id)
-            except docker.errors.NotFound:
-                run_id = Path(handle.run_dir).name
-                found = self.client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
-                return found[0] if found else None
+            if handle.native_id:
+                try:
+                    return self.client.containers.get(handle.native_id)
+                except docker.errors.NotFound:
+                    pass
+            run_id = Path(handle.run_dir).name
+            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+            return found[0] if found else None
 
     def status(self, handle: Handle) -> JobState:
-        st = read_status(Path(handle.run_dir))
+        st = read_status(handle.run_dir)
         container = self._container(handle)
         c_state = container.attrs.get("State", {}) if container is not None else None
+        if handle.pending and not st and (c_state is None or c_state.get("Status") == "created"):
+            # Its submitter died before starting the container: make sure it never starts.
+            self._remove(container)
+            return finished_state(abandon_unstarted(handle.run_dir) or read_status(handle.run_dir),
+                                  self.cancel_requested(handle))
         cancel = self.cancel_requested(handle)
         if cancel and c_state and c_state.get("Running"):
-            marker_age = time.time() - (Path(handle.run_dir) / CANCEL_MARKER).stat().st_mtime
-            if marker_age > float(self.options.get("cancel_grace_s", 10)) + CANCEL_ESCALATE_S:
+            if self.cancel_marker_age(handle) > float(self.options.get("cancel_grace_s", 10)) + CANCEL_ESCALATE_S:
                 with docker_errors("killing the run's container"), contextlib.suppress(Exception):
                     container.kill(signal="SIGKILL")
         return map_state(st, c_state, cancel)
@@ -325,14 +331,20 @@ class DockerBackend(HostDirBackend):
             docker = import_docker_sdk()
             with docker_errors("stopping the run's container"), contextlib.suppress(docker.errors.NotFound):
                 container.kill(signal="SIGTERM")  # the launcher stops the job gracefully, then exits
+        elif container is None or container.status == "created":
+            if abandon_unstarted(handle.run_dir, canceled=True) is not None:
+                self._remove(container)
+
+    def _remove(self, container: Any) -> None:
+        if container is None:
+            return
+        docker = import_docker_sdk()
+        with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
 
     def release(self, handle: Handle, state: JobState) -> None:
         if not (state.status == RunStatus.FAILED and self.options.get("keep_failed_containers")):
-            container = self._container(handle)
-            if container is not None:
-                docker = import_docker_sdk()
-                with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
-                    container.remove(force=True)
+            self._remove(self._container(handle))
         super().release(handle, state)
 
     def check(self) -> list[str]:

@@ -1,22 +1,32 @@
 """Shared by backends whose RUN_DIR is on this machine's filesystem (local, docker):
-where run directories live, reading their files, and the launcher's status.json.
+where run directories live, reading their files safely, and the launcher's status.json.
+
+Everything under RUN_DIR is the job's to change, so every access goes through
+``safefs`` (no link is followed, no special file read), and the launcher lock tells
+whether a launcher is alive (see runctl/launcher.py, "Ownership").
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+from runctl.errors import ConfigError
+from runctl.launcher import LOCK_FILE, STATUS_FILE
 from runctl.rundir import prepare
 from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
 
-from .base import Backend, Handle, JobState, LaunchSpec
+from . import safefs
+from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 
 CANCEL_MARKER = ".runctl/cancel-requested"
+ABANDONED_ERROR = "runctl submit was interrupted before the job started; the job never ran (submit it again)"
 
 
 class HostDirBackend(Backend):
@@ -25,34 +35,32 @@ class HostDirBackend(Backend):
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
         self.work_dir = Path(options.get("work_dir") or store_dir / "work").expanduser()
+        existing = next(p for p in (self.work_dir, *self.work_dir.parents) if os.path.lexists(p))
+        if not existing.is_dir():
+            raise ConfigError(f"{str(existing)!r} is not a directory", field="work_dir",
+                              hint="point work_dir at a directory (runctl creates it if missing)")
+
+    def plan(self, spec: LaunchSpec) -> Handle:
+        return Handle(self.name, "", str(self.work_dir / spec.run_id), host=os.uname().nodename)
 
     def make_run_dir(self, spec: LaunchSpec) -> Path:
         run_dir = self.work_dir / spec.run_id
         run_dir.mkdir(parents=True)
-        prepare(run_dir, ObjectStore(self.store_dir), spec.snapshot_id, spec.launcher_spec())
+        try:
+            prepare(run_dir, ObjectStore(self.store_dir), spec.snapshot_id, spec.launcher_spec())
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         return run_dir
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
-        try:
-            with open(Path(handle.run_dir) / relpath, "rb") as f:
-                f.seek(offset)
-                return f.read(max_bytes)
-        except FileNotFoundError:
-            return b""
+        return safefs.read_file(handle.run_dir, relpath, offset, max_bytes)
 
-    def list_files(self, handle: Handle, reldir: str) -> list[tuple[str, int]]:
-        root = Path(handle.run_dir)
-        out = []
-        for dirpath, dirnames, filenames in os.walk(root / reldir):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                p = Path(dirpath) / fn
-                if p.is_file() and not p.is_symlink():
-                    out.append((p.relative_to(root).as_posix(), p.stat().st_size))
-        return out
+    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
+        return list(safefs.walk(handle.run_dir, reldir))
 
-    def host_path(self, handle: Handle, relpath: str) -> Path | None:
-        return Path(handle.run_dir) / relpath
+    def move_file(self, handle: Handle, relpath: str, dest: Path) -> bool:
+        return safefs.move_out(handle.run_dir, relpath, str(dest))
 
     def release(self, handle: Handle, state: JobState) -> None:
         """Everything is in the store now: drop the run directory (the code copy can be as
@@ -61,23 +69,90 @@ class HostDirBackend(Backend):
         keep = self.options.get("keep_run_dirs", "failed")
         if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
             return
-        shutil.rmtree(handle.run_dir, ignore_errors=True)
+        shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
 
     def mark_cancel(self, handle: Handle) -> None:
-        marker = Path(handle.run_dir) / CANCEL_MARKER
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        try:
+            safefs.touch(handle.run_dir, CANCEL_MARKER)
+        except OSError:
+            pass  # no run directory (never made) or a link planted there: the signal still goes
 
     @staticmethod
     def cancel_requested(handle: Handle) -> bool:
-        return (Path(handle.run_dir) / CANCEL_MARKER).exists()
+        return safefs.exists(handle.run_dir, CANCEL_MARKER)
+
+    @staticmethod
+    def cancel_marker_age(handle: Handle) -> float:
+        t = safefs.mtime(handle.run_dir, CANCEL_MARKER)
+        return 0.0 if t is None else time.time() - t
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
+def read_status(run_dir: str) -> dict[str, Any]:
+    return safefs.read_json(run_dir, STATUS_FILE)
+
+
+def launcher_alive(run_dir: str) -> bool:
+    """Does a launcher hold RUN_DIR's lock now? (It holds it for its whole life.)"""
+    return _with_free_lock(run_dir, lambda: None) is _HELD
+
+
+def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | None:
+    """If no launcher is alive and none ever started (no status.json), record the run as
+    abandoned, so that a launcher still on its way refuses to start the job. Returns the
+    status then on disk, or None while a launcher holds the lock."""
+
+    def decide() -> dict[str, Any]:
+        st = read_status(run_dir)
+        if st or safefs.exists(run_dir, STATUS_FILE):
+            return st
+        st = {"state": "finished", "reason": "abandoned", "exit_code": None, "end_time": time.time(),
+              "error": "canceled before it started" if canceled else ABANDONED_ERROR}
+        if os.path.isdir(run_dir):  # else nothing was made, and no one is left to make it
+            _write_json(run_dir, STATUS_FILE, st)
+        return st
+
+    result = _with_free_lock(run_dir, decide)
+    return None if result is _HELD else result  # type: ignore[return-value]
+
+
+_HELD = object()
+
+
+def _with_free_lock(run_dir: str, fn: Any) -> Any:
+    """Run ``fn()`` holding the launcher lock if it is free; _HELD if a launcher holds it.
+    No run directory at all counts as free (nothing was ever made there)."""
     try:
-        return json.loads((run_dir / "status.json").read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, ValueError):
-        return {}
+        dfd = safefs.open_dir(run_dir, os.path.dirname(LOCK_FILE))
+    except OSError:
+        return fn() if os.path.isdir(run_dir) or not os.path.lexists(run_dir) else _HELD
+    try:
+        fd = os.open(os.path.basename(LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK, 0o644, dir_fd=dfd)
+    except OSError:
+        os.close(dfd)
+        return fn()
+    os.close(dfd)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _HELD
+        return fn()
+    finally:
+        os.close(fd)
+
+
+def _write_json(run_dir: str, rel: str, data: Any) -> None:
+    """Replace RUN_DIR/rel atomically; a link planted at the name is replaced, never followed."""
+    dfd = safefs.open_dir(run_dir)
+    tmp = f".{rel}.runctl.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, rel, src_dir_fd=dfd, dst_dir_fd=dfd)
+    finally:
+        os.close(dfd)
 
 
 def times(st: dict[str, Any]) -> dict[str, Any]:
@@ -90,6 +165,10 @@ def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:
     A stop that runctl did not ask for (``docker stop``, a daemon restart, a stray kill)
     is a failure, not a cancel."""
     reason, code, common = st.get("reason"), st.get("exit_code"), times(st)
+    if reason == "abandoned":
+        if cancel_requested:
+            return JobState(RunStatus.CANCELED, error="canceled before it started", **common)
+        return JobState(RunStatus.FAILED, error=str(st.get("error") or ABANDONED_ERROR), **common)
     if reason == "canceled":
         if cancel_requested:
             return JobState(RunStatus.CANCELED, exit_code=code, error="canceled", **common)
@@ -101,4 +180,4 @@ def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:
     if reason == "exit" and code == 0:
         return JobState(RunStatus.COMPLETED, exit_code=0, **common)
     error = st.get("error") or (f"killed by signal {st['signal']}" if st.get("signal") else f"exit code {code}")
-    return JobState(RunStatus.FAILED, exit_code=code, error=error, **common)
+    return JobState(RunStatus.FAILED, exit_code=code, error=str(error), **common)

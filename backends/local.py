@@ -1,6 +1,7 @@
 """The local backend: the launcher as a detached process on this machine.
 
-The native id is the launcher's pid; its start time (from /proc) tells a reused pid apart.
+Whether the launcher lives is told by its lock on RUN_DIR (runctl/launcher.py,
+"Ownership"); its pid and start time in status.json are only used to signal it.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from runctl.errors import InputError, StartError
-from runctl.launcher import proc_start_ticks, process_alive
+from runctl.launcher import kill_run_processes, process_alive
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
-from .hostdir import HostDirBackend, finished_state, read_status, times
+from .hostdir import HostDirBackend, abandon_unstarted, finished_state, launcher_alive, read_status, times
 
 
 class LocalBackend(HostDirBackend):
@@ -29,11 +29,12 @@ class LocalBackend(HostDirBackend):
 
     def check_job(self, spec: LaunchSpec) -> None:
         exe = spec.argv[0]
+        fix = ("environment.python.interpreter_path" if spec.environment.get("python", {}).get("interpreter_path")
+               or spec.argv[0] == self.default_interpreter() else "command")
         if os.sep not in exe and shutil.which(exe) is None:
-            raise InputError(f"{exe!r} is not on PATH; install it or give its full path "
-                             f"(environment.python.interpreter_path)")
-        if os.sep in exe and not os.access(exe, os.X_OK):
-            raise InputError(f"{exe!r} is not an executable file; fix environment.python.interpreter_path")
+            raise InputError(f"{exe!r} is not on PATH; install it or give its full path ({fix})")
+        if os.sep in exe and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+            raise InputError(f"{exe!r} is not an executable file; fix {fix}")
 
     def submit(self, spec: LaunchSpec) -> Handle:
         try:
@@ -43,36 +44,41 @@ class LocalBackend(HostDirBackend):
                 capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **spec.secret_env},
             )
             pid = int(out.stdout.strip())
-        except (OSError, subprocess.SubprocessError, ValueError) as e:
+        except (subprocess.SubprocessError, ValueError) as e:
             raise StartError(f"could not start the launcher: {e}") from e
-        return Handle("local", str(pid), str(run_dir), host=os.uname().nodename,
-                      extra={"start_ticks": proc_start_ticks(pid)})
+        return Handle("local", str(pid), str(run_dir), host=os.uname().nodename)
 
     def status(self, handle: Handle) -> JobState:
-        return map_state(read_status(Path(handle.run_dir)), launcher_alive(handle), self.cancel_requested(handle))
+        st = read_status(handle.run_dir)
+        alive = launcher_alive(handle.run_dir)
+        if not st and not alive:
+            st = abandon_unstarted(handle.run_dir) or read_status(handle.run_dir)
+        return map_state(st, alive, self.cancel_requested(handle))
 
     def cancel(self, handle: Handle) -> None:
+        """Idempotent: ask the launcher to stop the job; with no launcher alive, stop whatever
+        of the run still runs (a job whose launcher was killed), or make sure it never starts."""
         self.mark_cancel(handle)
-        if launcher_alive(handle):
-            os.kill(int(handle.native_id), signal.SIGTERM)
-            return
-        st = read_status(Path(handle.run_dir))
-        if st.get("pgid") and st.get("state") != "finished":
-            try:
-                os.killpg(int(st["pgid"]), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        st = read_status(handle.run_dir)
+        if launcher_alive(handle.run_dir):
+            pid = st.get("launcher_pid")
+            if isinstance(pid, int) and process_alive(pid, st.get("launcher_start_ticks")):
+                os.kill(pid, signal.SIGTERM)
+                return
+        if not st:
+            abandon_unstarted(handle.run_dir, canceled=True)
+        kill_run_processes(handle.run_dir, signal.SIGKILL)
+
+    def release(self, handle: Handle, state: JobState) -> None:
+        kill_run_processes(handle.run_dir, signal.SIGKILL)  # what outlived a killed launcher
+        super().release(handle, state)
 
     def check(self) -> list[str]:
         return [f"work_dir: {self.work_dir}", f"python: {sys.executable}"]
 
 
-def launcher_alive(handle: Handle) -> bool:
-    return bool(process_alive(int(handle.native_id), handle.extra.get("start_ticks")))
-
-
 def map_state(st: dict[str, Any], alive: bool, cancel_requested: bool) -> JobState:
-    """The one mapping from the launcher's status.json (+ liveness) to a RunStatus."""
+    """The one mapping from the launcher's status.json (+ whether it lives) to a RunStatus."""
     state = st.get("state")
     if state == "finished":
         return finished_state(st, cancel_requested)

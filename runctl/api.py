@@ -334,7 +334,13 @@ class Run(ctx.Run):
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
         import uuid
 
-        child_id = run_id or f"{self._id}_{uuid.uuid4().hex[:8]}"
+        from .context import _ids
+        from .context._values import LoggingError
+
+        child_id = _ids.scoped(self._id, run_id or uuid.uuid4().hex[:8])
+        why = _ids.problem(self._id, child_id)
+        if why:
+            raise LoggingError(f"child run id {run_id!r}: {why}")
         child = self._make_child(child_id, None, name)
         self._children.append(child)
         return child

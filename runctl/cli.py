@@ -374,13 +374,13 @@ def validate(
 ) -> None:
     """Check a job file without submitting; show what its snapshot would hold."""
     from .jobconfig import load_job
-    from .snapshot import check_size, human_bytes, list_source
-    from .workspace import load_workspace
+    from .snapshot import human_bytes
+    from .submit import check, list_job_source
 
-    ws = load_workspace()
-    job = load_job(job_file, ws, list(set_))
-    listing = list_source(job.source_directory)
-    check_size(listing, ws.snapshot_max_mb)
+    with _session() as s:
+        job = load_job(job_file, s.ws, list(set_))
+        check(s, job)
+        listing = list_job_source(s, job.source_directory, job.script)
     summary = {
         "job_file": str(job_file), "valid": True, "experiment": job.experiment,
         "compute_target": job.compute_target, "source_directory": str(job.source_directory),

@@ -5,7 +5,8 @@
     │   └── ConfigError                names file:line:col and the field
     ├── StartError (exit 3)            the run could not be started
     ├── BackendUnreachable (exit 4)    daemon/host/cluster did not answer
-    └── NotFinished (exit 1)
+    ├── NotFinished (exit 1)
+    └── DiskFull (exit 1)              no space left where runctl had to write
 
 Third-party exceptions are converted at the edge (in each backend) and chained with
 ``from`` so the original stays visible with ``--debug``.
@@ -77,6 +78,10 @@ class BackendUnreachable(RunctlError):
 
 class NotFinished(RunctlError):
     """An operation needs a finished run."""
+
+
+class DiskFull(RunctlError):
+    """No space left on a device runctl writes to (the store, a run directory)."""
 
 
 class RunFailed(RunctlError):

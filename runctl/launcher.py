@@ -6,8 +6,15 @@ the job in its own process group with the run environment, sends stdout+stderr t
 RUN_DIR/logs/std_log.txt, enforces the time limit, turns SIGTERM into a graceful stop
 (SIGTERM to the job, then SIGKILL after the grace period), and keeps RUN_DIR/status.json
 (written atomically) up to date. It outlives whatever started it.
+
+Ownership: the launcher holds an exclusive lock on RUN_DIR/.runctl/launcher.lock for its
+whole life, and starts the job only if no status.json exists yet. Whoever takes that lock
+without waiting knows that no launcher is alive; if it then writes the "abandoned" record,
+no launcher can start the job afterwards. That is how a run whose submitter was killed
+before it learnt the launcher's pid is found again, or stopped for good.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -19,8 +26,11 @@ import threading
 import time
 
 STATUS_FILE = "status.json"
+LOCK_FILE = os.path.join(".runctl", "launcher.lock")
 LOG_FILE = "std_log.txt"
 CHECK_S = 0.1  # how often the time limit and a stop signal are checked
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def proc_start_ticks(pid):
@@ -98,8 +108,41 @@ def collect_outputs(run_dir, code_dir):
     shutil.copytree(src, os.path.join(run_dir, "outputs"), symlinks=True, dirs_exist_ok=True)
 
 
-def run(run_dir):
+def take_lock(run_dir, wait=True):
+    """The launcher lock's descriptor (held until the process exits), or None if another holds it."""
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def prctl(option, value):
+    """Linux prctl(2) through ctypes; a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def die_with_parent():
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run(run_dir, started=None):
+    """Run the job of RUN_DIR; ``started()`` is called once status.json says "starting"."""
     run_dir = os.path.abspath(run_dir)
+    take_lock(run_dir)  # held (never closed) until this process exits
+    if os.path.lexists(os.path.join(run_dir, STATUS_FILE)):
+        sys.stderr.write("runctl launcher: %s already has a status (started before, or abandoned); "
+                         "not starting the job again\n" % run_dir)
+        if started is not None:
+            started()
+        return 0
     with open(os.path.join(run_dir, ".runctl", "spec.json")) as f:
         spec = json.load(f)
     status = {
@@ -110,8 +153,11 @@ def run(run_dir):
         "start_time": time.time(),
     }
     write_status(run_dir, status)
+    if started is not None:
+        started()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_stop_signal)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # what the job daemonises stays our descendant
 
     code_dir = os.path.join(run_dir, spec.get("cwd", "code"))
     for name in ("outputs", "logs"):
@@ -127,6 +173,7 @@ def run(run_dir):
             stdout=log_fd,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # the job does not outlive a killed launcher
         )
     except OSError as e:
         os.write(log_fd, ("runctl: cannot start %r: %s\n" % (spec["argv"][0], e)).encode())
@@ -162,8 +209,10 @@ def run(run_dir):
         elif kill_at is not None and now >= kill_at:
             signal_group(child.pid, signal.SIGKILL)
             kill_at = float("inf")
-    # Whatever the job left running in its group goes with it.
+    # Whatever the job left running goes with it: its group, and anything that left the
+    # group (setsid, double fork) but still carries the run's environment.
     signal_group(child.pid, signal.SIGKILL)
+    kill_run_processes(run_dir, signal.SIGKILL, adopted=True)
     exit_code = rc if rc >= 0 else 128 - rc
     try:
         collect_outputs(run_dir, code_dir)
@@ -183,20 +232,63 @@ def signal_group(pgid, sig):
         pass
 
 
+def run_processes(run_dir, adopted=False):
+    """Pids of the run's processes: those that carry its RUNCTL_RUN_DIR in their environment
+    (the job and everything it started, even what called setsid() or outlived the launcher),
+    and with ``adopted``, the calling launcher's children (orphans it adopted as a subreaper)."""
+    marker = ("RUNCTL_RUN_DIR=%s" % os.path.abspath(run_dir)).encode()
+    me = os.getpid()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                env = f.read()
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        if (adopted and ppid == me) or marker in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def kill_run_processes(run_dir, sig, adopted=False):
+    """Signal every process of the run (see run_processes); returns how many were signalled."""
+    pids = run_processes(run_dir, adopted)
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
+
+
 def detach():
-    """Fork once; the parent prints the child's pid and exits, the child leads a new session."""
+    """Fork once; the parent prints the child's pid and exits once the child has written its
+    first status (or died), the child leads a new session. Returns the child's ``started``."""
     r, w = os.pipe()
     pid = os.fork()
     if pid:
         os.close(w)
-        os.read(r, 1)  # wait until the child has its session
+        os.read(r, 1)  # "1" once status.json exists; b"" if the child died first
         sys.stdout.write("%d\n" % pid)
         sys.stdout.flush()
         os._exit(0)
     os.close(r)
     os.setsid()
-    os.write(w, b"1")
-    os.close(w)
+
+    def started():
+        os.write(w, b"1")
+        os.close(w)
+
+    return started
 
 
 def main(argv):
@@ -205,15 +297,16 @@ def main(argv):
         sys.stderr.write("usage: launcher.py [--detach] RUN_DIR\n")
         return 2
     run_dir = os.path.abspath(args[0])
+    started = None
     if "--detach" in argv:
-        detach()
+        started = detach()
         log = os.open(os.path.join(run_dir, ".runctl", "launcher.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
     try:
-        return run(run_dir)
+        return run(run_dir, started)
     except Exception as e:  # the record must say why, whatever happened
         try:
             write_status(run_dir, {"state": "finished", "reason": "launcher_error", "exit_code": 1,

@@ -27,7 +27,15 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
         return record
     if record.handle is None:
         return _reconcile_in_process_run(session, record)
+    if not record.handle.get("native_id") and not _submitter_gone(record):
+        return record  # `runctl submit` is still handing it to its backend
     return sync_run(session.store, session.backend_for(record), record, blocking=blocking, after_logs=after_logs)
+
+
+def _submitter_gone(record: RunRecord) -> bool:
+    from .interactive import process_gone
+
+    return process_gone((record.spec or {}).get("submitter"))
 
 
 def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
@@ -44,7 +52,8 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
         return record
     pid = (owner or {}).get("pid")
     error = (f"the process that started it (pid {pid}) exited without run.complete()" if interactive else
-             f"runctl submit (pid {pid}) was interrupted before the run was handed to its backend; submit it again")
+             f"runctl submit (pid {pid}) was interrupted before the run was handed to its backend; the job never "
+             f"ran (submit it again)")
     session.store.update(record.id, status=RunStatus.FAILED, ended_at=time.time(), synced=True, error=error)
     return session.store.get(record.id)
 
@@ -133,17 +142,19 @@ def wait_exit_code(record: RunRecord) -> int:
 
 
 def cancel(session: Session, record: RunRecord) -> RunRecord:
-    record = refresh(session, record)
-    if record.status.is_terminal:
-        return record
-    if record.handle is None:
-        session.store.update(record.id, status=RunStatus.CANCELED, error="canceled before it started", synced=True)
-        return session.store.get(record.id)
+    """Stop a run. On a finished run the backend's cancel still runs (it is idempotent): the
+    processes of a job whose launcher was killed are stopped whatever the record says."""
     from .backends.base import Handle
 
-    session.store.update(record.id, status=RunStatus.CANCEL_REQUESTED)
+    record = refresh(session, record)
+    if record.handle is None:
+        if not record.status.is_terminal:
+            session.store.update(record.id, status=RunStatus.CANCELED, error="canceled before it started", synced=True)
+        return session.store.get(record.id)
+    if not record.status.is_terminal:
+        session.store.update(record.id, status=RunStatus.CANCEL_REQUESTED)
     session.backend_for(record).cancel(Handle.from_dict(record.handle))
-    return session.store.get(record.id)
+    return refresh(session, session.store.get(record.id))
 
 
 def metrics(session: Session, record: RunRecord, name: str | None = None) -> dict[str, Any]:

@@ -38,7 +38,8 @@ class Session:
             except ConfigError as e:
                 if self.ws.located is None:
                     raise
-                raise self.ws.located.error(("compute_targets", target_name, "type"), e.message, e.hint) from None
+                raise self.ws.located.error(("compute_targets", target_name, e.field or "type"), e.message,
+                                            e.hint) from None
         return self._backends[target_name]
 
     def backend_for(self, record: RunRecord) -> Backend:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import secrets
 import sqlite3
 import time
@@ -104,7 +104,6 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
-_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,255}$")
 _RUN_EVENT_KINDS = frozenset({"tag", "property", "display_name", "status", "run"})
 _TERMINAL_VALUES = tuple(s.value for s in RunStatus if s.is_terminal)
 _RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
@@ -282,13 +281,13 @@ class Store:
     def _apply_events(self, db: sqlite3.Connection, top_id: str, events: list[dict]) -> None:
         metric_rows = []
         keys = {top_id: _run_key(db, top_id)}
+        ids: dict[Any, str] = {None: top_id, top_id: top_id}
         for ev in events:
             kind, name, value = ev["k"], ev["n"], ev["v"]
-            rid = ev.get("r") or top_id
-            if rid not in keys and not _SAFE_RUN_ID.match(str(rid)):
-                rid = top_id  # a child id is also a folder name: never let one point outside the store
+            raw = ev.get("r")
+            rid = ids.get(raw) or ids.setdefault(raw, self._child_of(db, top_id, raw))
             if rid not in keys:
-                self._ensure_child(db, top_id, rid, ev)
+                self._ensure_child(db, top_id, rid, ev, ids)
                 keys[rid] = _run_key(db, rid)
             if kind == "scalar" or kind not in _RUN_EVENT_KINDS:
                 metric_rows.append((keys[rid], kind, name, _json_value(value), ev.get("s"), ev.get("t"), ev.get("d")))
@@ -296,15 +295,15 @@ class Store:
                 if value is None:
                     db.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (rid, name))
                 else:
-                    db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (rid, name, value))
+                    db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (rid, name, str(value)))
             elif kind == "property":
-                db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, value))
+                db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, str(value)))
             elif kind == "display_name":
-                db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (value, rid))
-            elif kind == "status":
+                db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (str(value), rid))
+            elif kind == "status" and rid != top_id and value in _TERMINAL_VALUES:  # children end themselves
                 db.execute(
                     "UPDATE runs SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status NOT IN (?, ?, ?)",
-                    (value, ev.get("error"), ev.get("t"), rid, *_TERMINAL_VALUES),
+                    (value, _text(ev.get("error")), _num(ev.get("t")), rid, *_TERMINAL_VALUES),
                 )
         if metric_rows:  # one executemany: ingesting a million values is a few seconds, not tens
             db.executemany(
@@ -312,22 +311,59 @@ class Store:
                 metric_rows,
             )
 
-    def _ensure_child(self, db: sqlite3.Connection, top_id: str, child_id: str, ev: dict) -> None:
+    def _child_of(self, db: sqlite3.Connection, top_id: str, raw: Any) -> str:
+        """The store id for child ``raw`` named in ``top_id``'s events: always a descendant of
+        ``top_id`` (context/_ids.py), whatever the job wrote; an id that is not a valid name, or
+        that belongs to a run outside this tree, is replaced by a stable hashed one."""
+        from .context import _ids
+
+        cid = _ids.scoped(top_id, str(raw))
+        if _ids.problem(top_id, cid) is None and self._outside_tree(db, top_id, cid) is False:
+            return cid
+        return f"{top_id}_x{hashlib.sha256(str(raw).encode('utf-8', 'replace')).hexdigest()[:16]}"
+
+    @staticmethod
+    def _outside_tree(db: sqlite3.Connection, top_id: str, run_id: str) -> bool:
+        """Does ``run_id`` exist as a run that is not ``top_id`` or one of its descendants?"""
+        seen = 0
+        current: str | None = run_id
+        while current is not None and seen < 64:
+            if current == top_id:
+                return False
+            row = db.execute("SELECT parent_id FROM runs WHERE id = ?", (current,)).fetchone()
+            if row is None:
+                return current != run_id  # an unknown id is a new child; a broken chain is outside
+            current = row[0]
+            seen += 1
+        return True
+
+    def descendants(self, run_id: str) -> set[str]:
+        out: set[str] = set()
+        todo = [run_id]
+        while todo:
+            kids = [r[0] for r in self.db.execute("SELECT id FROM runs WHERE parent_id = ?", (todo.pop(),))]
+            out.update(kids)
+            todo.extend(kids)
+        return out
+
+    def _ensure_child(self, db: sqlite3.Connection, top_id: str, child_id: str, ev: dict, ids: dict) -> None:
         if db.execute("SELECT 1 FROM runs WHERE id = ?", (child_id,)).fetchone():
             return
         info = ev["v"] if ev["k"] == "run" and isinstance(ev["v"], dict) else {}
-        parent_id = info.get("parent") or top_id
+        parent_id = top_id
+        if info.get("parent") not in (None, top_id):
+            wanted = ids.get(info["parent"]) or self._child_of(db, top_id, info["parent"])
+            if wanted != child_id and db.execute("SELECT 1 FROM runs WHERE id = ?", (wanted,)).fetchone():
+                parent_id = wanted
         parent = db.execute("SELECT experiment_id, compute_target FROM runs WHERE id = ?", (parent_id,)).fetchone()
-        if parent is None:
-            parent_id = top_id
-            parent = db.execute("SELECT experiment_id, compute_target FROM runs WHERE id = ?", (top_id,)).fetchone()
         number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
                             (parent["experiment_id"],)).fetchone()[0]
+        display = info.get("display_name")
         db.execute(
             "INSERT INTO runs (id, experiment_id, number, kind, status, created_at, started_at, parent_id, display_name,"
             " compute_target) VALUES (?, ?, ?, 'child', ?, ?, ?, ?, ?, ?)",
-            (child_id, parent["experiment_id"], number, RunStatus.RUNNING.value, ev.get("t") or time.time(),
-             ev.get("t"), parent_id, info.get("display_name"), parent["compute_target"]),
+            (child_id, parent["experiment_id"], number, RunStatus.RUNNING.value, _num(ev.get("t")) or time.time(),
+             _num(ev.get("t")), parent_id, display if isinstance(display, str) else None, parent["compute_target"]),
         )
 
     def finish_children(self, parent_id: str, status: RunStatus, ended_at: float) -> None:
@@ -388,6 +424,14 @@ class Store:
     def stat_cache_put(self, rows: Iterable[tuple]) -> None:
         with self.tx() as db:
             db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)", list(rows))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if type(value) in (int, float) else None
 
 
 def _run_key(db: sqlite3.Connection, run_id: str) -> int:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import InputError, RunctlError, StartError
+from .errors import DiskFull, InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .launcher import this_process
 from .session import Session
-from .snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
+from .snapshot import Listing, ObjectStore, check_size, git_properties, list_source, take_snapshot
 from .status import RunStatus
 from .store import RunRecord
 
@@ -21,15 +23,61 @@ if TYPE_CHECKING:
 DEFAULT_GRACE_S = 10.0
 
 
-def make_snapshot(session: Session, source: Path, size_hint: str = "") -> str:
-    """Snapshot ``source`` into the store (leaving the store itself out); returns its id."""
-    store = session.store
-    listing = list_source(source, exclude=(store.dir,))
+def list_job_source(session: Session, source: Path, script: str | None = None, size_hint: str = "") -> Listing:
+    """What the snapshot of ``source`` will hold, checked: not the store or inside it, within
+    the size limit, and holding ``script`` (which an ignore file might leave out)."""
+    store_dir = session.ws.store_dir.resolve()
+    src = source.resolve()
+    if src == store_dir or store_dir in src.parents:
+        raise InputError(f"{src}: source_directory is runctl's store (or inside it: {store_dir}); "
+                         f"point source_directory at your project")
+    listing = list_source(src, exclude=(store_dir,))
     try:
         check_size(listing, session.ws.snapshot_max_mb)
     except InputError as e:
         raise InputError(f"{e}{size_hint}") from None
-    return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+    if script is not None:
+        wanted = Path(script).as_posix().removeprefix("./")
+        if not any(e.path == wanted for e in listing.entries):
+            raise InputError(f"{src / script}: the script is left out of the snapshot by an ignore file "
+                             f"(.gitignore, .runctlignore or .amlignore); un-ignore it, e.g. add !{wanted} "
+                             f"to .runctlignore")
+    return listing
+
+
+def make_snapshot(session: Session, source: Path, size_hint: str = "", script: str | None = None) -> str:
+    """Snapshot ``source`` into the store (leaving the store itself out); returns its id."""
+    store = session.store
+    listing = list_job_source(session, source, script, size_hint)
+    with no_space_is_an_error(store.dir):
+        return take_snapshot(listing, ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+
+
+@contextlib.contextmanager
+def no_space_is_an_error(path: Path) -> Iterator[None]:
+    """A full disk (or quota) becomes one line naming where, exit 1, instead of a traceback."""
+    import sqlite3
+
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DiskFull(f"no space left on {e.filename or path}; free some space (`runctl gc` removes what "
+                       f"runctl no longer needs) and try again") from e
+    except sqlite3.OperationalError as e:
+        if "full" not in str(e):
+            raise
+        raise DiskFull(f"no space left on {path}; free some space (`runctl gc` removes what runctl "
+                       f"no longer needs) and try again") from e
+
+
+def check(session: Session, job: JobConfig) -> Backend:
+    """Everything that can be known wrong before a run exists (exit 2, nothing made)."""
+    backend = session.backend(job.compute_target)
+    check_placement(job, backend)
+    backend.check_job(launch_spec(job, backend, "check", "-"))
+    return backend
 
 
 def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str, number: int | None = None) -> LaunchSpec:
@@ -84,13 +132,11 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     """Start ``job``; returns (run, created). With ``unique_key``, an unfinished run holding
     the key is returned (created=False) instead of starting another."""
     store = session.store
-    backend = session.backend(job.compute_target)
-    check_placement(job, backend)
-    backend.check_job(launch_spec(job, backend, "check", snapshot_id or "-"))
+    backend = check(session, job)
     if unique_key is not None:
         _refresh_holders(session, unique_key)
     if snapshot_id is None:
-        snapshot_id = make_snapshot(session, job.source_directory)
+        snapshot_id = make_snapshot(session, job.source_directory, script=job.script)
     record, created = store.create_run(
         job.experiment, unique_key=unique_key, display_name=job.display_name, description=job.description,
         compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,
@@ -104,8 +150,16 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     if job.tags:
         store.set_tags(record.id, job.tags)
     spec = launch_spec(job, backend, record.id, snapshot_id, record.number)
+    # Where the run will be is recorded before anything exists there: a submitter killed at
+    # any instant from here on leaves a run that the next refresh adopts or marks abandoned.
+    plan = backend.plan(spec)
+    store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
     try:
-        handle = backend.submit(spec)
+        with no_space_is_an_error(Path(plan.run_dir)):
+            handle = backend.submit(spec)
+    except DiskFull as e:
+        store.update(record.id, status=RunStatus.FAILED, error=str(e), synced=True)
+        raise
     except RunctlError as e:
         store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
         wrapped = StartError(f"run {record.id} failed to start: {e}")

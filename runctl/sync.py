@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 from .status import RunStatus
 from .store import RunRecord, Store
@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 
 CHUNK_BYTES = 8 << 20
 EVENTS_FILE = "events.jsonl"
+MAX_EVENT_LINE_BYTES = 80 << 20  # the Run API refuses values whose event would be over 64 MiB
 
 
 @contextmanager
 def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
     d = store.run_dir(run_id)
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".sync.lock", "a") as f:
+    _private_dirs(store.dir, d)
+    with _private_open(d / ".sync.lock", "ab") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -60,8 +61,9 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         if record.synced:
             return record
         state = backend.status(handle)
-        ingest_events(store, backend, handle, record.id)
-        ingest_logs(store, backend, handle, record.id)
+        final = state.status.is_terminal
+        ingest_events(store, backend, handle, record.id, final)
+        ingest_logs(store, backend, handle, record.id, final)
         if after_logs is not None:
             after_logs()
         if state.status.is_terminal:
@@ -72,47 +74,136 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
     return store.get(record.id)
 
 
-def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, final: bool = False) -> None:
+    """Ingest every complete line after the stored offset, however long one line is: a line
+    longer than a chunk is gathered from several reads (up to MAX_EVENT_LINE_BYTES; a longer
+    one cannot come from the Run API, which refuses such values in the script, and is skipped
+    and counted). With ``final`` (the job has ended), a last line without its newline is
+    ingested if it is whole JSON."""
     while True:
         offset = store.events_offset(run_id)
         data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
         end = data.rfind(b"\n")
+        while end < 0 and len(data) >= CHUNK_BYTES and len(data) <= MAX_EVENT_LINE_BYTES:
+            more = backend.read(handle, EVENTS_FILE, offset + len(data), CHUNK_BYTES)
+            if not more:
+                break
+            cut = more.find(b"\n")
+            data += more if cut < 0 else more[: cut + 1]
+            end = len(data) - 1 if cut >= 0 else -1
+        if end < 0 and len(data) > MAX_EVENT_LINE_BYTES:
+            skip_to = _next_line(backend, handle, offset + len(data))
+            if skip_to is None and not final:
+                return  # the oversized line is still being written
+            new_offset = skip_to if skip_to is not None else offset + len(data)
+            store.ingest_events(run_id, offset, new_offset,
+                                [_damaged(offset, f"an event line over {MAX_EVENT_LINE_BYTES >> 20} MiB was skipped")])
+            continue  # (or another process got there first) go on from the stored offset
         if end < 0:
+            if final and data.strip():
+                events, bad = parse_events(data + b"\n")
+                if bad:
+                    events.append(_damaged(offset, "the last event line was cut off when the job ended"))
+                store.ingest_events(run_id, offset, offset + len(data), events)
             return  # nothing new, or only a torn line: wait for the next sync
-        events = parse_events(data[: end + 1])
+        events, bad = parse_events(data[: end + 1])
+        if bad:
+            events.append(_damaged(offset, f"{bad} damaged event line(s) skipped"))
         if not store.ingest_events(run_id, offset, offset + end + 1, events):
             continue  # another process ingested this range first; re-read the offset
         if len(data) < CHUNK_BYTES:
             return
 
 
-def parse_events(data: bytes) -> list[dict]:
-    """Complete lines of events.jsonl -> events. The whole chunk is parsed as one JSON array
-    (one C-level call); if a line is damaged, line by line, skipping what cannot be read."""
+def _next_line(backend: Backend, handle: Handle, offset: int) -> int | None:
+    """The offset just after the next newline at or after ``offset`` (None: none yet)."""
+    while True:
+        data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
+        if not data:
+            return None
+        cut = data.find(b"\n")
+        if cut >= 0:
+            return offset + cut + 1
+        offset += len(data)
+
+
+def _damaged(offset: int, what: str) -> dict:
+    """A record of what sync could not ingest: kept as the run's ``runctl.sync_warning`` property."""
+    return {"k": "property", "n": f"runctl.sync_warning.{offset}", "v": f"events.jsonl at byte {offset}: {what}"}
+
+
+_EVENT_TYPES = {"k": (str,), "n": (str,), "r": (str, type(None)), "s": (int, type(None)),
+                "t": (int, float, type(None)), "d": (str, type(None))}
+
+
+def _valid_event(ev: Any) -> bool:
+    if not isinstance(ev, dict) or "k" not in ev or "n" not in ev or "v" not in ev:
+        return False
+    return all(isinstance(ev.get(key), types) for key, types in _EVENT_TYPES.items()) and type(ev.get("s")) is not bool
+
+
+def parse_events(data: bytes) -> tuple[list[dict], int]:
+    """Complete lines of events.jsonl -> (events, number of lines that could not be used).
+    The whole chunk is parsed as one JSON array (one C-level call); if a line is damaged,
+    line by line. A line that is not a well-formed event is counted, never fatal."""
     text = data.decode("utf-8", errors="replace")
     lines = [ln for ln in text.split("\n") if ln.strip()]
     try:
         parsed = json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = []
         for ln in lines:
             try:
                 parsed.append(json.loads(ln))
-            except ValueError:
-                continue  # a line damaged on disk cannot be recovered; the rest still counts
-    return [ev for ev in parsed if isinstance(ev, dict) and "k" in ev and "n" in ev]
+            except (ValueError, RecursionError):
+                parsed.append(None)  # a line damaged on disk cannot be recovered; the rest still counts
+    events = [ev for ev in parsed if _valid_event(ev)]
+    return events, len(parsed) - len(events)
 
 
-def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, final: bool = False) -> None:
+    """Append what each log file gained since the last sync. A file the job rewrote in place
+    (its bytes before our offset changed) is fetched again whole."""
     dest_root = store.run_dir(run_id)
-    for rel, size in backend.list_files(handle, "logs"):
-        dest = dest_root / rel
-        have = dest.stat().st_size if dest.exists() else 0
-        if have >= size:
+    for f in backend.list_files(handle, "logs"):
+        if f.kind != "file":
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "ab") as f:
-            copy_range(backend, handle, rel, f, have, size)
+        dest = dest_root / f.path
+        have = dest.stat().st_size if dest.exists() else 0
+        if have and (f.size != have or final) and not _same_tail(backend, handle, f.path, dest, have, final):
+            _fetch_whole(backend, handle, f.path, f.size, dest)
+            continue
+        if have >= f.size:
+            continue
+        _private_dirs(store.dir, dest.parent)
+        with _private_open(dest, "ab") as out:
+            copy_range(backend, handle, f.path, out, have, f.size)
+
+
+TAIL_CHECK_BYTES = 4096
+FINAL_FULL_CHECK_BYTES = 16 << 20
+
+
+def _same_tail(backend: Backend, handle: Handle, rel: str, dest: Path, have: int, final: bool) -> bool:
+    """Do the bytes we hold still match the file's (its last 4 KiB before our offset; all of it
+    at the end of the run when it is small)?"""
+    start = 0 if final and have <= FINAL_FULL_CHECK_BYTES else max(0, have - TAIL_CHECK_BYTES)
+    with open(dest, "rb") as mine:
+        offset = start
+        while offset < have:
+            n = min(CHUNK_BYTES, have - offset)
+            mine.seek(offset)
+            if backend.read(handle, rel, offset, n) != mine.read(n):
+                return False
+            offset += n
+    return True
+
+
+def _fetch_whole(backend: Backend, handle: Handle, rel: str, size: int, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.part")
+    with _private_open(tmp, "wb") as out:
+        copy_range(backend, handle, rel, out, 0, size)
+    os.replace(tmp, dest)
 
 
 FETCHED_AT_END = ("outputs", "artifacts", "runs")
@@ -120,24 +211,28 @@ FETCHED_AT_END = ("outputs", "artifacts", "runs")
 
 def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
     """Bring outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the
-    store: moved when the run directory is on this filesystem, else copied by chunks."""
-    files = [f for d in FETCHED_AT_END for f in backend.list_files(handle, d)]
-    for rel, size in files:
-        dest = _store_path(store, run_id, rel)
-        if dest.exists() and dest.stat().st_size == size:
+    store: moved when the run directory is on this filesystem, else copied by chunks. Links,
+    special files and folders of runs that are not this run's children are skipped, and the
+    skips are recorded as the run's ``runctl.skipped_files`` property."""
+    children = store.descendants(run_id)
+    skipped: list[str] = []
+    for f in (f for d in FETCHED_AT_END for f in backend.list_files(handle, d)):
+        dest = _store_path(store, run_id, f.path, children)
+        if f.kind != "file" or dest is None:
+            skipped.append(f"{f.path} ({f.kind if f.kind != 'file' else 'not a child run of this run'})")
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        local = backend.host_path(handle, rel)
-        if local is not None:
-            try:
-                os.replace(local, dest)  # same filesystem: a rename, however big the file
-                continue
-            except OSError:
-                pass  # another filesystem (or gone): copy below
-        tmp = dest.with_name(f".{dest.name}.part")
-        with open(tmp, "wb") as f:
-            copy_range(backend, handle, rel, f, 0, size)
-        os.replace(tmp, dest)
+        if dest.exists() and dest.stat().st_size == f.size:
+            continue
+        _private_dirs(store.dir, dest.parent)
+        if backend.move_file(handle, f.path, dest):
+            os.chmod(dest, 0o600)
+            continue
+        _fetch_whole(backend, handle, f.path, f.size, dest)
+    if skipped:
+        text = json.dumps(skipped)
+        if len(text) > 1000:
+            text = json.dumps(skipped[:20] + [f"... and {len(skipped) - 20} more"])[:1000]
+        store.add_properties(run_id, {"runctl.skipped_files": text})
 
 
 def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start: int, end: int) -> None:
@@ -151,11 +246,30 @@ def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start:
         offset += len(chunk)
 
 
-def _store_path(store: Store, run_id: str, rel: str) -> Path:
+def _store_path(store: Store, run_id: str, rel: str, children: set[str]) -> Path | None:
     parts = rel.split("/")
-    if parts[0] == "runs" and len(parts) > 2:  # a child run's file: runs/<child id>/<name>
+    if parts[0] == "runs":  # a child run's file: runs/<child id>/<name>, only for this run's children
+        if len(parts) < 3 or parts[1] not in children:
+            return None
         return store.run_dir(parts[1]) / "/".join(parts[2:])
     return store.run_dir(run_id) / rel
+
+
+def _private_open(path: Path, mode: str) -> BinaryIO:
+    """Open a file of the store, created 0600 whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), mode)  # type: ignore[return-value]
+
+
+def _private_dirs(top: Path, d: Path) -> None:
+    """mkdir -p, each new directory 0700 whatever the umask."""
+    missing = []
+    while not d.exists() and d != top:
+        missing.append(d)
+        d = d.parent
+    for m in reversed(missing):
+        m.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(m, 0o700)
 
 
 def _record_state(store: Store, record: RunRecord, state: JobState) -> None:

@@ -178,6 +178,53 @@ class BackendContract:
         assert [ln for ln in logs.splitlines() if ln.startswith("step")] == [f"step {i}" for i in range(20)]
 
 
+    def test_a_job_cannot_make_runctl_read_or_move_host_files(self, proj: Project, tmp_path: Path) -> None:
+        """Links a hostile job plants in RUN_DIR (outputs, logs, artifacts, a child's folder,
+        events.jsonl, .runctl) to host paths: nothing there is read, moved or created."""
+        host = tmp_path / "host secrets"
+        host.mkdir()
+        (host / "id_rsa").write_text("PRIVATE KEY")
+        os.chmod(host / "id_rsa", 0o600)
+        (host / "events.jsonl").write_text('{"k":"scalar","n":"leak","v":1,"t":0}\n')
+        before = sorted((p.name, p.stat().st_mode, p.read_bytes()) for p in host.iterdir())
+        run_id = self.submit(proj, f"""
+            import os, shutil
+            from azureml.core import Run
+            run = Run.get_context()
+            run.log("ok", 1)
+            child = run.child_run(run_id="kid")
+            child.log("c", 2)
+            run.flush()
+            rd, host = os.environ["RUNCTL_RUN_DIR"], {str(host)!r}
+            shutil.rmtree(os.path.join(rd, "outputs"))
+            os.symlink(host, os.path.join(rd, "outputs"))
+            os.makedirs(os.path.join(rd, "artifacts", "sub"))
+            os.symlink(os.path.join(host, "id_rsa"), os.path.join(rd, "artifacts", "sub", "key"))
+            os.mkfifo(os.path.join(rd, "artifacts", "pipe"))
+            os.makedirs(os.path.join(rd, "runs"), exist_ok=True)
+            os.symlink(host, os.path.join(rd, "runs", child.id))
+            os.rename(os.path.join(rd, "logs"), os.path.join(rd, "logs-old"))
+            os.symlink(host, os.path.join(rd, "logs"))
+            os.rename(os.path.join(rd, ".runctl"), os.path.join(rd, ".runctl-old"))
+            os.symlink(host, os.path.join(rd, ".runctl"))
+            os.rename(os.path.join(rd, "events.jsonl"), os.path.join(rd, "events-old"))
+            os.symlink(os.path.join(host, "events.jsonl"), os.path.join(rd, "events.jsonl"))
+            print("planted", flush=True)
+            """)
+        assert proj.cli("wait", run_id, "--timeout", "60").rc == 0
+        proj.cli("cancel", run_id)  # touches the cancel marker: never through the planted .runctl
+        assert sorted((p.name, p.stat().st_mode, p.read_bytes()) for p in host.iterdir()) == before
+        assert "leak" not in proj.cli("metrics", run_id, "--json", check=True).json()
+        home = Path(os.environ["RUNCTL_HOME"])
+        leaked = [p for p in home.rglob("*") if p.is_file() and not p.is_symlink() and b"PRIVATE KEY" in p.read_bytes()]
+        assert leaked == []
+        assert not [p for p in home.rglob("*") if p.is_symlink()], "no link is copied into the store"
+        show = proj.cli("show", run_id, "--json", check=True).json()
+        skipped = show["properties"]["runctl.skipped_files"]
+        for name in ("outputs (symlink)", "artifacts/sub/key (symlink)", "artifacts/pipe (fifo)"):
+            assert name in skipped
+
+
 def _last_run(proj: Project) -> str | None:
     r = proj.cli("list", "--json")
     runs = r.json() if r.rc == 0 else []

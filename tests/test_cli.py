@@ -7,6 +7,8 @@ import io
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import Project
 
 
@@ -89,18 +91,18 @@ def test_metrics_csv(project: Project) -> None:
     assert [r[:3] for r in rows[1:]] == [["loss", "1", "0.5"], ["loss", "2", "0.25"], ["pts.x", "", "1"], ["pts.y", "", "2"]]
 
 
-def test_start_failure_has_its_own_exit_code_and_is_recorded(project: Project, tmp_path) -> None:
+@pytest.mark.parametrize("under", ["", "sub/dir"])
+def test_work_dir_that_is_a_file_is_bad_input(project: Project, tmp_path, under: str) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     (project.root / ".runctl").mkdir()
     (project.root / ".runctl" / "config.yaml").write_text(
-        f"compute_targets:\n  broken: {{type: local, work_dir: '{blocker}'}}\n")
+        f"compute_targets:\n  broken: {{type: local, work_dir: '{blocker / under}'}}\n")
     job = project.script_job("print(1)\n", compute_target="broken")
-    r = project.cli("submit", str(job))
-    assert r.rc == 3 and "failed to start" in r.err
-    runs = project.cli("list", "--json").json()
-    assert runs[0]["status"] == "Failed" and "failed to start" in runs[0]["error"]
-    assert project.cli("wait", runs[0]["id"]).rc == 3
+    for cmd in ("submit", "validate"):
+        r = project.cli(cmd, str(job))
+        assert r.rc == 2 and "config.yaml:2:" in r.err and "work_dir" in r.err and "not a directory" in r.err, r.err
+    assert project.cli("list", "--json").json() == []
 
 
 def test_missing_interpreter_is_bad_input(project: Project) -> None:

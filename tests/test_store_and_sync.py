@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from runctl.backends.base import Backend, Handle, JobState, LaunchSpec
+from runctl.backends import safefs
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile
 from runctl.status import RunStatus
 from runctl.store import Store
 from runctl.sync import sync_run
@@ -44,6 +45,10 @@ class FakeBackend(Backend):
         super().__init__("fake", {}, run_dir)
         self.run_dir = run_dir
         self.state = JobState(RunStatus.RUNNING)
+        self.reads = 0
+
+    def plan(self, spec: LaunchSpec) -> Handle:
+        return Handle("fake", "", str(self.run_dir))
 
     def submit(self, spec: LaunchSpec) -> Handle:
         return Handle("fake", "1", str(self.run_dir))
@@ -52,16 +57,11 @@ class FakeBackend(Backend):
         return self.state
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
-        p = self.run_dir / relpath
-        if not p.exists():
-            return b""
-        with open(p, "rb") as f:
-            f.seek(offset)
-            return f.read(max_bytes)
+        self.reads += 1
+        return safefs.read_file(str(self.run_dir), relpath, offset, max_bytes)
 
-    def list_files(self, handle: Handle, reldir: str) -> list[tuple[str, int]]:
-        root = self.run_dir / reldir
-        return [(p.relative_to(self.run_dir).as_posix(), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()]
+    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
+        return list(safefs.walk(str(self.run_dir), reldir))
 
     def cancel(self, handle: Handle) -> None:
         pass
@@ -184,7 +184,9 @@ def test_child_ids_that_would_leave_the_store_are_refused(fake: tuple[Store, Fak
     (backend.run_dir / "events.jsonl").write_bytes(
         (json.dumps({"k": "scalar", "n": "x", "v": 1, "r": "../../escape"}) + "\n").encode())
     sync_run(store, backend, store.get(rid))
-    assert list(store.metric_events(rid)) == [("scalar", "x", 1)], "attributed to the run itself"
+    [child] = store.runs(parent_id=rid)
+    assert child.id.startswith(rid + "_x") and "/" not in child.id, "kept, under a safe id scoped to the run"
+    assert list(store.metric_events(child.id)) == [("scalar", "x", 1)]
     from runctl.context import LoggingError, OfflineRun
 
     with pytest.raises(LoggingError, match="child run id"):

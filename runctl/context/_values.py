@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 MAX_NAME_CHARS = 255
 MAX_ROW_COLUMNS = 15
 MAX_STRING_CHARS = 4096
+MAX_DISPLAY_NAME_CHARS = 256
+MAX_EVENT_BYTES = 64 << 20  # one logged value as a line of events.jsonl; sync reads any line up to this
 
 _SCALARS = (bool, int, float, str, type(None))
 
@@ -115,3 +118,27 @@ def check_tag(key: str, value: str) -> None:
         raise LoggingError("tag/property key %r... is %d characters, the limit is %d" % (key[:20], len(key), MAX_TAG_KEY_CHARS))
     if len(value) > MAX_TAG_VALUE_CHARS:
         raise LoggingError("tag/property %r: value is %d characters, the limit is %d" % (key, len(value), MAX_TAG_VALUE_CHARS))
+
+
+def check_event_size(what: str, name: str, value) -> None:
+    """Refuse, in the script, a value too big for one event (MAX_EVENT_BYTES as JSON): a cheap
+    upper bound first, the exact size only when the bound is over the limit."""
+    if _upper_bound(value) <= MAX_EVENT_BYTES:
+        return
+    size = len(json.dumps(value, allow_nan=True))
+    if size > MAX_EVENT_BYTES:
+        raise LoggingError(
+            "%s(%r): the value is %d bytes as JSON, the limit is %d (64 MiB); log it in several parts, "
+            "or save it to a file and use run.upload_file" % (what, name, size, MAX_EVENT_BYTES)
+        )
+
+
+def _upper_bound(value) -> int:
+    t = type(value)
+    if t is str:
+        return 6 * len(value) + 2
+    if t is list:
+        return 2 + sum(_upper_bound(v) + 1 for v in value)
+    if t is dict:
+        return 2 + sum(6 * len(k) + 4 + _upper_bound(v) for k, v in value.items())
+    return 24  # a number, a boolean or null: at most 24 characters as JSON

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import time
 import uuid
 
-from . import _files, _values
+from . import _files, _ids, _values
 from ._shape import shape_metrics
 from ._writer import EventWriter, MemoryWriter
 
@@ -117,7 +116,11 @@ class Run:
 
     @display_name.setter
     def display_name(self, value):
-        self._display_name = str(value)
+        value = str(value)
+        if len(value) > _values.MAX_DISPLAY_NAME_CHARS:
+            raise _values.LoggingError("display_name is %d characters, the limit is %d"
+                                       % (len(value), _values.MAX_DISPLAY_NAME_CHARS))
+        self._display_name = value
         self._pending.append(("display_name", "display_name", self._display_name, None, _time(), self._extra))
 
     @property
@@ -151,6 +154,9 @@ class Run:
     def _extra_with(self, description):
         if not description:
             return self._extra
+        if len(str(description)) > _values.MAX_STRING_CHARS:
+            raise _values.LoggingError("description is %d characters, the limit is %d"
+                                       % (len(str(description)), _values.MAX_STRING_CHARS))
         extra = dict(self._extra or {})
         extra["d"] = str(description)
         return extra
@@ -158,6 +164,7 @@ class Run:
     def log_list(self, name, value, description=""):
         _values.check_name(name)
         vals = _values.scalars(name, value, "run.log_list")
+        _values.check_event_size("run.log_list", name, vals)
         if vals:
             self._pending.append(("list", name, vals, None, _time(), self._extra_with(description)))
         self._announce("list", name, vals)
@@ -171,6 +178,7 @@ class Run:
     def log_table(self, name, value, description=""):
         _values.check_name(name)
         cols = _values.table(name, value)
+        _values.check_event_size("run.log_table", name, cols)
         self._pending.append(("table", name, cols, None, _time(), self._extra_with(description)))
         self._announce("table", name, cols)
 
@@ -318,9 +326,13 @@ class Run:
 
     # -- children ---------------------------------------------------------------------------
     def child_run(self, name=None, run_id=None, outputs=None):
-        child_id = run_id or "%s_%s" % (self._id, uuid.uuid4().hex[:8])
-        if not re.match(r"^[A-Za-z0-9][\w.\-]{0,255}$", child_id):
-            raise _values.LoggingError("child run id %r: use letters, digits, '.', '_' and '-'" % (child_id,))
+        child_id = _ids.scoped(self._id, run_id or uuid.uuid4().hex[:8])
+        why = _ids.problem(self._id, child_id)
+        if why:
+            raise _values.LoggingError("child run id %r: %s" % (run_id, why))
+        if name is not None and len(str(name)) > _values.MAX_DISPLAY_NAME_CHARS:
+            raise _values.LoggingError("child run name is %d characters, the limit is %d"
+                                       % (len(str(name)), _values.MAX_DISPLAY_NAME_CHARS))
         root = None if self._root is None else os.path.join(self._root, "runs", child_id)
         child = type(self)._make_child(self, child_id, root, name)
         self._pending.append(("run", child_id, {"parent": self._id, "display_name": name}, None, _time(),

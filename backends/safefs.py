@@ -1,0 +1,225 @@
+"""Reading a run directory that a hostile job controls, without ever leaving it (stdlib only).
+
+Every path under RUN_DIR is opened one component at a time from a directory descriptor
+with ``O_NOFOLLOW``: a symlink anywhere (``outputs -> /root``, ``logs/x -> /etc/shadow``)
+is never followed, a FIFO or device is never read, and a name swapped between a check
+and its use cannot redirect the open. RUN_DIR itself is trusted (runctl made it); what
+the job made inside it is not.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from typing import Any, Iterator
+
+from .base import RunFile as Entry
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# A name that is not what it should be (a link, a file where a directory was expected).
+_REFUSED = (errno.ELOOP, errno.ENOTDIR, errno.ENOENT, errno.EMLINK, errno.ENXIO)
+
+
+class Unsafe(OSError):
+    """A path under RUN_DIR is a link or a special file: runctl does not follow or read it."""
+
+
+def _components(rel: str) -> list[str]:
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise Unsafe(errno.EPERM, f"{rel!r} leaves the run directory")
+    return parts
+
+
+def open_dir(root: str, rel: str = "") -> int:
+    """A descriptor of directory RUN_DIR/rel, reached without following any link."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in _components(rel):
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_file(root: str, rel: str) -> int:
+    parts = _components(rel)
+    if not parts:
+        raise Unsafe(errno.EISDIR, "no file name")
+    dfd = open_dir(root, "/".join(parts[:-1]))
+    try:
+        fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Unsafe(errno.EPERM, f"{rel!r} is not a regular file")
+    return fd
+
+
+def read_file(root: str, rel: str, offset: int, max_bytes: int) -> bytes:
+    """Up to ``max_bytes`` of RUN_DIR/rel from ``offset``; b"" when it is absent, a link or not a file."""
+    try:
+        fd = _open_file(root, rel)
+    except OSError as e:
+        if isinstance(e, Unsafe) or e.errno in _REFUSED:
+            return b""
+        raise
+    try:
+        out = bytearray()
+        while len(out) < max_bytes:
+            chunk = os.pread(fd, min(max_bytes - len(out), 8 << 20), offset + len(out))
+            if not chunk:
+                break
+            out += chunk
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+def read_json(root: str, rel: str, max_bytes: int = 1 << 20) -> dict[str, Any]:
+    """A small JSON object written by the launcher; {} if absent, damaged, oversized or not a file."""
+    data = read_file(root, rel, 0, max_bytes + 1)
+    if not data or len(data) > max_bytes:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def exists(root: str, rel: str) -> bool:
+    """Is RUN_DIR/rel a regular file (reached without links)?"""
+    try:
+        os.close(_open_file(root, rel))
+    except OSError:
+        return False
+    return True
+
+
+def mtime(root: str, rel: str) -> float | None:
+    try:
+        fd = _open_file(root, rel)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+
+
+def touch(root: str, rel: str) -> None:
+    """Create RUN_DIR/rel (and its directories) without following a link the job planted."""
+    parts = _components(rel)
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts[:-1]:
+            try:
+                os.mkdir(part, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+def walk(root: str, reldir: str) -> Iterator[Entry]:
+    """Every name under RUN_DIR/reldir, sorted, never descending through a link. Regular files
+    have kind "file"; links and special files are reported with their kind so that the caller can record that it skipped them."""
+    try:
+        top = open_dir(root, reldir)
+    except OSError as e:
+        if isinstance(e, Unsafe) or e.errno in _REFUSED:
+            if reldir and _is_link(root, reldir):
+                yield Entry(reldir, 0, "symlink")
+            return
+        raise
+    base = "/".join(_components(reldir))
+    try:
+        yield from _walk_fd(top, base)
+    finally:
+        os.close(top)
+
+
+def _walk_fd(dfd: int, prefix: str) -> Iterator[Entry]:
+    for name in sorted(os.listdir(dfd)):
+        rel = f"{prefix}/{name}" if prefix else name
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+            except OSError as e:
+                if e.errno in _REFUSED:  # swapped for a link since the stat
+                    yield Entry(rel, 0, "symlink")
+                    continue
+                raise
+            try:
+                yield from _walk_fd(sub, rel)
+            finally:
+                os.close(sub)
+            continue
+        yield Entry(rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
+
+
+def _is_link(root: str, rel: str) -> bool:
+    parts = _components(rel)
+    try:
+        dfd = open_dir(root, "/".join(parts[:-1]))
+    except OSError:
+        return False
+    try:
+        return stat.S_ISLNK(os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(dfd)
+
+
+def move_out(root: str, rel: str, dest: str) -> bool:
+    """Rename RUN_DIR/rel to ``dest`` (same filesystem) if it is a plain regular file with no
+    other hard links; False if it cannot be moved (the caller copies it instead)."""
+    parts = _components(rel)
+    try:
+        dfd = open_dir(root, "/".join(parts[:-1]))
+    except OSError:
+        return False
+    try:
+        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return False  # another name shares it: copy, so that no one else's file moves
+        os.replace(parts[-1], dest, src_dir_fd=dfd)
+    except OSError:
+        return False
+    finally:
+        os.close(dfd)
+    after = os.lstat(dest)
+    if not stat.S_ISREG(after.st_mode):  # swapped between the stat and the rename
+        os.unlink(dest)
+        return False
+    return True
