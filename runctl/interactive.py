@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import socket
 import sys
 import time
@@ -14,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import private
 from .context.run import _Announcing
 from .launcher import process_alive, this_process
 from .status import RunStatus
@@ -64,7 +64,7 @@ def finish_interactive(run: InteractiveRun, status: RunStatus, error: str | None
         return
     if run.outputs_dir and os.path.isdir(run.outputs_dir):
         dest = session.store.run_dir(run.id) / "outputs"
-        shutil.copytree(run.outputs_dir, dest, dirs_exist_ok=True)
+        private.copy_tree(Path(run.outputs_dir), dest)
     now = time.time()
     session.store.update(run.id, status=status, error=error, ended_at=now, synced=True)
     session.store.finish_children(run.id, status, now)

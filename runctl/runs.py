@@ -111,6 +111,9 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
     raise AssertionError("unreachable")
 
 
+FOLLOW_CHUNK_BYTES = 1 << 20
+
+
 def follow(session: Session, record: RunRecord, out: IO[bytes], name: str = "logs/std_log.txt") -> RunRecord:
     """Stream a run's log to ``out`` until the run ends; returns the final record."""
     offset = 0
@@ -121,11 +124,10 @@ def follow(session: Session, record: RunRecord, out: IO[bytes], name: str = "log
         if path.exists():
             with open(path, "rb") as f:
                 f.seek(offset)
-                data = f.read()
-            if data:
-                out.write(data)
-                out.flush()
-                offset += len(data)
+                while data := f.read(FOLLOW_CHUNK_BYTES):  # bounded memory, whatever the job printed
+                    out.write(data)
+                    offset += len(data)
+            out.flush()
 
     return wait(session, record, on_tick=emit)
 

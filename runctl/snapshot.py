@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import private
 from .errors import InputError
 
 ROOT_IGNORE_FILES = (".amlignore", ".runctlignore")
@@ -165,7 +166,7 @@ def human_bytes(n: float) -> str:
 def hash_file(path: Path, copy_to: Path | None = None) -> str:
     """sha256 of a file; with ``copy_to``, also written there in the same single read."""
     h = hashlib.sha256()
-    with open(path, "rb") as f, (open(copy_to, "wb") if copy_to is not None else contextlib.nullcontext()) as out:
+    with open(path, "rb") as f, (private.open_file(copy_to) if copy_to is not None else contextlib.nullcontext()) as out:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             if out is not None:
@@ -185,15 +186,15 @@ class ObjectStore:
 
     def add_file(self, src: Path) -> str:
         """Store a file by its content (read once: hashed while copied); returns its digest."""
-        self.objects.mkdir(parents=True, exist_ok=True)
+        private.makedirs(self.objects)
         tmp = self.objects / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             digest = hash_file(src, copy_to=tmp)
             dest = self.object_path(digest)
             if dest.exists():
                 return digest
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
+            private.makedirs(dest.parent)
+            os.chmod(tmp, 0o400)
             os.replace(tmp, dest)
             return digest
         finally:
@@ -204,9 +205,9 @@ class ObjectStore:
         snap_id = hashlib.sha256(data).hexdigest()[:32]
         path = self.manifests / f"{snap_id}.json"
         if not path.exists():
-            self.manifests.mkdir(parents=True, exist_ok=True)
+            private.makedirs(self.manifests)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
+            private.write_bytes(tmp, data)
             os.replace(tmp, path)
         return snap_id
 

@@ -115,13 +115,17 @@ _UPDATABLE = {
 
 class Store:
     def __init__(self, store_dir: Path) -> None:
+        from . import private
+
         self.dir = Path(store_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private.makedirs(self.dir)
         self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout = 60000")
         if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             self._init_schema()
+            for suffix in ("", "-wal", "-shm"):
+                private.protect(self.dir / (DB_NAME + suffix))
         self.db.execute("PRAGMA synchronous = NORMAL")
 
     def _init_schema(self) -> None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
+from . import private
 from .status import RunStatus
 from .store import RunRecord, Store
 
@@ -31,8 +32,8 @@ MAX_EVENT_LINE_BYTES = 80 << 20  # the Run API refuses values whose event would 
 @contextmanager
 def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
     d = store.run_dir(run_id)
-    _private_dirs(store.dir, d)
-    with _private_open(d / ".sync.lock", "ab") as f:
+    private.makedirs(d)
+    with private.open_file(d / ".sync.lock", "ab") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -175,8 +176,8 @@ def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, fin
             continue
         if have >= f.size:
             continue
-        _private_dirs(store.dir, dest.parent)
-        with _private_open(dest, "ab") as out:
+        private.makedirs(dest.parent)
+        with private.open_file(dest, "ab") as out:
             copy_range(backend, handle, f.path, out, have, f.size)
 
 
@@ -201,7 +202,7 @@ def _same_tail(backend: Backend, handle: Handle, rel: str, dest: Path, have: int
 
 def _fetch_whole(backend: Backend, handle: Handle, rel: str, size: int, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.part")
-    with _private_open(tmp, "wb") as out:
+    with private.open_file(tmp, "wb") as out:
         copy_range(backend, handle, rel, out, 0, size)
     os.replace(tmp, dest)
 
@@ -223,9 +224,9 @@ def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -
             continue
         if dest.exists() and dest.stat().st_size == f.size:
             continue
-        _private_dirs(store.dir, dest.parent)
+        private.makedirs(dest.parent)
         if backend.move_file(handle, f.path, dest):
-            os.chmod(dest, 0o600)
+            private.protect(dest)
             continue
         _fetch_whole(backend, handle, f.path, f.size, dest)
     if skipped:
@@ -253,23 +254,6 @@ def _store_path(store: Store, run_id: str, rel: str, children: set[str]) -> Path
             return None
         return store.run_dir(parts[1]) / "/".join(parts[2:])
     return store.run_dir(run_id) / rel
-
-
-def _private_open(path: Path, mode: str) -> BinaryIO:
-    """Open a file of the store, created 0600 whatever the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    return os.fdopen(os.open(path, flags, 0o600), mode)  # type: ignore[return-value]
-
-
-def _private_dirs(top: Path, d: Path) -> None:
-    """mkdir -p, each new directory 0700 whatever the umask."""
-    missing = []
-    while not d.exists() and d != top:
-        missing.append(d)
-        d = d.parent
-    for m in reversed(missing):
-        m.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(m, 0o700)
 
 
 def _record_state(store: Store, record: RunRecord, state: JobState) -> None:

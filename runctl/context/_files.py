@@ -55,14 +55,16 @@ def list_names(root: str) -> list:
 def copy_in(root: str, name: str, src) -> str:
     """Store ``src`` (a path or a readable binary stream) as file ``name`` of the run."""
     dest = path_for(root, name)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if hasattr(src, "read"):
-        with open(dest, "wb") as f:
+    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+    if not hasattr(src, "read") and not os.path.isfile(src):
+        raise FileNotFoundError("no such file: %r" % (src,))
+    # 0600: in an interactive run this file is in the store, which is private
+    with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        if hasattr(src, "read"):
             shutil.copyfileobj(src, f)
-    else:
-        if not os.path.isfile(src):
-            raise FileNotFoundError("no such file: %r" % (src,))
-        shutil.copyfile(src, dest)
+        else:
+            with open(src, "rb") as fin:
+                shutil.copyfileobj(fin, f)
     return check_name(name)
 
 
