@@ -122,6 +122,22 @@ def parse_mounts(mounts: list[Any]) -> dict[str, dict[str, str]]:
     return out
 
 
+def check_mounts(volumes: dict[str, dict[str, str]], store_dir: Path, allowed: bool) -> None:
+    """A read-write mount of /, of runctl's store, or of a folder holding it hands the job the
+    host or every run's data: refused unless the target says allow_unsafe_mounts: true."""
+    if allowed:
+        return
+    store = os.path.realpath(store_dir)
+    for source, how in volumes.items():
+        real = os.path.realpath(source)
+        holds_store = store == real or store.startswith(real.rstrip("/") + "/")
+        in_store = real.startswith(store + "/")
+        if how["mode"] == "rw" and (real == "/" or holds_store or in_store):
+            what = "/" if real == "/" else "runctl's store" if (holds_store or in_store) and real != "/" else real
+            raise InputError(f"mounts: {source} read-write would give the job {what} ({store}); mount it "
+                             f"read-only, mount a narrower folder, or set allow_unsafe_mounts: true in the target")
+
+
 def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str, image: str) -> dict[str, Any]:
     """Everything the container is created with (golden-tested): one place maps job and target settings."""
     resources = spec.resources or {}
@@ -198,6 +214,8 @@ class DockerBackend(HostDirBackend):
 
     # -- images ---------------------------------------------------------------------------
     def check_job(self, spec: LaunchSpec) -> None:
+        check_mounts(parse_mounts(self.options.get("mounts", [])), self.store_dir,
+                     bool(self.options.get("allow_unsafe_mounts")))
         docker_env = (spec.environment or {}).get("docker") or {}
         if not (docker_env.get("image") or docker_env.get("dockerfile") or docker_env.get("base_image")
                 or self.options.get("image")):

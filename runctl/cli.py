@@ -62,6 +62,20 @@ def _resolve(session: Any, ref: str, refresh: bool = True) -> Any:
     return do_refresh(session, record) if refresh else record
 
 
+_UNPRINTABLE = None
+
+
+def safe(text: Any) -> str:
+    """``text`` with control characters escaped (\\x1b, \\n, ...): names, tags and errors come
+    from jobs, and a job must not clear the screen or retitle the terminal."""
+    global _UNPRINTABLE
+    if _UNPRINTABLE is None:
+        import re
+
+        _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, allow_nan=True) + "\n")
 
@@ -96,10 +110,10 @@ def submit(
         elif quiet:
             print(record.id)
         elif created:
-            print(f"Submitted run {record.id} (experiment {record.experiment}, #{record.number}) "
-                  f"to {record.compute_target}")
+            print(safe(f"Submitted run {record.id} (experiment {record.experiment}, #{record.number}) "
+                       f"to {record.compute_target}"))
         else:
-            print(f"Run {record.id} holding --unique {unique} is still {record.status}; not starting another")
+            print(safe(f"Run {record.id} holding --unique {unique} is still {record.status}; not starting another"))
         sys.stdout.flush()
         if not created or not (wait or follow):
             return
@@ -119,20 +133,26 @@ def _report_end(record: Any, quiet: bool) -> None:
         line += f" (exit code {record.exit_code})"
     if record.error and record.status.value != "Completed":
         line += f": {record.error}"
-    print(line, file=sys.stderr)
+    print(safe(line), file=sys.stderr)
 
 
 @app.command()
 def logs(
     run: str = RunArg,
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the run ends; exit with its exit code."),
+    json_: bool = typer.Option(False, "--json", help="Print {log file name: text} as JSON (control characters escaped)."),
 ) -> None:
-    """Print a run's output (stdout and stderr of the script)."""
+    """Print a run's output (stdout and stderr of the script), as the job wrote it."""
     from . import runs
     from .sync import store_log_path
 
     with _session() as s:
         record = _resolve(s, run, refresh=not follow)
+        if json_:
+            root = s.store.run_dir(record.id)
+            _print_json({p.relative_to(root).as_posix(): p.read_bytes().decode("utf-8", "replace")
+                         for p in sorted((root / "logs").rglob("*")) if p.is_file()})
+            return
         if follow:
             record = runs.follow(s, record, _stdout_bytes())
             raise typer.Exit(runs.wait_exit_code(record))
@@ -178,7 +198,7 @@ def wait(
 def list_(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     status_: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs in this status (e.g. Running)."),
-    limit: int = typer.Option(50, "--limit", "-n", help="At most this many runs, newest first (0: all)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=0, help="At most this many runs, newest first (0: all)."),
     json_: bool = JsonOpt,
 ) -> None:
     """List runs, newest first."""
@@ -219,7 +239,7 @@ def _refresh_or_warn(s: Any, record: Any, refresh: Any, warned: set[str]) -> Any
     except (BackendUnreachable, ConfigError) as e:
         if record.compute_target not in warned:
             warned.add(record.compute_target)
-            print(f"warning: runs on {record.compute_target!r}: status not refreshed: {e}", file=sys.stderr)
+            print(safe(f"warning: runs on {record.compute_target!r}: status not refreshed: {e}"), file=sys.stderr)
         return record
 
 
@@ -233,12 +253,14 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         t = Table(*headers, box=None, header_style="bold")
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*(Text(safe(c)) for c in r))  # Text: no markup is interpreted in job data
         Console().print(t)
         return
+    rows = [[safe(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -259,9 +281,9 @@ def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
             if isinstance(v, dict):
                 print(f"{k}:")
                 for kk, vv in v.items():
-                    print(f"  {kk}: {json.dumps(vv) if isinstance(vv, (dict, list)) else vv}")
+                    print(safe(f"  {kk}: {json.dumps(vv) if isinstance(vv, (dict, list)) else vv}"))
             else:
-                print(f"{k}: {v}")
+                print(safe(f"{k}: {v}"))
 
 
 @app.command()
@@ -288,7 +310,7 @@ def metrics(
             _print_json(m)
             return
         for k, v in m.items():
-            print(f"{k}: {json.dumps(v, allow_nan=True)}")
+            print(safe(f"{k}: {json.dumps(v, allow_nan=True)}"))
 
 
 def _descendants(s: Any, record: Any) -> list[Any]:
@@ -325,7 +347,7 @@ def cancel(run: str = RunArg) -> None:
 
     with _session() as s:
         record = do_cancel(s, _resolve(s, run))
-        print(f"{record.id} {record.status.value}")
+        print(safe(f"{record.id} {record.status.value}"))
 
 
 @app.command()
@@ -340,7 +362,7 @@ def outputs(
         record = _resolve(s, run)
         copied = copy_outputs(s, record, dest)
         for p in copied:
-            print(p)
+            print(safe(p))
         if not copied:
             print(f"run {record.id} has no outputs", file=sys.stderr)
 
@@ -394,7 +416,7 @@ def validate(
     print(f"  experiment: {job.experiment}   compute_target: {job.compute_target}")
     print(f"  snapshot: {len(listing.entries)} files, {human_bytes(listing.total_bytes)} from {job.source_directory}")
     for e in listing.largest(5):
-        print(f"    {human_bytes(e.size):>10}  {e.path}")
+        print(safe(f"    {human_bytes(e.size):>10}  {e.path}"))
 
 
 @compute_app.command("list")
@@ -432,7 +454,7 @@ def main() -> None:
     except RunctlError as e:
         if os.environ.get("RUNCTL_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(safe(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("\ninterrupted; a run that was submitted keeps running (`runctl logs @last --follow` to follow it, "

@@ -100,6 +100,7 @@ def load_job(path: str | Path, workspace: Workspace, sets: list[str] | None = No
         raise located.error((), "a job file must be a mapping of fields", "start from examples/hello/job.yaml")
     apply_sets(located, sets or [])
     validate(located, load_schema(SCHEMA_FILE))
+    check_text(located)
     return _build(located, path.resolve().parent, workspace, path.resolve())
 
 
@@ -107,7 +108,34 @@ def job_from_mapping(doc: dict[str, Any], workspace: Workspace, origin: str, bas
     """Check a job given as a mapping (the Python API's ScriptRunConfig) exactly as a job file."""
     located = Located(doc, origin, {}, {})
     validate(located, load_schema(SCHEMA_FILE))
+    check_text(located)
     return _build(located, base_dir, workspace, None)
+
+
+NAME_FIELDS = (("experiment",), ("display_name",), ("compute_target",), ("tags",))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(located: Located) -> None:
+    """Strings that validate yet cannot work: a NUL byte anywhere (no argv, variable or path
+    can hold one), and control characters (a trailing newline...) in names that become
+    folder names, run ids or terminal output."""
+
+    def walk(value: Any, path: tuple) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(k, path + (k,))
+                walk(v, path + (k,))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, path + (i,))
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise located.error(path, "contains a NUL byte", "remove it: no argument, variable or path can hold one")
+            if path[:1] in NAME_FIELDS and len(path) <= 2 and _CONTROL.search(value):
+                raise located.error(path, f"{value!r} contains a control character (e.g. a newline)", "remove it")
+
+    walk(located.data, ())
 
 
 def _build(located: Located, base_dir: Path, ws: Workspace, job_file: Path | None) -> JobConfig:
@@ -174,7 +202,7 @@ def _check_script(located: Located, src: Path, script: str) -> None:
 
 
 def _experiment_from_dir(d: Path) -> str:
-    name = re.sub(r"[^\w\-]", "_", d.name).lstrip("_-")[:255]
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", d.name).lstrip("_-")[:200]
     return name or "default"
 
 

@@ -68,12 +68,26 @@ class _Rules:
         for name in ROOT_IGNORE_FILES:
             p = root / name
             if p.is_file():
-                self.final.append(pathspec.GitIgnoreSpec.from_lines(p.read_text().splitlines()))
+                self.final.append(self._read(p))
 
     def load_dir(self, rel_dir: str) -> None:
         p = self.root / rel_dir / ".gitignore"
         if p.is_file():
-            self.dir_specs[rel_dir] = self._pathspec.GitIgnoreSpec.from_lines(p.read_text().splitlines())
+            self.dir_specs[rel_dir] = self._read(p)
+
+    def _read(self, path: Path) -> Any:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot read it ({e.strerror}); make it readable") from None
+        for n, line in enumerate(lines, 1):
+            try:
+                self._pathspec.GitIgnoreSpec.from_lines([line])
+            except ValueError as e:
+                raise InputError(f"{path}:{n}: invalid pattern {line!r} ({e}); fix or remove the line") from None
+        return self._pathspec.GitIgnoreSpec.from_lines(lines)
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
         probe = rel + "/" if is_dir else rel
@@ -105,8 +119,13 @@ def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
 
     def walk(rel_dir: str) -> None:
         rules.load_dir(rel_dir)
-        with os.scandir(root / rel_dir if rel_dir else root) as it:
-            items = sorted(it, key=lambda e: e.name)
+        here = root / rel_dir if rel_dir else root
+        try:
+            with os.scandir(here) as it:
+                items = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            raise InputError(f"{here}: cannot read this directory ({e.strerror}); make it readable, or add "
+                             f"{rel_dir + '/' if rel_dir else '/'} to .runctlignore") from None
         for de in items:
             rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
             if not rel_dir and de.name in ALWAYS_EXCLUDED:
@@ -115,6 +134,11 @@ def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
             is_dir = not is_link and de.is_dir()
             if rules.ignored(rel, is_dir):
                 continue
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"{root}/{ascii(rel)[1:-1]}: the file name is not valid UTF-8; rename it, "
+                                 f"or add it to .runctlignore") from None
             try:
                 st = de.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -238,6 +262,9 @@ def take_snapshot(
             e.digest = objects.add_file(full)
         except FileNotFoundError:
             raise InputError(f"{full}: removed while the snapshot was taken; submit again") from None
+        except PermissionError:
+            raise InputError(f"{full}: cannot read this file (permission denied); make it readable, or add "
+                             f"{e.path!r} to .runctlignore") from None
         if now_ns - e.mtime_ns > RACY_WINDOW_NS:
             fresh.append((str(full), e.size, e.mtime_ns, e.ino, e.digest))
     if fresh:
@@ -306,8 +333,12 @@ def git_properties(src: Path) -> dict[str, str]:
 
 
 def _strip_credentials(url: str) -> str:
-    """Never record a token embedded in a remote URL (https://user:token@host/...)."""
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+    """Never record a token embedded in a remote URL: user:token@ (https://user:token@host/...)
+    and the query string (?private_token=..., ?access_token=...) are dropped."""
+    if "://" not in url:
+        return url  # scp-like git@host:path holds no secret
+    scheme, rest = url.split("://", 1)
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    if "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}://{rest}"

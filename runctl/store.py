@@ -209,7 +209,9 @@ class Store:
         return RunRecord.from_row(row)
 
     def resolve(self, ref: str) -> RunRecord:
-        """A full id, a unique prefix of one, or ``@last`` (the newest run)."""
+        """A full id, a unique prefix of one (case-sensitive), or ``@last`` (the newest run)."""
+        if len(ref) > 300 or not ref.isprintable() or not ref:
+            raise InputError(f"{ref[:40]!r}{'...' if len(ref) > 40 else ''} is not a run id; see `runctl list`")
         if ref == "@last":
             row = self.db.execute(
                 _RUN_SELECT + " WHERE parent_id IS NULL ORDER BY runs.created_at DESC, runs.rk DESC LIMIT 1"
@@ -220,8 +222,7 @@ class Store:
         row = self.db.execute(_RUN_SELECT + " WHERE runs.id = ?", (ref,)).fetchone()
         if row is not None:
             return RunRecord.from_row(row)
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self.db.execute(_RUN_SELECT + " WHERE runs.id LIKE ? ESCAPE '\\' LIMIT 6", (escaped + "%",)).fetchall()
+        rows = self.db.execute(_RUN_SELECT + " WHERE substr(runs.id, 1, ?) = ? LIMIT 6", (len(ref), ref)).fetchall()
         if not rows:
             raise InputError(f"no run matches {ref!r}; see `runctl list`")
         if len(rows) > 1:

@@ -197,8 +197,12 @@ def rerun(session: Session, record: RunRecord, compute: str | None = None) -> Ru
     """Submit the exact snapshot of ``record`` again, with the same job settings."""
     from .jobconfig import job_from_document
 
+    if record.parent_id:
+        raise InputError(f"run {record.id} is a child run of {record.parent_id}: its script made it, so it has "
+                         f"no job of its own; rerun the parent (`runctl rerun {record.parent_id}`)")
     if not record.spec or not record.snapshot_id:
-        raise StartError(f"run {record.id} has no stored job to rerun")
+        raise InputError(f"run {record.id} was not submitted (an interactive or offline run); it has no job to "
+                         f"rerun: submit a job file with `runctl submit JOB.yaml`")
     job = job_from_document(record.spec["job"], session.ws, compute=compute)
     old_props = session.store.properties(record.id)
     git = {k: v for k, v in old_props.items() if "git" in k}

@@ -21,7 +21,7 @@ WORKSPACE_SCHEMA: dict[str, Any] = {
     "properties": {
         "store": {"type": "string", "minLength": 1},
         "default_compute_target": {"type": "string", "minLength": 1},
-        "default_experiment": {"type": "string", "pattern": r"^[a-zA-Z0-9][\w\-]{0,254}$"},
+        "default_experiment": {"type": "string", "pattern": r"^[a-zA-Z0-9][a-zA-Z0-9_\-]{0,199}$"},
         "snapshot": {
             "type": "object",
             "additionalProperties": False,
@@ -111,4 +111,7 @@ def _apply_config(ws: Workspace, path: Path) -> None:
         ws.targets[name] = ComputeTarget(name, spec["type"], opts)
     ws.default_compute_target = data.get("default_compute_target", "local")
     ws.default_experiment = data.get("default_experiment")
+    if ws.default_experiment is not None and not ws.default_experiment.isprintable():
+        raise located.error(("default_experiment",), f"{ws.default_experiment!r} contains a control character",
+                            "remove it")
     ws.snapshot_max_mb = float((data.get("snapshot") or {}).get("max_size_mb", DEFAULT_SNAPSHOT_MAX_MB))

@@ -53,9 +53,40 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # values after alias expansion: a job file has hundreds
+MAX_SCALAR_CHARS = 1_000_000
+
+
+def _check_shape(text: str, file: str) -> None:
+    """Refuse, from the event stream and before building anything, what no config needs and
+    what makes a YAML parser slow or deep: nesting past MAX_DEPTH, huge scalars."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, col = _mark(event)
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line, col=col,
+                                  hint="a config is a few levels deep; check the file")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_CHARS:
+            line, col = _mark(event)
+            raise ConfigError(f"a value of {len(event.value)} characters (the limit is {MAX_SCALAR_CHARS})",
+                              file=file, line=line, col=col, hint="shorten it")
+
+
+def _mark(event: yaml.Event) -> tuple[int | None, int | None]:
+    m = event.start_mark
+    return (m.line + 1, m.column + 1) if m is not None else (None, None)
+
+
 def load_located(text: str, file: str) -> Located:
-    """Parse YAML text; malformed YAML and duplicate keys become ConfigErrors."""
+    """Parse YAML text; malformed YAML, duplicate keys and hostile shapes (alias bombs,
+    recursive aliases, deep nesting, huge numbers) become ConfigErrors with a line."""
     try:
+        _check_shape(text, file)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -74,16 +105,54 @@ def load_located(text: str, file: str) -> Located:
     if node is None:
         return Located({}, file, {(): (1, 1)}, key_pos)
     loader = _Loader("")
-    data = _build(node, (), loader, file, value_pos, key_pos)
+    data = _build(node, (), loader, file, value_pos, key_pos, _Budget())
     return Located(data, file, value_pos, key_pos)
+
+
+class _Budget:
+    """Counts built values (aliases expand) and tracks the nodes being built (an alias inside
+    its own anchor recurses forever)."""
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.open: set[int] = set()
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _build(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpos: dict, kpos: dict) -> Any:
+def _build(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpos: dict, kpos: dict,
+           budget: _Budget) -> Any:
     vpos[path] = _pos(node)
+    budget.nodes += 1
+    if budget.nodes > MAX_NODES:
+        line, col = _pos(node)
+        raise ConfigError(f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?)", file=file,
+                          line=line, col=col, field=dotted(path) or None, hint="write the values out; do not nest aliases")
+    if id(node) in budget.open:
+        line, col = _pos(node)
+        raise ConfigError("an alias refers to the value that contains it", file=file, line=line, col=col,
+                          field=dotted(path) or None, hint="remove the recursive alias")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        budget.open.add(id(node))
+        try:
+            return _build_collection(node, path, loader, file, vpos, kpos, budget)
+        finally:
+            budget.open.discard(id(node))
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as e:
+        line, col = _pos(node)
+        raise ConfigError(f"cannot read value: {e.problem}", file=file, line=line, col=col, field=dotted(path)) from None
+    except ValueError as e:  # e.g. an integer over Python's 4300-digit conversion limit
+        line, col = _pos(node)
+        raise ConfigError(f"cannot read value: {str(e).split(';')[0]}", file=file, line=line, col=col,
+                          field=dotted(path) or None, hint="use a smaller number") from None
+
+
+def _build_collection(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpos: dict, kpos: dict,
+                      budget: _Budget) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict = {}
@@ -99,12 +168,6 @@ def _build(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpo
                     field=dotted(path + (key,)), hint="remove one of the two",
                 )
             kpos[path + (key,)] = _pos(knode)
-            out[key] = _build(vnode, path + (key,), loader, file, vpos, kpos)
+            out[key] = _build(vnode, path + (key,), loader, file, vpos, kpos, budget)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(n, path + (i,), loader, file, vpos, kpos) for i, n in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as e:
-        line, col = _pos(node)
-        raise ConfigError(f"cannot read value: {e.problem}", file=file, line=line, col=col, field=dotted(path)) from None
+    return [_build(n, path + (i,), loader, file, vpos, kpos, budget) for i, n in enumerate(node.value)]
