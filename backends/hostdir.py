@@ -67,7 +67,8 @@ class HostDirBackend(Backend):
         big as the snapshot limit), unless target option keep_run_dirs says otherwise:
         "failed" (the default) keeps failed runs' directories for debugging, "all", "none"."""
         keep = self.options.get("keep_run_dirs", "failed")
-        if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
+        never_ran = read_status(handle.run_dir).get("reason") == "abandoned"  # nothing to debug in it
+        if not never_ran and (keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED)):
             return
         shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
 

@@ -419,6 +419,25 @@ def validate(
         print(safe(f"    {human_bytes(e.size):>10}  {e.path}"))
 
 
+@app.command()
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only print what would be removed."),
+    older_than: float = typer.Option(7.0, "--older-than", metavar="DAYS", min=0,
+                                     help="Remove kept run directories of runs finished this many days ago."),
+) -> None:
+    """Remove what runctl no longer needs: leftovers of killed submits, old run directories,
+    snapshots and objects no run refers to."""
+    from . import gc as do_gc
+    from .snapshot import human_bytes
+
+    with _session() as s:
+        p = do_gc.run(s, older_than, dry_run)
+        for path in p.paths:
+            print(safe(path))
+        verb = "would free" if dry_run else "freed"
+        print(f"{len(p.paths)} item(s), {verb} {human_bytes(p.bytes)}", file=sys.stderr)
+
+
 @compute_app.command("list")
 def compute_list(json_: bool = JsonOpt) -> None:
     """List the configured compute targets."""

@@ -112,13 +112,19 @@ class _Rules:
 def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
     """Walk ``root`` applying the ignore rules; refuse symlinks that leave it. Directories in
     ``exclude`` (runctl's own store, when it lives inside the source) are left out."""
+    try:
+        return _list_source(root, exclude)
+    except PermissionError as e:
+        raise InputError(f"{e.filename}: cannot read it (permission denied); make it readable") from None
+
+
+def _list_source(root: Path, exclude: tuple[Path, ...]) -> Listing:
     root = root.resolve()
     rules = _Rules(root)
     listing = Listing(root)
     skip = {str(p.resolve()) for p in exclude}
 
     def walk(rel_dir: str) -> None:
-        rules.load_dir(rel_dir)
         here = root / rel_dir if rel_dir else root
         try:
             with os.scandir(here) as it:
@@ -126,6 +132,7 @@ def list_source(root: Path, exclude: tuple[Path, ...] = ()) -> Listing:
         except OSError as e:
             raise InputError(f"{here}: cannot read this directory ({e.strerror}); make it readable, or add "
                              f"{rel_dir + '/' if rel_dir else '/'} to .runctlignore") from None
+        rules.load_dir(rel_dir)
         for de in items:
             rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
             if not rel_dir and de.name in ALWAYS_EXCLUDED:

@@ -1,0 +1,99 @@
+"""``runctl gc``: remove what runctl no longer needs. Nothing a finished run's record points
+at is touched, and nothing young enough to belong to a submit in progress.
+
+- ``.incoming`` objects and ``.part`` files left by killed processes;
+- run directories whose run does not exist (a submit killed before recording it) or whose
+  run is finished and synced and older than ``--older-than`` days (kept failed runs);
+- snapshots no run refers to, and the objects only they held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .session import Session
+
+YOUNG_S = 3600.0  # anything newer may belong to a submit still running
+
+
+@dataclass
+class Plan:
+    paths: list[Path] = field(default_factory=list)
+    bytes: int = 0
+
+    def add(self, p: Path) -> None:
+        self.paths.append(p)
+        self.bytes += _size(p)
+
+
+def _size(p: Path) -> int:
+    if p.is_symlink() or not p.is_dir():
+        return p.lstat().st_size
+    return sum(f.lstat().st_size for f in p.rglob("*") if not f.is_dir() or f.is_symlink())
+
+
+def _old(p: Path, now: float, age_s: float) -> bool:
+    try:
+        return now - p.lstat().st_mtime > age_s
+    except FileNotFoundError:
+        return False
+
+
+def plan(session: Session, older_than_days: float) -> Plan:
+    store, now, out = session.store, time.time(), Plan()
+    runs = {r.id: r for r in store.runs(include_children=True)}
+    for leftover in list((store.dir / "objects").glob(".incoming.*")) + list((store.dir / "runs").rglob(".*.part")):
+        if _old(leftover, now, YOUNG_S):
+            out.add(leftover)
+    for work_dir in _work_dirs(session):
+        for d in sorted(work_dir.iterdir()) if work_dir.is_dir() else []:
+            r = runs.get(d.name)
+            if r is None and _old(d, now, YOUNG_S):
+                out.add(d)
+            elif r is not None and r.synced and r.status.is_terminal and _old(d, now, older_than_days * 86400):
+                out.add(d)
+    referenced = {r.snapshot_id for r in runs.values() if r.snapshot_id}
+    keep_objects: set[str] = set()
+    manifests = store.dir / "snapshots"
+    for m in sorted(manifests.glob("*.json")) if manifests.is_dir() else []:
+        if m.stem in referenced or not _old(m, now, YOUNG_S):
+            keep_objects.update(f[1] for f in json.loads(m.read_bytes())["files"])
+        else:
+            out.add(m)
+    objects = store.dir / "objects"
+    for sub in sorted(objects.iterdir()) if objects.is_dir() else []:
+        if not sub.is_dir():
+            continue
+        for obj in sorted(sub.iterdir()):
+            if sub.name + obj.name not in keep_objects and _old(obj, now, YOUNG_S):
+                out.add(obj)
+    return out
+
+
+def _work_dirs(session: Session) -> list[Path]:
+    dirs = {session.ws.store_dir / "work"}
+    for name, target in session.ws.targets.items():
+        if target.type in ("local", "docker"):
+            dirs.add(Path(session.backend(name).work_dir))  # type: ignore[attr-defined]
+    return sorted(dirs)
+
+
+def run(session: Session, older_than_days: float, dry_run: bool) -> Plan:
+    p = plan(session, older_than_days)
+    if not dry_run:
+        for path in p.paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        for sub in (session.store.dir / "objects").glob("??"):
+            try:
+                os.rmdir(sub)  # only when empty
+            except OSError:
+                pass
+    return p
