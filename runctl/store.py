@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -118,15 +119,31 @@ class Store:
         from . import private
 
         self.dir = Path(store_dir)
+        self.full: str | None = None  # why the store is open read-only (a full disk), else None
         private.makedirs(self.dir)
-        self.db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout = 60000")
+        try:
+            self.db = self._connect()
+        except sqlite3.OperationalError:
+            if not _no_space(self.dir) or not (self.dir / DB_NAME).exists():
+                raise
+            # SQLite cannot even make its shared-memory file: read what is there, write nothing.
+            self.full = f"no space left on {self.dir}"
+            self.db = sqlite3.connect(f"file:{self.dir / DB_NAME}?mode=ro&immutable=1", uri=True,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            return
         if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             self._init_schema()
             for suffix in ("", "-wal", "-shm"):
                 private.protect(self.dir / (DB_NAME + suffix))
         self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.dir / DB_NAME, timeout=60, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("PRAGMA user_version").fetchone()
+        return db
 
     def _init_schema(self) -> None:
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -429,6 +446,14 @@ class Store:
     def stat_cache_put(self, rows: Iterable[tuple]) -> None:
         with self.tx() as db:
             db.executemany("INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?)", list(rows))
+
+
+def _no_space(path: Path) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail == 0 or st.f_favail == 0
 
 
 def _text(value: Any) -> str | None:

@@ -132,6 +132,8 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     """Start ``job``; returns (run, created). With ``unique_key``, an unfinished run holding
     the key is returned (created=False) instead of starting another."""
     store = session.store
+    if store.full:
+        raise DiskFull(f"{store.full}; free some space (`runctl gc` removes what runctl no longer needs) and try again")
     backend = check(session, job)
     if unique_key is not None:
         _refresh_holders(session, unique_key)

@@ -10,6 +10,7 @@ outputs are copied and the run is marked synced.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import time
@@ -85,21 +86,20 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
         offset = store.events_offset(run_id)
         data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
         end = data.rfind(b"\n")
-        while end < 0 and len(data) >= CHUNK_BYTES and len(data) <= MAX_EVENT_LINE_BYTES:
-            more = backend.read(handle, EVENTS_FILE, offset + len(data), CHUNK_BYTES)
-            if not more:
-                break
-            cut = more.find(b"\n")
-            data += more if cut < 0 else more[: cut + 1]
-            end = len(data) - 1 if cut >= 0 else -1
-        if end < 0 and len(data) > MAX_EVENT_LINE_BYTES:
-            skip_to = _next_line(backend, handle, offset + len(data))
-            if skip_to is None and not final:
-                return  # the oversized line is still being written
-            new_offset = skip_to if skip_to is not None else offset + len(data)
-            store.ingest_events(run_id, offset, new_offset,
-                                [_damaged(offset, f"an event line over {MAX_EVENT_LINE_BYTES >> 20} MiB was skipped")])
-            continue  # (or another process got there first) go on from the stored offset
+        if end < 0 and len(data) >= CHUNK_BYTES:  # one line longer than a chunk
+            line_end = _next_line(backend, handle, offset + len(data))
+            if line_end is None and not final:
+                return  # still being written
+            if line_end is None or line_end - offset > MAX_EVENT_LINE_BYTES:
+                skip_to = line_end if line_end is not None else _file_end(backend, handle, offset)
+                store.ingest_events(run_id, offset, skip_to, [_damaged(
+                    offset, f"an event line of {skip_to - offset} bytes was skipped (over "
+                            f"{MAX_EVENT_LINE_BYTES >> 20} MiB, or cut off when the job ended)")])
+                continue  # (or another process got there first) go on from the stored offset
+            buf = io.BytesIO()
+            copy_range(backend, handle, EVENTS_FILE, buf, offset, line_end)
+            data = buf.getvalue()
+            end = len(data) - 1
         if end < 0:
             if final and data.strip():
                 events, bad = parse_events(data + b"\n")
@@ -114,6 +114,12 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
             continue  # another process ingested this range first; re-read the offset
         if len(data) < CHUNK_BYTES:
             return
+
+
+def _file_end(backend: Backend, handle: Handle, offset: int) -> int:
+    while chunk := backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES):
+        offset += len(chunk)
+    return offset
 
 
 def _next_line(backend: Backend, handle: Handle, offset: int) -> int | None:
