@@ -303,3 +303,85 @@ def test_gpus_without_the_nvidia_toolkit_say_what_to_install(tmp_path: Path, hom
                           environment={"docker": {"image": IMAGE}})
     r = proj.cli("submit", str(job))
     assert r.rc == 3 and "NVIDIA Container Toolkit" in r.err
+
+
+def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path: Path, home: Path) -> None:
+    """The crash hand-over with a real dockerd: every run ends true, and no container of a run
+    that the store calls never-started exists or ever runs."""
+    import random
+    import signal
+
+    import docker
+
+    proj = docker_proj(tmp_path)
+    job = proj.script_job("from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n",
+                          compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    t0 = time.monotonic()
+    proj.cli("submit", str(job), "-q", check=True)
+    whole = time.monotonic() - t0
+    rng = random.Random(11)
+    for i in range(16):
+        p = proj.popen("submit", str(job), "-q")
+        time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.5, whole * 1.05))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+    runs = proj.cli("list", "--json", "--limit", "0", check=True).json()
+    for r in runs:
+        proj.cli("wait", r["id"], "--timeout", "90")
+    time.sleep(1.0)
+    final = proj.cli("list", "--json", "--limit", "0", check=True).json()
+    for r in final:
+        if r["status"] == "Completed":
+            assert proj.cli("metrics", r["id"], "--json", check=True).json() == {"alive": 1}
+            assert "job ran" in proj.cli("logs", r["id"], check=True).out
+        else:
+            assert r["status"] == "Failed" and "never ran" in r["error"], r
+            assert "job ran" not in proj.cli("logs", r["id"]).out
+    client = docker.from_env()
+    try:
+        ids = {r["id"] for r in final}
+        left = [c.labels.get("runctl.run_id") for c in client.containers.list(all=True, filters={"label": "runctl.run_id"})]
+        assert not [rid for rid in left if rid in ids], "finished runs' containers are removed, never-started ones too"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("made", ["nothing", "run dir", "created container"])
+def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: Path, made: str) -> None:
+    """The instants the random kills rarely hit, made on purpose: submit died after recording
+    the plan, before the run directory / after it / after creating the container."""
+    import docker
+
+    from runctl.backends.docker import DockerBackend
+    from runctl.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store import Store
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "t.py").write_text("print('job ran')\n")
+    store = Store(home)
+    sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
+    backend = DockerBackend("d", {"image": IMAGE}, home)
+    spec = LaunchSpec(run_id=f"exp_1_{made.replace(' ', '')}", experiment="exp", argv=["python3", "t.py"], env={},
+                      timeout_s=60, grace_s=1, snapshot_id=sid)
+    handle = backend.plan(spec)
+    assert handle.pending
+    if made != "nothing":
+        run_dir = backend.make_run_dir(spec)
+    if made == "created container":
+        kwargs = container_spec(spec, backend.options, str(run_dir), IMAGE)
+        backend.client.containers.create(**kwargs)
+    state = backend.status(handle)
+    assert state.status.value == "Failed" and "never ran" in (state.error or "")
+    client = docker.from_env()
+    try:
+        assert client.containers.list(all=True, filters={"label": f"runctl.run_id={spec.run_id}"}) == []
+    finally:
+        client.close()
+    if made != "nothing":  # a launcher that still starts (a late `docker start`) refuses to run the job
+        assert json.loads((run_dir / "status.json").read_text())["reason"] == "abandoned"
+        r = subprocess.run(["python3", str(run_dir / ".runctl" / "launcher.py"), str(run_dir)], capture_output=True, text=True)
+        assert r.returncode == 0 and "not starting the job again" in r.stderr
+        assert not (run_dir / "logs" / "std_log.txt").exists()
+    backend.close()
+    store.close()
