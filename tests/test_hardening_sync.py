@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,30 @@ def test_full_disk_reads_keep_working_and_submit_fails_cleanly(tmp_path: Path, f
     assert "before the disk filled" in proj.cli("logs", rid, check=True).out
     assert proj.cli("wait", rid).rc == 0
     assert MAX_EVENT_BYTES < MAX_EVENT_LINE_BYTES
+
+
+def test_gc_removes_leftovers_of_killed_submits_and_unreferenced_snapshots(project: Project, home: Path) -> None:
+    job = project.script_job("print('kept')\n")
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    old = time.time() - 2 * 3600
+    orphan = home / "work" / "exp_1_orphan"  # a run directory whose submit died before the record
+    orphan.mkdir(parents=True)
+    (orphan / "x").write_text("x")
+    incoming = home / "objects" / ".incoming.999999.1.tmp"
+    incoming.write_bytes(b"half")
+    project.write("other.py", "print(2)\n")
+    from runctl.session import Session
+    from runctl.submit import make_snapshot
+
+    with Session(start=project.root) as s:
+        lonely = make_snapshot(s, project.src)  # a snapshot no run refers to
+    for p in (orphan, incoming, home / "snapshots" / f"{lonely}.json", *(home / "objects").rglob("*")):
+        os.utime(p, (old, old))
+    dry = project.cli("gc", "--dry-run", check=True)
+    planned = set(dry.out.splitlines())
+    assert {str(orphan), str(incoming), str(home / "snapshots" / f"{lonely}.json")} <= planned
+    assert orphan.exists() and incoming.exists(), "--dry-run removes nothing"
+    project.cli("gc", check=True)
+    assert not orphan.exists() and not incoming.exists()
+    assert not (home / "snapshots" / f"{lonely}.json").exists()
+    assert project.cli("rerun", rid, "--wait", "-q").rc == 0, "what a run refers to is kept"
