@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runctl import __version__
+from runctl import protocol as P
 from runctl.errors import BackendUnreachable, InputError, StartError
 from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
@@ -146,8 +147,8 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
     python = spec.argv[0] if spec.argv and "python" in os.path.basename(spec.argv[0]) else "python3"
     env = {**spec.env, **spec.secret_env}
     env.update({
-        "RUNCTL_RUN_ID": spec.run_id, "RUNCTL_RUN_DIR": CONTAINER_RUN_DIR, "RUNCTL_EXPERIMENT": spec.experiment,
-        "RUNCTL_OUTPUTS_DIR": f"{CONTAINER_RUN_DIR}/outputs", "RUNCTL_PYTHON": python,
+        P.RUN_ID: spec.run_id, P.RUN_DIR: CONTAINER_RUN_DIR, P.EXPERIMENT: spec.experiment,
+        P.OUTPUTS: f"{CONTAINER_RUN_DIR}/{P.OUTPUTS_DIR}", "RUNCTL_PYTHON": python,
         "RUNCTL_TIMEOUT_S": str(spec.timeout_s or ""), "RUNCTL_GRACE_S": f"{spec.grace_s:g}",
     })
     if not str(user).startswith("0") and "HOME" not in env:
@@ -381,10 +382,10 @@ def map_state(st: dict[str, Any], c_state: dict[str, Any] | None, cancel_request
     common = times(st)
     running = bool(c_state and (c_state.get("Running") or c_state.get("Restarting")))
     if c_state and c_state.get("OOMKilled") and not running:
-        code = st.get("exit_code") if st.get("state") == "finished" else c_state.get("ExitCode")
+        code = st.get("exit_code") if st.get("state") == P.FINISHED else c_state.get("ExitCode")
         return JobState(RunStatus.FAILED, exit_code=code or 137, error="out of memory (the container hit its memory limit)",
                         **{**common, "ended_at": common["ended_at"] or _docker_time(c_state.get("FinishedAt"))})
-    if st.get("state") == "finished":
+    if st.get("state") == P.FINISHED:
         return finished_state(st, cancel_requested)
     if c_state is None:
         return JobState(RunStatus.FAILED, error="the run's container was removed before the job finished", **common)

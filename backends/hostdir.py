@@ -16,17 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runctl import protocol as P
 from runctl.errors import ConfigError
-from runctl.launcher import LOCK_FILE, STATUS_FILE
 from runctl.rundir import prepare
 from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
 
 from . import safefs
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-
-CANCEL_MARKER = ".runctl/cancel-requested"
-ABANDONED_ERROR = "runctl submit was interrupted before the job started; the job never ran (submit it again)"
 
 
 class HostDirBackend(Backend):
@@ -67,29 +64,29 @@ class HostDirBackend(Backend):
         big as the snapshot limit), unless target option keep_run_dirs says otherwise:
         "failed" (the default) keeps failed runs' directories for debugging, "all", "none"."""
         keep = self.options.get("keep_run_dirs", "failed")
-        never_ran = read_status(handle.run_dir).get("reason") == "abandoned"  # nothing to debug in it
+        never_ran = read_status(handle.run_dir).get("reason") == P.ABANDONED  # nothing to debug in it
         if not never_ran and (keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED)):
             return
         shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
 
     def mark_cancel(self, handle: Handle) -> None:
         try:
-            safefs.touch(handle.run_dir, CANCEL_MARKER)
+            safefs.touch(handle.run_dir, P.CANCEL_MARKER)
         except OSError:
             pass  # no run directory (never made) or a link planted there: the signal still goes
 
     @staticmethod
     def cancel_requested(handle: Handle) -> bool:
-        return safefs.exists(handle.run_dir, CANCEL_MARKER)
+        return safefs.exists(handle.run_dir, P.CANCEL_MARKER)
 
     @staticmethod
     def cancel_marker_age(handle: Handle) -> float:
-        t = safefs.mtime(handle.run_dir, CANCEL_MARKER)
+        t = safefs.mtime(handle.run_dir, P.CANCEL_MARKER)
         return 0.0 if t is None else time.time() - t
 
 
 def read_status(run_dir: str) -> dict[str, Any]:
-    return safefs.read_json(run_dir, STATUS_FILE)
+    return safefs.read_json(run_dir, P.STATUS_FILE)
 
 
 def launcher_alive(run_dir: str) -> bool:
@@ -104,12 +101,12 @@ def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | 
 
     def decide() -> dict[str, Any]:
         st = read_status(run_dir)
-        if st or safefs.exists(run_dir, STATUS_FILE):
+        if st or safefs.exists(run_dir, P.STATUS_FILE):
             return st
-        st = {"state": "finished", "reason": "abandoned", "exit_code": None, "end_time": time.time(),
-              "error": "canceled before it started" if canceled else ABANDONED_ERROR}
+        st = {"state": P.FINISHED, "reason": P.ABANDONED, "exit_code": None, "end_time": time.time(),
+              "error": "canceled before it started" if canceled else P.ABANDONED_ERROR}
         if os.path.isdir(run_dir):  # else nothing was made, and no one is left to make it
-            _write_json(run_dir, STATUS_FILE, st)
+            _write_json(run_dir, P.STATUS_FILE, st)
         return st
 
     result = _with_free_lock(run_dir, decide)
@@ -123,11 +120,11 @@ def _with_free_lock(run_dir: str, fn: Any) -> Any:
     """Run ``fn()`` holding the launcher lock if it is free; _HELD if a launcher holds it.
     No run directory at all counts as free (nothing was ever made there)."""
     try:
-        dfd = safefs.open_dir(run_dir, os.path.dirname(LOCK_FILE))
+        dfd = safefs.open_dir(run_dir, os.path.dirname(P.LOCK_FILE))
     except OSError:
         return fn() if os.path.isdir(run_dir) or not os.path.lexists(run_dir) else _HELD
     try:
-        fd = os.open(os.path.basename(LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(os.path.basename(P.LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
                      | os.O_NONBLOCK, 0o644, dir_fd=dfd)
     except OSError:
         os.close(dfd)
@@ -161,24 +158,6 @@ def times(st: dict[str, Any]) -> dict[str, Any]:
 
 
 def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:
-    """The final state recorded by the launcher (any backend whose launcher wrote status.json).
-
-    A stop that runctl did not ask for (``docker stop``, a daemon restart, a stray kill)
-    is a failure, not a cancel."""
-    reason, code, common = st.get("reason"), st.get("exit_code"), times(st)
-    if reason == "abandoned":
-        if cancel_requested:
-            return JobState(RunStatus.CANCELED, error="canceled before it started", **common)
-        return JobState(RunStatus.FAILED, error=str(st.get("error") or ABANDONED_ERROR), **common)
-    if reason == "canceled":
-        if cancel_requested:
-            return JobState(RunStatus.CANCELED, exit_code=code, error="canceled", **common)
-        return JobState(RunStatus.FAILED, exit_code=code,
-                        error="stopped by a signal from outside runctl (e.g. docker stop, a daemon restart, kill)",
-                        **common)
-    if reason == "timeout":
-        return JobState(RunStatus.FAILED, exit_code=124, error="stopped after max_run_duration_seconds", **common)
-    if reason == "exit" and code == 0:
-        return JobState(RunStatus.COMPLETED, exit_code=0, **common)
-    error = st.get("error") or (f"killed by signal {st['signal']}" if st.get("signal") else f"exit code {code}")
-    return JobState(RunStatus.FAILED, exit_code=code, error=str(error), **common)
+    """The final state recorded by the launcher: the protocol's one mapping, as a JobState."""
+    status, code, error = P.final_outcome(st, cancel_requested)
+    return JobState(RunStatus(status), exit_code=code, error=error, **times(st))

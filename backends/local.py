@@ -13,6 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
+from runctl import protocol as P
 from runctl.errors import InputError, StartError
 from runctl.launcher import kill_run_processes, process_alive
 from runctl.status import RunStatus
@@ -80,14 +81,14 @@ class LocalBackend(HostDirBackend):
 def map_state(st: dict[str, Any], alive: bool, cancel_requested: bool) -> JobState:
     """The one mapping from the launcher's status.json (+ whether it lives) to a RunStatus."""
     state = st.get("state")
-    if state == "finished":
+    if state == P.FINISHED:
         return finished_state(st, cancel_requested)
     if not alive:
-        what = "before starting the job" if state in (None, "starting") else "while the job ran"
+        what = "before starting the job" if state in (None, P.STARTING) else "while the job ran"
         return JobState(RunStatus.FAILED, error=f"the launcher exited {what} (see RUN_DIR/.runctl/launcher.log)",
                         **times(st))
     if cancel_requested:
         return JobState(RunStatus.CANCEL_REQUESTED, **times(st))
-    if state in ("running", "stopping"):
+    if state in (P.RUNNING, P.STOPPING):
         return JobState(RunStatus.RUNNING, **times(st))
     return JobState(RunStatus.STARTING, **times(st))

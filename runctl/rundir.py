@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import protocol
 from .snapshot import ObjectStore, materialize
 
 PKG = Path(__file__).resolve().parent
@@ -22,6 +23,7 @@ PKG = Path(__file__).resolve().parent
 def jobside_files() -> Iterator[tuple[Path, str]]:
     """(source file, path relative to RUN_DIR) of every job-side file runctl ships."""
     yield PKG / "launcher.py", ".runctl/launcher.py"
+    yield PKG / "protocol.py", ".runctl/lib/runctl_protocol.py"
     yield PKG / "_shim" / "sitecustomize.py", ".runctl/lib/sitecustomize.py"
     for src_root, dest_root in ((PKG / "context", ".runctl/lib/runctl_context"),
                                 (PKG / "_shim" / "azureml", ".runctl/shim/azureml")):
@@ -35,7 +37,7 @@ def prepare(run_dir: Path, objects: ObjectStore, snapshot_id: str, launcher_spec
         dest = run_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
-    write_json_atomic(run_dir / ".runctl" / "spec.json", launcher_spec)
+    write_json_atomic(run_dir / protocol.SPEC_FILE, launcher_spec)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

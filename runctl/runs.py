@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from . import protocol
 from .errors import BackendUnreachable, ExitCode, NotFinished
 from .session import Session
 from .status import RunStatus
@@ -114,7 +115,7 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
 FOLLOW_CHUNK_BYTES = 1 << 20
 
 
-def follow(session: Session, record: RunRecord, out: IO[bytes], name: str = "logs/std_log.txt") -> RunRecord:
+def follow(session: Session, record: RunRecord, out: IO[bytes], name: str = protocol.LOG_FILE) -> RunRecord:
     """Stream a run's log to ``out`` until the run ends; returns the final record."""
     offset = 0
 

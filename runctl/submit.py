@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from . import protocol
 from .errors import DiskFull, InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .launcher import this_process
@@ -92,7 +93,7 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         argv = list(job.command or [])
     env, secret_env = split_secrets(job.environment_variables)
     if number is not None:
-        env["RUNCTL_RUN_NUMBER"] = str(number)
+        env[protocol.RUN_NUMBER] = str(number)
     return LaunchSpec(
         run_id=run_id,
         experiment=job.experiment,

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
-from . import private
+from . import private, protocol
 from .status import RunStatus
 from .store import RunRecord, Store
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend, Handle, JobState
 
 CHUNK_BYTES = 8 << 20
-EVENTS_FILE = "events.jsonl"
+EVENTS_FILE = protocol.EVENTS_FILE
 MAX_EVENT_LINE_BYTES = 80 << 20  # the Run API refuses values whose event would be over 64 MiB
 
 
@@ -280,5 +280,5 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
         store.finish_children(record.id, status, values["ended_at"])
 
 
-def store_log_path(store: Store, run_id: str, name: str = "logs/std_log.txt") -> Path:
+def store_log_path(store: Store, run_id: str, name: str = protocol.LOG_FILE) -> Path:
     return store.run_dir(run_id) / name

@@ -12,7 +12,9 @@ import sys
 
 def _runctl_setup():
     here = os.path.dirname(os.path.abspath(__file__))
-    shim = os.environ.get("RUNCTL_SHIM_DIR")
+    import runctl_protocol  # beside this file in RUN_DIR/.runctl/lib
+
+    shim = os.environ.get(runctl_protocol.SHIM)
     if shim and shim not in sys.path:
         sys.path.append(shim)
     for entry in sys.path:

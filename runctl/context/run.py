@@ -18,12 +18,17 @@ from . import _files, _ids, _values
 from ._shape import shape_metrics
 from ._writer import EventWriter, MemoryWriter
 
-ENV_RUN_ID = "RUNCTL_RUN_ID"
-ENV_RUN_DIR = "RUNCTL_RUN_DIR"
-ENV_EXPERIMENT = "RUNCTL_EXPERIMENT"
-ENV_RUN_NUMBER = "RUNCTL_RUN_NUMBER"
-ENV_FLUSH_INTERVAL = "RUNCTL_FLUSH_INTERVAL_S"
-ENV_OFFLINE = "RUNCTL_OFFLINE"  # "memory": an offline run keeps nothing in the store
+if __package__ == "runctl.context":  # in runctl itself
+    from runctl import protocol as P
+else:  # RUN_DIR/.runctl/lib/runctl_context in a job: the shipped copy of the protocol
+    import runctl_protocol as P  # type: ignore[no-redef]
+
+ENV_RUN_ID = P.RUN_ID
+ENV_RUN_DIR = P.RUN_DIR
+ENV_EXPERIMENT = P.EXPERIMENT
+ENV_RUN_NUMBER = P.RUN_NUMBER
+ENV_FLUSH_INTERVAL = P.FLUSH_INTERVAL
+ENV_OFFLINE = P.OFFLINE  # "memory": an offline run keeps nothing in the store
 
 MAX_CHILDREN = 100
 MAX_JSON_METRIC_BYTES = 1 << 20
@@ -71,7 +76,7 @@ class Run:
         run_id, run_dir = os.environ.get(ENV_RUN_ID), os.environ.get(ENV_RUN_DIR)
         if run_id and run_dir:
             interval = float(os.environ.get(ENV_FLUSH_INTERVAL, "0.5"))
-            writer = EventWriter(os.path.join(run_dir, "events.jsonl"), interval)
+            writer = EventWriter(os.path.join(run_dir, P.EVENTS_FILE), interval)
             number = os.environ.get(ENV_RUN_NUMBER)
             Run._context = Run(run_id, run_dir, os.environ.get(ENV_EXPERIMENT, ""), writer,
                                number=int(number) if number else None)

@@ -1,0 +1,95 @@
+"""The launcher protocol: what runctl, the launcher and the job agree on. Stdlib only, Python >= 3.8.
+
+It ships to the compute side as RUN_DIR/.runctl/lib/runctl_protocol.py, so the launcher
+and the run-context client import the very same table that core and every backend
+import here as ``runctl.protocol``. No name, state or path below is written anywhere else.
+"""
+
+import os
+
+# -- RUN_DIR layout ----------------------------------------------------------------------
+CODE_DIR = "code"
+OUTPUTS_DIR = "outputs"
+LOGS_DIR = "logs"
+EVENTS_FILE = "events.jsonl"
+STATUS_FILE = "status.json"
+LOG_FILE = LOGS_DIR + "/std_log.txt"
+CONTROL_DIR = ".runctl"
+SPEC_FILE = CONTROL_DIR + "/spec.json"
+LAUNCHER_FILE = CONTROL_DIR + "/launcher.py"
+LAUNCHER_LOG = CONTROL_DIR + "/launcher.log"
+LOCK_FILE = CONTROL_DIR + "/launcher.lock"  # held by the launcher for its whole life
+CANCEL_MARKER = CONTROL_DIR + "/cancel-requested"  # runctl asked for the stop (else it came from outside)
+LIB_DIR = CONTROL_DIR + "/lib"  # on the job's PYTHONPATH: runctl_context/, runctl_protocol.py, sitecustomize.py
+SHIM_DIR = CONTROL_DIR + "/shim"  # azureml/ for jobs without the real SDK
+
+# -- the environment the job sees (submitit's JobEnvironment idea: one table) ------------
+RUN_ID = "RUNCTL_RUN_ID"
+RUN_DIR = "RUNCTL_RUN_DIR"
+EXPERIMENT = "RUNCTL_EXPERIMENT"
+RUN_NUMBER = "RUNCTL_RUN_NUMBER"
+OUTPUTS = "RUNCTL_OUTPUTS_DIR"
+SHIM = "RUNCTL_SHIM_DIR"
+FLUSH_INTERVAL = "RUNCTL_FLUSH_INTERVAL_S"
+OFFLINE = "RUNCTL_OFFLINE"
+
+JOB_ENVIRONMENT = {
+    RUN_ID: "the run's id",
+    RUN_DIR: "absolute path of RUN_DIR as the job sees it (it also tags the run's processes)",
+    EXPERIMENT: "the experiment's name",
+    RUN_NUMBER: "the run's number within its experiment (set by core in the spec's env)",
+    OUTPUTS: "RUN_DIR/outputs: files written here become the run's outputs",
+    SHIM: "RUN_DIR/.runctl/shim: the azureml shim (sitecustomize adds it when azureml is absent)",
+    FLUSH_INTERVAL: "seconds between the event writer's flushes (default 0.5)",
+    "PYTHONPATH": "RUN_DIR/.runctl/lib first, then the job's own",
+    "PYTHONUNBUFFERED": "1 unless the job sets it",
+}
+
+
+def job_environment(run_dir, spec, base):
+    """The job's environment: ``base`` (the launcher's own), the spec's env, then the table above."""
+    env = dict(base)
+    env.update({k: str(v) for k, v in spec.get("env", {}).items()})
+    lib = os.path.join(run_dir, LIB_DIR)
+    env["PYTHONPATH"] = lib + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[RUN_ID] = spec["run_id"]
+    env[RUN_DIR] = run_dir
+    env[EXPERIMENT] = spec.get("experiment", "")
+    env[OUTPUTS] = os.path.join(run_dir, OUTPUTS_DIR)
+    env[SHIM] = os.path.join(run_dir, SHIM_DIR)
+    env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
+    return env
+
+
+# -- status.json ----------------------------------------------------------------------------
+# Fields: state, reason, host, launcher_pid, launcher_start_ticks, pid, pgid, start_time,
+# end_time, exit_code, signal, error, warning.
+STARTING, RUNNING, STOPPING, FINISHED = "starting", "running", "stopping", "finished"
+EXIT, CANCELED, TIMEOUT, START_FAILED, LAUNCHER_ERROR, ABANDONED = (
+    "exit", "canceled", "timeout", "start_failed", "launcher_error", "abandoned")
+ABANDONED_ERROR = "runctl submit was interrupted before the job started; the job never ran (submit it again)"
+
+# Run statuses as strings (runctl.status.RunStatus values; this module cannot import it).
+COMPLETED_STATUS, FAILED_STATUS, CANCELED_STATUS = "Completed", "Failed", "Canceled"
+
+
+def final_outcome(st, cancel_requested):
+    """The one mapping from a finished status.json to (run status, exit code, error).
+
+    A stop that runctl did not ask for (``docker stop``, a daemon restart, a stray kill)
+    is a failure, not a cancel: ``cancel_requested`` says whether the cancel marker exists."""
+    reason, code = st.get("reason"), st.get("exit_code")
+    if reason == ABANDONED:
+        if cancel_requested:
+            return CANCELED_STATUS, None, "canceled before it started"
+        return FAILED_STATUS, None, str(st.get("error") or ABANDONED_ERROR)
+    if reason == CANCELED:
+        if cancel_requested:
+            return CANCELED_STATUS, code, "canceled"
+        return FAILED_STATUS, code, "stopped by a signal from outside runctl (e.g. docker stop, a daemon restart, kill)"
+    if reason == TIMEOUT:
+        return FAILED_STATUS, 124, "stopped after max_run_duration_seconds"
+    if reason == EXIT and code == 0:
+        return COMPLETED_STATUS, 0, None
+    error = st.get("error") or ("killed by signal %s" % st["signal"] if st.get("signal") else "exit code %s" % code)
+    return FAILED_STATUS, code, str(error)
