@@ -81,7 +81,7 @@ class LaunchSpec:
 
     def launcher_spec(self) -> dict[str, Any]:
         """The launcher's spec.json (the job environment goes in here; ``secret_env`` never does:
-        backends hand it to the launcher's own environment)."""
+        backends hand it to the launcher on its standard input, ``--secrets-stdin``)."""
         return {"run_id": self.run_id, "experiment": self.experiment, "argv": self.argv, "env": self.env,
                 "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s}
 

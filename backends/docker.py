@@ -37,9 +37,13 @@ CANCEL_ESCALATE_S = 10.0
 # the command runs directly with its output in the run's log (and `timeout` for the limit).
 BOOTSTRAP = r"""run=/runctl/run
 if command -v "$RUNCTL_PYTHON" >/dev/null 2>&1; then
-    exec "$RUNCTL_PYTHON" "$run/.runctl/launcher.py" "$run"
+    exec "$RUNCTL_PYTHON" "$run/.runctl/launcher.py" ${RUNCTL_SECRETS_STDIN:+--secrets-stdin} "$run"
 fi
 mkdir -p "$run/outputs" "$run/logs"
+if [ -n "$RUNCTL_SECRETS_STDIN" ]; then
+    echo "runctl: no $RUNCTL_PYTHON in this image, and \${env:...} secrets reach the job through the launcher" >>"$run/logs/std_log.txt"
+    exit 127
+fi
 [ -e outputs ] || ln -s ../outputs outputs
 [ -e logs ] || ln -s ../logs logs
 echo "runctl: no $RUNCTL_PYTHON in this image; running the command without the launcher" >>"$run/logs/std_log.txt"
@@ -145,12 +149,14 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
     docker_env = (spec.environment or {}).get("docker") or {}
     user = options.get("user") or f"{os.getuid()}:{os.getgid()}"
     python = spec.argv[0] if spec.argv and "python" in os.path.basename(spec.argv[0]) else "python3"
-    env = {**spec.env, **spec.secret_env}
+    env = dict(spec.env)  # secret_env never: it goes to the launcher's stdin (see DockerBackend.submit)
     env.update({
         P.RUN_ID: spec.run_id, P.RUN_DIR: CONTAINER_RUN_DIR, P.EXPERIMENT: spec.experiment,
         P.OUTPUTS: f"{CONTAINER_RUN_DIR}/{P.OUTPUTS_DIR}", "RUNCTL_PYTHON": python,
         "RUNCTL_TIMEOUT_S": str(spec.timeout_s or ""), "RUNCTL_GRACE_S": f"{spec.grace_s:g}",
     })
+    if spec.secret_env:
+        env["RUNCTL_SECRETS_STDIN"] = "1"
     if not str(user).startswith("0") and "HOME" not in env:
         env["HOME"] = "/tmp"  # an arbitrary uid has no home in most images
     volumes = {host_run_dir: {"bind": CONTAINER_RUN_DIR, "mode": "rw"}}
@@ -303,15 +309,32 @@ class DockerBackend(HostDirBackend):
             image = self.build_image(spec, run_dir) if (docker_env.get("dockerfile") or docker_env.get("base_image")) \
                 else self.options["image"]
         kwargs = container_spec(spec, self.options, str(run_dir), image)
+        if spec.secret_env:  # an open stdin that closes when we detach (docker-py sets StdinOnce then)
+            kwargs.update(stdin_open=True, detach=False)
         with docker_errors(f"starting a container from {image!r}"):
             container = self.client.containers.create(**kwargs)
             try:
-                self.client.api.start(container.id)
+                if spec.secret_env:
+                    self._start_with_secrets(container.id, spec.secret_env)
+                else:
+                    self.client.api.start(container.id)
             except Exception:
                 container.remove(force=True)
                 raise
         return Handle("docker", container.id, str(run_dir), host=os.uname().nodename,
                       extra={"image": image, "name": kwargs["name"]})
+
+    def _start_with_secrets(self, container_id: str, secrets: dict[str, str]) -> None:
+        """Start the container and hand the launcher its secret variables on stdin: they are
+        never in the container's configuration (`docker inspect`) nor on disk."""
+        sock = self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        try:
+            self.client.api.start(container_id)
+            raw.sendall(json.dumps(secrets).encode())
+        finally:
+            raw.close()
+            sock.close()
 
     def _container(self, handle: Handle) -> Any:
         """The run's container, by id, else by its run-id label (a pending handle has no id

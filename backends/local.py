@@ -6,6 +6,7 @@ Whether the launcher lives is told by its lock on RUN_DIR (runctl/launcher.py,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -40,9 +41,9 @@ class LocalBackend(HostDirBackend):
     def submit(self, spec: LaunchSpec) -> Handle:
         try:
             run_dir = self.make_run_dir(spec)
-            out = subprocess.run(
-                [sys.executable, str(run_dir / ".runctl" / "launcher.py"), "--detach", str(run_dir)],
-                capture_output=True, text=True, timeout=60, check=True, env={**os.environ, **spec.secret_env},
+            out = subprocess.run(  # secrets on its stdin: never in argv, a file, or a listable environment
+                [sys.executable, str(run_dir / P.LAUNCHER_FILE), "--detach", "--secrets-stdin", str(run_dir)],
+                input=json.dumps(spec.secret_env), capture_output=True, text=True, timeout=60, check=True,
             )
             pid = int(out.stdout.strip())
         except (subprocess.SubprocessError, ValueError) as e:

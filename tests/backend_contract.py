@@ -225,6 +225,34 @@ class BackendContract:
             assert name in skipped
 
 
+    def test_secrets_reach_only_the_job(self, proj: Project, home: Path) -> None:
+        """A ${env:NAME} secret: the job sees it; no file under the store or RUN_DIR holds it,
+        and no process but the job's has it in its environment (not the launcher's)."""
+        secret = "s3cr3t-contract-4711"
+        job = proj.script_job("""
+            import os, time
+            print("token length", len(os.environ["TOKEN"]), flush=True)
+            time.sleep(600)
+            """, **{**proj.extra, "environment": {**proj.extra.get("environment", {}),  # type: ignore[attr-defined]
+                                                  "environment_variables": {"TOKEN": "${env:RUNCTL_TEST_SECRET}"}}})
+        run_id = proj.cli("submit", str(job), "-q", env={"RUNCTL_TEST_SECRET": secret}, check=True).out.strip()
+        wait_for(lambda: f"token length {len(secret)}" in proj.cli("logs", run_id).out, what="the job to see its secret")
+        holders = []
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"TOKEN={secret}".encode() in env:  # (RUNCTL_TEST_SECRET itself is the submitting shell's own)
+                holders.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        assert holders and all("job.py" in h for h in holders), f"only the job holds the secret: {holders}"
+        proj.cli("cancel", run_id, check=True)
+        proj.cli("wait", run_id)
+        for path in home.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert secret.encode() not in path.read_bytes(), f"secret written to {path}"
+
+
 def _last_run(proj: Project) -> str | None:
     r = proj.cli("list", "--json")
     runs = r.json() if r.rc == 0 else []
