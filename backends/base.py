@@ -91,6 +91,7 @@ class Backend(abc.ABC):
 
     name: str = "?"
     max_nodes: int = 1  # more needs a backend that can place processes on several machines
+    poll_interval_s: float = 0.05  # the shortest interval at which core asks for status (a Slurm controller wants seconds)
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         self.target = target
@@ -120,6 +121,12 @@ class Backend(abc.ABC):
         Core passes a ``pending`` handle only once the process that was submitting it is
         gone: the backend then adopts the job if it started, and otherwise makes sure that
         it never will (the launcher protocol's "abandoned" record) and reports FAILED."""
+
+    def status_many(self, handles: list[Handle]) -> list[JobState]:
+        """``status`` of many runs in one call (e.g. one ``squeue`` or one container listing), in
+        the order given. Core refreshes all unfinished runs of a backend through this, once per
+        ``poll_interval_s``. The default asks one by one."""
+        return [self.status(h) for h in handles]
 
     @abc.abstractmethod
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:

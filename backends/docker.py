@@ -351,9 +351,28 @@ class DockerBackend(HostDirBackend):
             return found[0] if found else None
 
     def status(self, handle: Handle) -> JobState:
-        st = read_status(handle.run_dir)
         container = self._container(handle)
-        c_state = container.attrs.get("State", {}) if container is not None else None
+        return self._state(handle, container, container.attrs.get("State", {}) if container is not None else None)
+
+    def status_many(self, handles: list[Handle]) -> list[JobState]:
+        """One container listing for all runs (sparse: no per-container inspect); a full
+        inspect only for containers that stopped, whose exit code and OOM flag matter."""
+        with docker_errors("asking Docker about the runs' containers"):
+            listed = self.client.containers.list(all=True, sparse=True, filters={"label": LABEL_RUN_ID})
+        by_run = {c.attrs.get("Labels", {}).get(LABEL_RUN_ID): c for c in listed}
+        out = []
+        for h in handles:
+            c = by_run.get(Path(h.run_dir).name)
+            state = c.attrs.get("State") if c is not None else None
+            if c is None or state in ("running", "created"):
+                c_state = None if c is None else {"Running": state == "running", "Status": state}
+                out.append(self._state(h, c, c_state))
+            else:
+                out.append(self.status(h))
+        return out
+
+    def _state(self, handle: Handle, container: Any, c_state: dict[str, Any] | None) -> JobState:
+        st = read_status(handle.run_dir)
         if handle.pending and not st and (c_state is None or c_state.get("Status") == "created"):
             # Its submitter died before starting the container: make sure it never starts.
             self._remove(container)

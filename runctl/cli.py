@@ -176,22 +176,28 @@ def status(run: str = RunArg, json_: bool = JsonOpt) -> None:
 
 @app.command()
 def wait(
-    run: str = RunArg,
+    run: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids, unique prefixes, or @last."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Give up after this long (exit 124)."),
 ) -> None:
-    """Wait for a run to end; exit with its exit code (0 if it completed)."""
+    """Wait for runs to end; exit with the run's exit code (several runs: 0 if all completed,
+    else the first failed one's)."""
     from . import runs
     from .errors import NotFinished
 
     with _session() as s:
-        record = _resolve(s, run, refresh=False)
+        records = [_resolve(s, r, refresh=False) for r in run]
         try:
-            record = runs.wait(s, record, timeout_s=timeout)
+            if len(records) == 1:  # one run: its log bytes reach the store as they come
+                records = [runs.wait(s, records[0], timeout_s=timeout)]
+            else:
+                records = runs.wait_many(s, records, timeout_s=timeout)
         except NotFinished as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(safe(f"error: {e}"), file=sys.stderr)
             raise typer.Exit(ExitCode.TIMED_OUT) from None
-        _report_end(record, quiet=False)
-        raise typer.Exit(runs.wait_exit_code(record))
+        for r in records:
+            _report_end(r, quiet=False)
+        codes = [runs.wait_exit_code(r) for r in records]
+        raise typer.Exit(next((c for c in codes if c != 0), 0))
 
 
 @app.command("list")
@@ -203,7 +209,7 @@ def list_(
 ) -> None:
     """List runs, newest first."""
     from .errors import InputError
-    from .runs import refresh
+    from .runs import refresh_many
     from .status import RunStatus
 
     want = None
@@ -214,9 +220,10 @@ def list_(
             raise InputError(f"--status {status_!r}: not a run status; use one of "
                              f"{', '.join(s.value for s in RunStatus)}") from None
     with _session() as s:
-        warned: set[str] = set()
-        records = [_refresh_or_warn(s, r, refresh, warned)
-                   for r in s.store.runs(experiment=experiment, status=want, limit=limit or None)]
+        def warn(target: str, e: Exception) -> None:
+            print(safe(f"warning: runs on {target!r}: status not refreshed: {e}"), file=sys.stderr)
+
+        records = refresh_many(s, s.store.runs(experiment=experiment, status=want, limit=limit or None), warn)
         if want is not None:
             records = [r for r in records if r.status == want]
         if json_:
@@ -225,22 +232,6 @@ def list_(
         rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
                  _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
         _table(["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"], rows)
-
-
-def _refresh_or_warn(s: Any, record: Any, refresh: Any, warned: set[str]) -> Any:
-    """`list` shows what the store knows when a run's backend does not answer or is not
-    configured here, and says so once per compute target."""
-    from .errors import BackendUnreachable, ConfigError
-
-    if record.synced or not record.handle:
-        return record
-    try:
-        return refresh(s, record)
-    except (BackendUnreachable, ConfigError) as e:
-        if record.compute_target not in warned:
-            warned.add(record.compute_target)
-            print(safe(f"warning: runs on {record.compute_target!r}: status not refreshed: {e}"), file=sys.stderr)
-        return record
 
 
 def _age(ts: float) -> str:

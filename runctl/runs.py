@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from . import protocol
-from .errors import BackendUnreachable, ExitCode, NotFinished
+from .errors import BackendUnreachable, ConfigError, ExitCode, NotFinished, RunctlError
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord
@@ -59,10 +59,39 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
     return session.store.get(record.id)
 
 
+def refresh_many(session: Session, records: list[RunRecord],
+                 on_error: Callable[[str, RunctlError], None] | None = None) -> list[RunRecord]:
+    """``refresh`` for many runs with ONE status call per backend (``status_many``). With
+    ``on_error``, a backend that cannot be asked (unreachable, no longer configured) is
+    reported once and its runs are returned as stored."""
+    from .backends.base import Handle
+
+    out = list(records)
+    by_target: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        if not r.synced and r.handle is not None and not session.store.full and (
+                r.handle.get("native_id") or _submitter_gone(r)):
+            by_target.setdefault(r.compute_target or "local", []).append(i)
+        else:
+            out[i] = refresh(session, r)
+    for target, idx in by_target.items():
+        try:
+            backend = session.backend(target)
+            states = backend.status_many([Handle.from_dict(records[i].handle or {}) for i in idx])
+        except (BackendUnreachable, ConfigError) as e:
+            if on_error is None:
+                raise
+            on_error(target, e)
+            continue
+        for i, state in zip(idx, states):
+            out[i] = sync_run(session.store, backend, records[i], state=state)
+    return out
+
+
 UNREACHABLE_PATIENCE_S = float(os.environ.get("RUNCTL_UNREACHABLE_PATIENCE_S", "120"))
 
 
-def _patient(fn: Callable[..., RunRecord]) -> Callable[..., RunRecord]:
+def _patient(fn: Callable[..., Any]) -> Callable[..., Any]:
     """While waiting, a backend that stops answering (a daemon restart, a dropped link) is
     retried with back-off for a while before the error reaches the user."""
     import tenacity
@@ -84,14 +113,35 @@ def _patient(fn: Callable[..., RunRecord]) -> Callable[..., RunRecord]:
 FAST_POLL_FOR_S = 3.0
 
 
-def _poll_delays() -> Any:
-    """Every 50 ms for the first seconds (short jobs end promptly), then backing off to 2 s."""
+def _poll_delays(minimum_s: float = POLL_MIN_S) -> Any:
+    """Every 50 ms (or the backend's minimum) for the first seconds, so short jobs end
+    promptly, then backing off to 2 s (or that minimum, if longer)."""
     start = time.monotonic()
-    delay = POLL_MIN_S
+    delay = max(POLL_MIN_S, minimum_s)
     while True:
         yield delay
         if time.monotonic() - start > FAST_POLL_FOR_S:
-            delay = min(POLL_MAX_S, delay * 1.3)
+            delay = max(minimum_s, min(POLL_MAX_S, delay * 1.3))
+
+
+def _min_interval(session: Session, records: list[RunRecord]) -> float:
+    targets = {r.compute_target or "local" for r in records if r.handle is not None and not r.synced}
+    return max([session.backend(t).poll_interval_s for t in targets], default=POLL_MIN_S)
+
+
+def wait_many(session: Session, records: list[RunRecord], timeout_s: float | None = None) -> list[RunRecord]:
+    """Block until every run is finished and synced; one status call per backend per interval."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    patient = _patient(refresh_many)
+    for delay in _poll_delays(_min_interval(session, records)):
+        records = patient(session, records)
+        if all(r.synced or (r.status.is_terminal and r.handle is None) for r in records):
+            return records
+        if deadline is not None and time.monotonic() >= deadline:
+            left = [r.id for r in records if not r.synced]
+            raise NotFinished(f"runs still unfinished after {timeout_s:g} s: {', '.join(left)}")
+        time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
@@ -99,7 +149,7 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
     """Block until the run is finished and fully synced (or ``timeout_s`` passes)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     patient_refresh = _patient(refresh)
-    for delay in _poll_delays():
+    for delay in _poll_delays(_min_interval(session, [record])):
         early = functools.partial(on_tick, record) if on_tick is not None else None
         record = patient_refresh(session, record, blocking=True, after_logs=early)
         if on_tick is not None:

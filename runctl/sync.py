@@ -47,10 +47,11 @@ def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
 
 
 def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool = False,
-             after_logs: Callable[[], None] | None = None) -> RunRecord:
+             after_logs: Callable[[], None] | None = None, state: JobState | None = None) -> RunRecord:
     """Bring ``record`` up to date from its backend and return the fresh record.
     ``after_logs`` runs as soon as new log bytes are in the store (before a final sync's
-    slower work), so a follower prints them without waiting for outputs and clean-up."""
+    slower work), so a follower prints them without waiting for outputs and clean-up.
+    ``state``: the backend's answer already fetched for many runs at once (status_many)."""
     if record.synced or record.handle is None:
         return record
     from .backends.base import Handle
@@ -62,7 +63,8 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         record = store.get(record.id)
         if record.synced:
             return record
-        state = backend.status(handle)
+        if state is None:
+            state = backend.status(handle)
         final = state.status.is_terminal
         ingest_events(store, backend, handle, record.id, final)
         ingest_logs(store, backend, handle, record.id, final)
