@@ -13,10 +13,6 @@ from typing import TYPE_CHECKING
 from runctl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    from runctl.workspace import ComputeTarget
-
     from .base import Backend
 
 ENTRY_POINT_GROUP = "runctl.backends"
@@ -47,6 +43,3 @@ def backend_class(type_name: str) -> type[Backend]:
     module, _, cls = ref.partition(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
-
-def get_backend(target: ComputeTarget, store_dir: Path) -> Backend:
-    return backend_class(target.type)(target.name, target.options, store_dir)

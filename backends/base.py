@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runctl.status import RunStatus
 
@@ -92,6 +92,11 @@ class Backend(abc.ABC):
     name: str = "?"
     max_nodes: int = 1  # more needs a backend that can place processes on several machines
     poll_interval_s: float = 0.05  # the shortest interval at which core asks for status (a Slurm controller wants seconds)
+    # The target's options in the workspace config, as JSON Schema "properties" (core validates
+    # them with file:line:col errors and parses cpus/memory/gpus before a backend sees them).
+    options_schema: ClassVar[dict[str, Any]] = {
+        "cancel_grace_s": {"type": "number", "minimum": 0, "description": "SIGTERM-to-SIGKILL grace (default 10)"},
+    }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         self.target = target

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 from runctl import __version__
 from runctl import protocol as P
@@ -198,8 +198,28 @@ def pip_dockerfile(base_image: str) -> str:
             "RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
 
 
+_RESOURCE = {"cpus": {"type": "number", "exclusiveMinimum": 0}, "memory": {"type": ["integer", "string"]},
+             "gpus": {"oneOf": [{"type": "integer", "minimum": 0}, {"enum": ["all"]},
+                                {"type": "array", "items": {"type": ["integer", "string"]}, "minItems": 1}]}}
+
+
 class DockerBackend(HostDirBackend):
     name = "docker"
+    options_schema: ClassVar[dict[str, Any]] = {
+        **HostDirBackend.options_schema, **_RESOURCE,
+        "image": {"type": "string", "minLength": 1},
+        "shm_size": {"type": "string", "pattern": "^[0-9]+[bkmgBKMG]?$"},
+        "mounts": {"type": "array", "items": {"oneOf": [
+            {"type": "string", "minLength": 3},
+            {"type": "object", "additionalProperties": False, "required": ["source", "target"],
+             "properties": {"source": {"type": "string"}, "target": {"type": "string"}, "read_only": {"type": "boolean"}}},
+        ]}},
+        "allow_unsafe_mounts": {"type": "boolean"},
+        "network": {"type": "string", "minLength": 1},
+        "user": {"type": ["string", "integer"]},
+        "keep_failed_containers": {"type": "boolean"},
+        "base_url": {"type": "string", "minLength": 1},
+    }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
@@ -232,8 +252,28 @@ class DockerBackend(HostDirBackend):
             raise InputError("environment.docker.pip_requirements needs environment.docker.base_image")
         image = docker_env.get("image") or (None if docker_env.get("dockerfile") or docker_env.get("base_image")
                                             else self.options.get("image"))
+        self.check_capacity(spec)
         if image:
             self.ensure_image(image)
+
+    def check_capacity(self, spec: LaunchSpec) -> None:
+        """Refuse, before a run exists, what this daemon cannot give: GPUs without the NVIDIA
+        runtime, more memory or CPUs than the machine has."""
+        resources: dict[str, Any] = {k: self.options[k] for k in ("cpus", "memory", "gpus") if k in self.options}
+        resources.update(spec.resources or {})
+        if not any(resources.get(k) for k in ("cpus", "memory", "gpus")):
+            return
+        with docker_errors("asking Docker what this machine has"):
+            info = self.client.info()
+        if resources.get("gpus") and "nvidia" not in (info.get("Runtimes") or {}):
+            raise InputError(f"resources.gpus: {resources['gpus']!r}, but the Docker daemon of target {self.target!r} "
+                             f"has no nvidia runtime: install the NVIDIA Container Toolkit on this host "
+                             f"(`runctl compute check {self.target}` then lists it), or set resources.gpus: 0")
+        if resources.get("memory") and info.get("MemTotal") and resources["memory"] > info["MemTotal"]:
+            raise InputError(f"resources.memory: {resources['memory']} bytes, but this machine has "
+                             f"{info['MemTotal']}; ask for less")
+        if resources.get("cpus") and info.get("NCPU") and resources["cpus"] > info["NCPU"]:
+            raise InputError(f"resources.cpus: {resources['cpus']:g}, but this machine has {info['NCPU']}; ask for fewer")
 
     def ensure_image(self, image: str) -> None:
         """Use the local image if present, else pull it (progress on a terminal)."""

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runctl import protocol as P
 from runctl.errors import ConfigError
@@ -28,6 +28,12 @@ from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 
 class HostDirBackend(Backend):
     """RUN_DIR is ``<work_dir>/<run_id>`` here (work_dir defaults to ``<store>/work``)."""
+
+    options_schema: ClassVar[dict[str, Any]] = {
+        **Backend.options_schema,
+        "work_dir": {"type": "string", "minLength": 1, "description": "where run directories are made"},
+        "keep_run_dirs": {"enum": ["failed", "all", "none"], "description": "which run directories outlive their sync"},
+    }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)

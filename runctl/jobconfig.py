@@ -160,7 +160,18 @@ def _build(located: Located, base_dir: Path, ws: Workspace, job_file: Path | Non
         raise ConfigError(f"unknown default compute target {target!r}", file=str(ws.config_path),
                           field="default_compute_target", hint=hint)
     experiment = d.get("experiment") or ws.default_experiment or _experiment_from_dir(base_dir)
+    _parsed_resources(located)
     return _job(d, src, target, experiment, job_file)
+
+
+def _parsed_resources(located: Located) -> dict[str, Any]:
+    from .errors import InputError
+    from .resources import parse
+
+    try:
+        return parse(located.data.get("resources") or {})
+    except InputError as e:
+        raise located.error(("resources", getattr(e, "field", "")), str(e)) from None
 
 
 def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: Path | None) -> JobConfig:
@@ -172,7 +183,7 @@ def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: P
         arguments=[_text(a) for a in d.get("arguments", [])],
         compute_target=target,
         environment=d.get("environment") or {},
-        resources=d.get("resources") or {},
+        resources=_resources(d.get("resources") or {}),
         max_run_duration_seconds=d.get("max_run_duration_seconds", DEFAULT_MAX_RUN_DURATION_S),
         node_count=d.get("node_count", 1),
         distributed_job_config=d.get("distributed_job_config"),
@@ -183,6 +194,12 @@ def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: P
         job_file=job_file,
         document=d,
     )
+
+
+def _resources(values: dict[str, Any]) -> dict[str, Any]:
+    from .resources import parse
+
+    return parse(values)
 
 
 def _check_script(located: Located, src: Path, script: str) -> None:

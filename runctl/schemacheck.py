@@ -78,10 +78,14 @@ def _to_config_error(err: Any, located: Located, schema: dict) -> ConfigError:
     if v == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
-        return located.error(path, f"expected {want}, got {_describe(err.instance)}", "fix the value's type")
+        described = _subschema(schema, path).get("description")
+        return located.error(path, f"expected {want}, got {_describe(err.instance)}",
+                             f"fix the value's type ({described})" if described else "fix the value's type")
     if v == "enum":
         opts = ", ".join(map(str, err.validator_value))
-        return located.error(path, f"{err.instance!r} is not one of: {opts}", "use one of the listed values")
+        close = difflib.get_close_matches(str(err.instance), [str(o) for o in err.validator_value], n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "use one of the listed values"
+        return located.error(path, f"{err.instance!r} is not one of: {opts}", hint)
     if v == "required":
         missing = err.message.split("'")[1]
         return located.error(path, f"missing required field {missing!r}", f"add {missing}: ...")

@@ -27,15 +27,20 @@ class Session:
 
     def backend(self, target_name: str) -> Backend:
         if target_name not in self._backends:
-            from .backends import get_backend
+            from .backends import backend_class
+            from .workspace import checked_options
 
             if target_name not in self.ws.targets:
                 raise ConfigError(f"compute target {target_name!r} is no longer configured",
                                   file=str(self.ws.config_path or ".runctl/config.yaml"),
                                   hint="add it back under compute_targets to reach its runs")
             try:
-                self._backends[target_name] = get_backend(self.ws.targets[target_name], self.ws.store_dir)
+                cls = backend_class(self.ws.targets[target_name].type)
+                options = checked_options(self.ws, target_name, cls.options_schema)
+                self._backends[target_name] = cls(target_name, options, self.ws.store_dir)
             except ConfigError as e:
+                if e.file:
+                    raise
                 if self.ws.located is None:
                     raise
                 raise self.ws.located.error(("compute_targets", target_name, e.field or "type"), e.message,

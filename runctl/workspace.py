@@ -89,6 +89,27 @@ def load_workspace(start: Path | None = None, config_path: Path | None = None) -
     return ws
 
 
+def checked_options(ws: Workspace, name: str, options_schema: dict[str, Any]) -> dict[str, Any]:
+    """Target ``name``'s options, validated against its backend's ``options_schema`` (errors at
+    file:line:col with did-you-mean) and with cpus/memory/gpus parsed. Checked when the target
+    is used, so a target whose backend is not installed here does not stop other commands."""
+    from .errors import InputError
+    from .resources import parse
+    from .schemacheck import validate
+
+    target = ws.targets[name]
+    located = ws.located or Located({"compute_targets": {name: {"type": target.type, **target.options}}},
+                                    str(ws.config_path or "workspace config"), {}, {})
+    schema = {"type": "object", "properties": {"compute_targets": {"type": "object", "properties": {name: {
+        "type": "object", "required": ["type"], "additionalProperties": False,
+        "properties": {"type": {"type": "string"}, **options_schema}}}}}}
+    validate(located, schema)
+    try:
+        return {**target.options, **parse(target.options)}
+    except InputError as e:
+        raise located.error(("compute_targets", name, getattr(e, "field", "")), str(e)) from None
+
+
 def _apply_config(ws: Workspace, path: Path) -> None:
     from .schemacheck import validate
 

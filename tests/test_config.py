@@ -127,9 +127,46 @@ def test_a_valid_document_is_remembered_and_an_invalid_one_never(project: Projec
     job = project.job(script="t.py")
     cache = tmp_path / "xdg-cache" / "runctl" / "valid"
     assert project.cli("validate", str(job)).rc == 0
-    assert len(list(cache.iterdir())) == 1
+    remembered = len(list(cache.iterdir()))  # the job, and the target's options
+    assert remembered >= 1
     assert project.cli("validate", str(job)).rc == 0, "valid again, from the cache"
     (project.root / "bad.yaml").write_text("script: t.py\nsource_directory: src\nresources: {cpus: many}\n")
     assert project.cli("validate", "bad.yaml").rc == 2
     assert project.cli("validate", "bad.yaml").rc == 2
-    assert len(list(cache.iterdir())) == 1
+    assert len(list(cache.iterdir())) == remembered
+
+
+@pytest.mark.parametrize(("target", "expect"), [
+    ("{type: local, keep_run_dirs: al}", "config.yaml:2:35: compute_targets.t.keep_run_dirs: 'al' is not one of: "
+                                         "failed, all, none; did you mean 'all'?"),
+    ("{type: docker, imgae: x}", "config.yaml:2:21: compute_targets.t.imgae: unknown field; did you mean 'image'?"),
+    ("{type: docker, memory: lots}", "compute_targets.t.memory: 'lots' is not a memory size; use a number of bytes"),
+    ("{type: local, cancel_grace_s: -1}", "compute_targets.t.cancel_grace_s"),
+])
+def test_target_options_are_validated_by_their_backend(project: Project, target: str, expect: str) -> None:
+    (project.root / ".runctl").mkdir()
+    (project.root / ".runctl" / "config.yaml").write_text(f"compute_targets:\n  t: {target}\n")
+    job = project.script_job("print(1)\n", compute_target="t")
+    for cmd in ("validate", "submit"):
+        r = project.cli(cmd, str(job))
+        assert r.rc == 2 and expect in r.err and len(r.err.splitlines()) == 1, r.err
+    assert project.cli("list", "--json").json() == []
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("512m", 512 << 20), ("4g", 4 << 30), ("2T", 2 << 40), ("1.5GiB", 3 << 29), ("4gb", 4 << 30), (1024, 1024),
+    ("100", 100), ("64Ki", 64 << 10),
+])
+def test_memory_units(text: object, size: int) -> None:
+    from runctl.resources import parse_memory
+
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("bad", ["lots", "4x", "-1g", "1.5.2g", "Gi", 0, True])
+def test_bad_memory_is_exit_2_naming_the_forms(project: Project, bad: object) -> None:
+    job = project.script_job("print(1)\n", resources={"memory": bad})
+    r = project.cli("validate", str(job))
+    assert r.rc == 2 and "resources.memory" in r.err and "512m, 4g, 2T, 1.5GiB" in r.err and "job.yaml:" in r.err, r.err
+    r = project.cli("validate", str(project.job("ok.yaml", script="job.py")), "--set", f"resources.memory={bad}")
+    assert r.rc == 2 and "--set resources.memory" in r.err, r.err

@@ -302,7 +302,13 @@ def test_gpus_without_the_nvidia_toolkit_say_what_to_install(tmp_path: Path, hom
     job = proj.script_job("print(1)\n", compute_target=TARGET, resources={"gpus": 1},
                           environment={"docker": {"image": IMAGE}})
     r = proj.cli("submit", str(job))
-    assert r.rc == 3 and "NVIDIA Container Toolkit" in r.err
+    assert r.rc == 2 and "NVIDIA Container Toolkit" in r.err, r.err
+    assert proj.cli("list", "--json").json() == [], "refused before a run exists"
+    for resources, said in (({"memory": "64T"}, "resources.memory"), ({"cpus": 4096}, "resources.cpus")):
+        big = proj.script_job("print(1)\n", name="big.yaml", compute_target=TARGET, resources=resources,
+                              environment={"docker": {"image": IMAGE}})
+        r = proj.cli("submit", str(big))
+        assert r.rc == 2 and said in r.err, r.err
 
 
 def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path: Path, home: Path) -> None:
