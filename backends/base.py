@@ -42,6 +42,42 @@ class Handle:
 
 
 @dataclass(frozen=True)
+class StagePlan:
+    """What RUN_DIR must hold, decided by core: every file by content digest (the snapshot's
+    code under ``code/``, the job-side files under ``.runctl/``, spec.json), and links."""
+
+    files: tuple[tuple[str, str, int], ...]  # (path under RUN_DIR, sha256 digest, mode)
+    links: tuple[tuple[str, str], ...] = ()  # (path under RUN_DIR, relative link target)
+
+    @property
+    def digests(self) -> list[str]:
+        return sorted({d for _, d, _ in self.files})
+
+
+class Transport(abc.ABC):
+    """How files reach the compute side; core drives it (runctl/staging.py), so the logic of
+    sending only what is missing is written once. The far side keeps an object cache of
+    files by sha256 digest; ``materialize`` builds a RUN_DIR from it."""
+
+    @abc.abstractmethod
+    def missing(self, digests: list[str]) -> set[str]:
+        """The digests the far side's object cache lacks."""
+
+    @abc.abstractmethod
+    def send(self, digest: str, source: Path) -> None:
+        """Put the local file ``source`` (whose content has ``digest``) into the far side's cache."""
+
+    @abc.abstractmethod
+    def materialize(self, run_dir: str, plan: StagePlan) -> None:
+        """Make RUN_DIR (which must not exist) from cached objects: copies, so that a job can
+        never alter the cache. Raise StartError (or OSError) if it cannot."""
+
+    @abc.abstractmethod
+    def discard(self, run_dir: str) -> None:
+        """Remove a RUN_DIR that was only partly made (idempotent, never follows links)."""
+
+
+@dataclass(frozen=True)
 class RunFile:
     """One name under RUN_DIR, as ``list_files`` reports it. Only ``kind == "file"`` (a regular
     file) is ever read; anything else a job made there is skipped, and core records that."""
@@ -74,10 +110,11 @@ class LaunchSpec:
     timeout_s: int | None
     grace_s: float
     snapshot_id: str
-    resources: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # parsed: cpus (float), memory (bytes), gpus
     environment: dict[str, Any] = field(default_factory=dict)
     node_count: int = 1
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # never written to disk by runctl
+    code_files: tuple[tuple[str, str], ...] = ()  # (path under code/, digest): e.g. an image build's cache key
 
     def launcher_spec(self) -> dict[str, Any]:
         """The launcher's spec.json (the job environment goes in here; ``secret_env`` never does:
@@ -116,8 +153,15 @@ class Backend(abc.ABC):
         run that ``status`` can find again."""
 
     @abc.abstractmethod
-    def submit(self, spec: LaunchSpec) -> Handle:
-        """Create RUN_DIR on the compute side and start the launcher; return at once."""
+    def transport(self) -> Transport:
+        """How core stages RUN_DIR on this backend's compute side (before ``submit``)."""
+
+    @abc.abstractmethod
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        """Start the launcher in the RUN_DIR core has staged at ``handle.run_dir``; return at
+        once with the handle completed (its native id). Raise InputError for a request the
+        compute side refuses, StartError if the launcher could not start, BackendUnreachable
+        if the compute side does not answer."""
 
     @abc.abstractmethod
     def status(self, handle: Handle) -> JobState:

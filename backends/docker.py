@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Iterator
 from runctl import __version__
 from runctl import protocol as P
 from runctl.errors import BackendUnreachable, InputError, StartError
-from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
@@ -86,6 +85,28 @@ def import_docker_sdk(ssh: bool = False) -> Any:
     finally:
         del sys.modules["paramiko"]
     return docker
+
+
+def _negotiated(client: Any) -> Any:
+    """Ask the daemon its API version (docker-py's "auto", done here so that a failure is
+    cleaned up: the half-open socket it leaves is freed now, quietly, not as a
+    ResourceWarning at some later garbage collection)."""
+    import gc
+    import warnings
+
+    import requests
+
+    docker = import_docker_sdk()
+    try:
+        client.api._version = client.api.version(api_version=False)["ApiVersion"]
+        return client
+    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
+        message = unreachable_message(e)
+    client.close()
+    with warnings.catch_warnings():  # the traceback is gone: the socket can be collected now
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    raise BackendUnreachable(message)
 
 
 def unreachable_message(e: BaseException) -> str:
@@ -231,7 +252,11 @@ class DockerBackend(HostDirBackend):
             docker = import_docker_sdk(ssh=str(self.options.get("base_url", "")).startswith("ssh://"))
             with docker_errors("connecting to Docker"):
                 base_url = self.options.get("base_url")
-                self._client = docker.DockerClient(base_url=base_url, timeout=120) if base_url else docker.from_env(timeout=120)
+                # A pinned version makes no request here; the server's version is then asked
+                # below, so that a daemon that is down can be reported without a leaked socket.
+                client = docker.DockerClient(base_url=base_url, version="1.24", timeout=120) if base_url \
+                    else docker.from_env(version="1.24", timeout=120)
+            self._client = _negotiated(client)
         return self._client
 
     def close(self) -> None:
@@ -302,12 +327,11 @@ class DockerBackend(HostDirBackend):
         """Build from environment.docker.dockerfile or base_image + pip_requirements, cached by content."""
         docker_env = spec.environment["docker"]
         code = run_dir / "code"
-        manifest = ObjectStore(self.store_dir).manifest(spec.snapshot_id)
         if docker_env.get("dockerfile"):
             dockerfile = (code / docker_env["dockerfile"]).read_text()
             context = docker_env.get("build_context", ".").strip("/") or "."
             prefix = "" if context == "." else context + "/"
-            tree = [(p, d) for p, d, *_ in manifest["files"] if p.startswith(prefix)]
+            tree = [[p, d] for p, d in spec.code_files if p.startswith(prefix)]
             key_src = json.dumps([dockerfile, context, tree])
             context_dir = code / context
         else:
@@ -339,8 +363,8 @@ class DockerBackend(HostDirBackend):
         return tag
 
     # -- the contract -----------------------------------------------------------------------
-    def submit(self, spec: LaunchSpec) -> Handle:
-        run_dir = self.make_run_dir(spec)
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        run_dir = Path(handle.run_dir)
         if self.options.get("user") and os.getuid() == 0:
             _chown_tree(run_dir, str(self.options["user"]))
         docker_env = (spec.environment or {}).get("docker") or {}
@@ -361,7 +385,7 @@ class DockerBackend(HostDirBackend):
             except Exception:
                 container.remove(force=True)
                 raise
-        return Handle("docker", container.id, str(run_dir), host=os.uname().nodename,
+        return Handle("docker", container.id, handle.run_dir, host=handle.host,
                       extra={"image": image, "name": kwargs["name"]})
 
     def _start_with_secrets(self, container_id: str, secrets: dict[str, str]) -> None:

@@ -18,12 +18,11 @@ from typing import Any, ClassVar
 
 from runctl import protocol as P
 from runctl.errors import ConfigError
-from runctl.rundir import prepare
-from runctl.snapshot import ObjectStore
 from runctl.status import RunStatus
 
 from . import safefs
-from .base import Backend, Handle, JobState, LaunchSpec, RunFile
+from .base import Backend, Handle, JobState, LaunchSpec, RunFile, Transport
+from .localfs import LocalTransport
 
 
 class HostDirBackend(Backend):
@@ -46,15 +45,8 @@ class HostDirBackend(Backend):
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle(self.name, "", str(self.work_dir / spec.run_id), host=os.uname().nodename)
 
-    def make_run_dir(self, spec: LaunchSpec) -> Path:
-        run_dir = self.work_dir / spec.run_id
-        run_dir.mkdir(parents=True)
-        try:
-            prepare(run_dir, ObjectStore(self.store_dir), spec.snapshot_id, spec.launcher_spec())
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        return run_dir
+    def transport(self) -> Transport:
+        return LocalTransport(self.store_dir / "objects")
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
         return safefs.read_file(handle.run_dir, relpath, offset, max_bytes)

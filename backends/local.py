@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from runctl import protocol as P
@@ -38,9 +39,9 @@ class LocalBackend(HostDirBackend):
         if os.sep in exe and not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             raise InputError(f"{exe!r} is not an executable file; fix {fix}")
 
-    def submit(self, spec: LaunchSpec) -> Handle:
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        run_dir = Path(handle.run_dir)
         try:
-            run_dir = self.make_run_dir(spec)
             out = subprocess.run(  # secrets on its stdin: never in argv, a file, or a listable environment
                 [sys.executable, str(run_dir / P.LAUNCHER_FILE), "--detach", "--secrets-stdin", str(run_dir)],
                 input=json.dumps(spec.secret_env), capture_output=True, text=True, timeout=60, check=True,
@@ -48,7 +49,7 @@ class LocalBackend(HostDirBackend):
             pid = int(out.stdout.strip())
         except (subprocess.SubprocessError, ValueError) as e:
             raise StartError(f"could not start the launcher: {e}") from e
-        return Handle("local", str(pid), str(run_dir), host=os.uname().nodename)
+        return Handle("local", str(pid), handle.run_dir, host=handle.host)
 
     def status(self, handle: Handle) -> JobState:
         st = read_status(handle.run_dir)

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import threading
@@ -231,6 +230,21 @@ class ObjectStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def add_bytes(self, data: bytes) -> str:
+        """Store ``data`` by its content; returns its digest."""
+        digest = hashlib.sha256(data).hexdigest()
+        dest = self.object_path(digest)
+        if not dest.exists():
+            private.makedirs(dest.parent)
+            tmp = self.objects / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+            try:
+                private.write_bytes(tmp, data)
+                os.chmod(tmp, 0o400)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return digest
+
     def put_manifest(self, manifest: dict) -> str:
         data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
         snap_id = hashlib.sha256(data).hexdigest()[:32]
@@ -282,24 +296,6 @@ def take_snapshot(
         "links": [[e.path, e.link] for e in listing.entries if e.link is not None],
     }
     return objects.put_manifest(manifest)
-
-
-def materialize(objects: ObjectStore, snap_id: str, dest: Path) -> None:
-    """Write the snapshot's files into ``dest`` (copies, so a job cannot alter the store)."""
-    m = objects.manifest(snap_id)
-    dest.mkdir(parents=True, exist_ok=True)
-    made: set[Path] = set()
-    for rel, digest, _size, mode in m["files"]:
-        target = dest / rel
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        shutil.copyfile(objects.object_path(digest), target)
-        os.chmod(target, mode | 0o200)
-    for rel, link in m["links"]:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(link, target)
 
 
 def git_properties(src: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import protocol
+from . import protocol, staging
 from .errors import DiskFull, InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .launcher import this_process
@@ -81,7 +81,8 @@ def check(session: Session, job: JobConfig) -> Backend:
     return backend
 
 
-def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str, number: int | None = None) -> LaunchSpec:
+def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str, number: int | None = None,
+                code_files: tuple[tuple[str, str], ...] = ()) -> LaunchSpec:
     from .backends.base import LaunchSpec
 
     if job.script is not None:
@@ -106,6 +107,7 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         resources=job.resources,
         environment=job.environment,
         node_count=job.node_count,
+        code_files=code_files,
     )
 
 
@@ -152,14 +154,18 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     store.add_properties(record.id, props)
     if job.tags:
         store.set_tags(record.id, job.tags)
-    spec = launch_spec(job, backend, record.id, snapshot_id, record.number)
+    spec = launch_spec(job, backend, record.id, snapshot_id, record.number,
+                       staging.code_files(ObjectStore(store.dir), snapshot_id))
     # Where the run will be is recorded before anything exists there: a submitter killed at
     # any instant from here on leaves a run that the next refresh adopts or marks abandoned.
     plan = backend.plan(spec)
     store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
     try:
         with no_space_is_an_error(Path(plan.run_dir)):
-            handle = backend.submit(spec)
+            objects = ObjectStore(store.dir)
+            staging.stage(objects, backend.transport(), plan.run_dir,
+                          staging.plan(objects, snapshot_id, spec.launcher_spec()))
+            handle = backend.submit(spec, plan)
     except DiskFull as e:
         store.update(record.id, status=RunStatus.FAILED, error=str(e), synced=True)
         raise

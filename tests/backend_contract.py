@@ -258,3 +258,171 @@ def _last_run(proj: Project) -> str | None:
     runs = r.json() if r.rc == 0 else []
     return runs[0]["id"] if runs else None
 
+
+
+WEIRD_WORK_DIR = "work dir with 'quotes' \"double\" and $HOME"
+
+
+class BackendMethods:
+    """The contract at method level: what core relies on from each method of a backend.
+    A backend joins with ``make_backend`` (target options -> a Backend over ``store_dir``),
+    ``job_environment`` (LaunchSpec.environment it needs, e.g. an image) and
+    ``stop_from_outside`` (stop a running job the way an operator would, not through runctl)."""
+
+    @pytest.fixture
+    def make_backend(self) -> Any:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def job_environment(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def stop_from_outside(self) -> Any:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def unreachable_options(self) -> dict[str, Any] | None:
+        """Options that make this backend's compute side unreachable; None if it cannot be."""
+        return None
+
+    @pytest.fixture
+    def rig(self, tmp_path: Path, home: Path, make_backend: Any, job_environment: dict[str, Any]) -> Any:
+        from runctl.snapshot import ObjectStore, list_source, take_snapshot
+        from runctl.store import Store
+
+        class Rig:
+            pass
+
+        r = Rig()
+        r.home = home  # type: ignore[attr-defined]
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "job.py").write_text(
+            "import os, sys, time\n"
+            "mode = sys.argv[1]\n"
+            "print('token', len(os.environ.get('TOKEN', '')), flush=True)\n"
+            "if mode == 'grow':\n"
+            "    open('outputs/a.txt', 'w').write('x')\n"
+            "    os.symlink('/etc', 'outputs/link')\n"
+            "    for i in range(3):\n"
+            "        print('line', i, flush=True)\n"
+            "        time.sleep(0.3)\n"
+            "elif mode == 'sleep':\n"
+            "    time.sleep(600)\n")
+        store = Store(home)
+        r.sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)  # type: ignore[attr-defined]
+        store.close()
+        r.backend = make_backend({"work_dir": str(tmp_path / WEIRD_WORK_DIR)})  # type: ignore[attr-defined]
+        r.environment = job_environment  # type: ignore[attr-defined]
+        r.started = []  # type: ignore[attr-defined]
+        yield r
+        for handle in r.started:  # type: ignore[attr-defined]
+            r.backend.cancel(handle)  # type: ignore[attr-defined]
+            r.backend.release(handle, wait_for(lambda h=handle: (lambda st: st if st.status.is_terminal else None)(  # type: ignore[attr-defined]
+                r.backend.status(h)), what="the run to end"))  # type: ignore[attr-defined]
+        r.backend.close()  # type: ignore[attr-defined]
+
+    def _spec(self, rig: Any, mode: str, run_id: str, secrets: dict[str, str] | None = None) -> Any:
+        import sys
+        import uuid
+
+        from runctl.backends.base import LaunchSpec
+
+        python = "python3" if rig.environment else sys.executable
+        run_id = f"{run_id}_{uuid.uuid4().hex[:8]}"  # container names are global to a daemon
+        return LaunchSpec(run_id=run_id, experiment="exp", argv=[python, "job.py", mode], env={}, timeout_s=120,
+                          grace_s=1, snapshot_id=rig.sid, environment=rig.environment, secret_env=secrets or {})
+
+    def _start(self, rig: Any, spec: Any, counting: bool = False) -> Any:
+        from runctl import staging
+        from runctl.snapshot import ObjectStore
+
+        objects = ObjectStore(rig.home)
+        handle = rig.backend.plan(spec)
+        assert handle.pending and WEIRD_WORK_DIR in handle.run_dir
+        transport = rig.backend.transport()
+        staged = staging.stage(objects, transport, handle.run_dir, staging.plan(objects, spec.snapshot_id,
+                                                                               spec.launcher_spec()))
+        rig.backend.check_job(spec)
+        final = rig.backend.submit(spec, handle)
+        rig.started.append(final)
+        assert not final.pending and final.run_dir == handle.run_dir
+        return final, staged
+
+    def _until_final(self, rig: Any, handle: Any, timeout_s: float = 60) -> Any:
+        return wait_for(lambda: (lambda st: st if st.status.is_terminal else None)(rig.backend.status(handle)),
+                        timeout_s=timeout_s, what="the run to end")
+
+    def test_staging_twice_sends_nothing_the_second_time(self, rig: Any) -> None:
+        from runctl import staging
+        from runctl.snapshot import ObjectStore
+
+        objects = ObjectStore(rig.home)
+        transport = rig.backend.transport()
+        for i, run_id in enumerate(("exp_1_first", "exp_1_again")):
+            spec = self._spec(rig, "quick", run_id)
+            run_dir = rig.backend.plan(spec).run_dir
+            staged = staging.stage(objects, transport, run_dir, staging.plan(objects, rig.sid, spec.launcher_spec()))
+            if i == 1:
+                assert (staged.sent_objects, staged.sent_bytes) == (0, 0)
+            assert transport.missing(staging.plan(objects, rig.sid, spec.launcher_spec()).digests) == set()
+
+    def test_read_list_and_state_of_a_run(self, rig: Any) -> None:
+        handle, _ = self._start(rig, self._spec(rig, "grow", "exp_1_grow"))
+        wait_for(lambda: b"line 0" in rig.backend.read(handle, "logs/std_log.txt", 0, 1 << 20), what="first line")
+        first = rig.backend.read(handle, "logs/std_log.txt", 0, 1 << 20)
+        assert rig.backend.read(handle, "logs/std_log.txt", len(first) + 10_000, 100) == b"", "past the end"
+        wait_for(lambda: rig.backend.read(handle, "logs/std_log.txt", len(first), 100), what="the file to grow")
+        state = self._until_final(rig, handle)
+        assert state.status.value == "Completed" and state.exit_code == 0
+        log = rig.backend.read(handle, "logs/std_log.txt", 0, 1 << 20)
+        assert log.startswith(first) and b"line 2" in log
+        assert rig.backend.read(handle, "logs/std_log.txt", 3, 4) == log[3:7]
+        assert rig.backend.read(handle, "no/such/file", 0, 10) == b""
+        files = {(f.path, f.kind) for f in rig.backend.list_files(handle, "outputs")}
+        assert ("outputs/a.txt", "file") in files and ("outputs/link", "symlink") in files
+        assert rig.backend.read(handle, "outputs/link/passwd", 0, 10) == b"", "links are never followed"
+        rig.backend.release(handle, state)
+        rig.backend.release(handle, state)  # idempotent
+
+    def test_cancel_is_idempotent_and_a_stop_from_outside_is_a_failure(self, rig: Any, stop_from_outside: Any) -> None:
+        handle, _ = self._start(rig, self._spec(rig, "sleep", "exp_1_sleep"))
+        wait_for(lambda: b"token" in rig.backend.read(handle, "logs/std_log.txt", 0, 100), what="the job to start")
+        stop_from_outside(handle)
+        state = self._until_final(rig, handle)
+        assert state.status.value == "Failed" and "outside runctl" in (state.error or ""), state
+        rig.backend.cancel(handle)
+        rig.backend.cancel(handle)
+        assert rig.backend.status(handle).status.value in ("Failed", "Canceled")
+        other, _ = self._start(rig, self._spec(rig, "sleep", "exp_1_cancel"))
+        wait_for(lambda: b"token" in rig.backend.read(other, "logs/std_log.txt", 0, 100), what="the job to start")
+        rig.backend.cancel(other)
+        rig.backend.cancel(other)
+        assert self._until_final(rig, other).status.value == "Canceled"
+
+    def test_secrets_are_never_on_disk(self, rig: Any) -> None:
+        secret = "s3cr3t-method-level-815"
+        handle, _ = self._start(rig, self._spec(rig, "quick", "exp_1_secret", {"TOKEN": secret}))
+        assert self._until_final(rig, handle).status.value == "Completed"
+        assert b"token %d" % len(secret) in rig.backend.read(handle, "logs/std_log.txt", 0, 1000)
+        for p in [*Path(handle.run_dir).rglob("*"), *rig.home.rglob("*")]:
+            if p.is_file() and not p.is_symlink():
+                assert secret.encode() not in p.read_bytes(), p
+
+    def test_an_unreachable_backend_raises_backend_unreachable(self, rig: Any, make_backend: Any,
+                                                                unreachable_options: dict[str, Any] | None) -> None:
+        from runctl.errors import BackendUnreachable
+
+        if unreachable_options is None:  # its compute side is this process's machine: check() always answers
+            assert isinstance(rig.backend.check(), list)
+            return
+        backend = make_backend(unreachable_options)
+        spec = self._spec(rig, "quick", "exp_1_unreachable")
+        try:
+            with pytest.raises(BackendUnreachable):
+                backend.check()
+            with pytest.raises(BackendUnreachable):
+                backend.status(backend.plan(spec))
+        finally:
+            backend.close()

@@ -102,6 +102,17 @@ def wait_for(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1, wha
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+def stage_run_dir(backend: Any, spec: Any, store_dir: Path) -> Path:
+    """Stage ``spec``'s RUN_DIR for ``backend`` exactly as `runctl submit` does; returns it."""
+    from runctl import staging
+    from runctl.snapshot import ObjectStore
+
+    objects = ObjectStore(store_dir)
+    run_dir = backend.plan(spec).run_dir
+    staging.stage(objects, backend.transport(), run_dir, staging.plan(objects, spec.snapshot_id, spec.launcher_spec()))
+    return Path(run_dir)
+
+
 def require_service(name: str, available: bool, how: str) -> None:
     """Skip when a real service is missing on a developer's machine; in CI (CI=true) fail."""
     if available:

@@ -14,8 +14,8 @@ import pytest
 from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile
 
-from .backend_contract import TARGET, BackendContract
-from .conftest import REPO, Project, require_service, wait_for
+from .backend_contract import TARGET, BackendContract, BackendMethods
+from .conftest import REPO, Project, require_service, stage_run_dir, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
 NOPY_IMAGE = "local/nopython:1"
@@ -71,6 +71,29 @@ class TestDockerContract(BackendContract):
     @pytest.fixture
     def job_extra(self) -> dict[str, Any]:
         return {"environment": {"docker": {"image": IMAGE}}}
+
+
+class TestDockerMethods(BackendMethods):
+    @pytest.fixture
+    def make_backend(self, home: Path) -> Any:
+        from runctl.backends.docker import DockerBackend
+
+        return lambda options: DockerBackend("under-test", {"image": IMAGE, "cancel_grace_s": 2, **options}, home)
+
+    @pytest.fixture
+    def job_environment(self) -> dict[str, Any]:
+        return {"docker": {"image": IMAGE}}
+
+    @pytest.fixture
+    def stop_from_outside(self) -> Any:
+        def stop(handle: Any) -> None:  # `docker stop`, as an operator would
+            subprocess.run(["docker", "stop", "-t", "5", handle.native_id], check=True, capture_output=True)
+
+        return stop
+
+    @pytest.fixture
+    def unreachable_options(self) -> dict[str, Any]:
+        return {"base_url": "unix:///tmp/runctl-no-such-docker.sock"}
 
 
 def test_container_spec_golden() -> None:
@@ -373,7 +396,7 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     handle = backend.plan(spec)
     assert handle.pending
     if made != "nothing":
-        run_dir = backend.make_run_dir(spec)
+        run_dir = stage_run_dir(backend, spec, home)
     if made == "created container":
         kwargs = container_spec(spec, backend.options, str(run_dir), IMAGE)
         backend.client.containers.create(**kwargs)

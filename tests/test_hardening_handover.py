@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Project, wait_for
+from .conftest import Project, stage_run_dir, wait_for
 
 JOB = """
 import os, time
@@ -197,7 +197,7 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     assert handle.pending
     run_dir = Path(handle.run_dir)
     if made != "nothing":
-        backend.make_run_dir(spec)
+        stage_run_dir(backend, spec, home)
     late = None
     if made == "launcher on its way":  # it has the lock: the run is adopted, never abandoned
         late = subprocess.Popen([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)])

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runctl import staging
 from runctl.backends.base import LaunchSpec
-from runctl.rundir import prepare
+from runctl.backends.localfs import LocalTransport
 from runctl.snapshot import ObjectStore, list_source, take_snapshot
 from runctl.store import Store
 
@@ -33,7 +34,8 @@ def make_run_dir(tmp_path: Path, code: str) -> Path:
     spec = LaunchSpec(run_id="exp_1_abcd", experiment="exp", argv=GOLDEN_SPEC["argv"], env=GOLDEN_SPEC["env"],
                       timeout_s=5, grace_s=1.5, snapshot_id=sid)
     run_dir = tmp_path / "run 'dir' \"quoted\""
-    prepare(run_dir, objects, sid, spec.launcher_spec())
+    staging.stage(objects, LocalTransport(tmp_path / "store" / "objects"), str(run_dir),
+                  staging.plan(objects, sid, spec.launcher_spec()))
     return run_dir
 
 

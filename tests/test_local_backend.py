@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .backend_contract import BackendContract
+from .backend_contract import BackendContract, BackendMethods
 
 
 class TestLocalContract(BackendContract):
     @pytest.fixture
     def target_config(self) -> dict[str, Any]:
         return {"type": "local"}
+
+
+class TestLocalMethods(BackendMethods):
+    @pytest.fixture
+    def make_backend(self, home: Path) -> Any:
+        from runctl.backends.local import LocalBackend
+
+        return lambda options: LocalBackend("under-test", options, home)
+
+    @pytest.fixture
+    def stop_from_outside(self) -> Any:
+        def stop(handle: Any) -> None:  # `kill PID` of the launcher, as an operator would
+            status = json.loads((Path(handle.run_dir) / "status.json").read_text())
+            os.kill(status["launcher_pid"], signal.SIGTERM)
+
+        return stop
 
 
 def test_a_stop_runctl_did_not_ask_for_is_a_failure(project) -> None:  # type: ignore[no-untyped-def]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from runctl import snapshot
+from runctl import snapshot, staging
+from runctl.backends.localfs import LocalTransport
 from runctl.errors import InputError
-from runctl.snapshot import ObjectStore, check_size, git_properties, list_source, materialize, take_snapshot
+from runctl.snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
 from runctl.store import Store
 
 
@@ -76,8 +77,9 @@ def test_content_addressed_and_deterministic(tmp_path: Path) -> None:
     sid = take_snapshot(list_source(src), objects, store.stat_cache_get, store.stat_cache_put)
     assert take_snapshot(list_source(src), objects, store.stat_cache_get, store.stat_cache_put) == sid
     assert len(list((store.dir / "objects").rglob("*"))) == 2 + 2, "two objects in two fan-out dirs"
-    dest = tmp_path / "out"
-    materialize(objects, sid, dest)
+    staging.stage(objects, LocalTransport(store.dir / "objects"), str(tmp_path / "out"),
+                  staging.plan(objects, sid, {"run_id": "r"}))
+    dest = tmp_path / "out" / "code"
     assert (dest / "b" / "c.py").read_text() == "same"
     assert os.access(dest / "a.py", os.X_OK) and not os.access(dest / "d.txt", os.X_OK)
     assert os.readlink(dest / "link") == "d.txt"

@@ -13,6 +13,7 @@ import pytest
 
 from runctl.backends import safefs
 from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile
+from runctl.backends.localfs import LocalTransport
 from runctl.status import RunStatus
 from runctl.store import Store
 from runctl.sync import sync_run
@@ -50,7 +51,10 @@ class FakeBackend(Backend):
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle("fake", "", str(self.run_dir))
 
-    def submit(self, spec: LaunchSpec) -> Handle:
+    def transport(self) -> LocalTransport:
+        return LocalTransport(self.store_dir / "objects")
+
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
         return Handle("fake", "1", str(self.run_dir))
 
     def status(self, handle: Handle) -> JobState:

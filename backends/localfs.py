@@ -1,0 +1,50 @@
+"""The local filesystem transport: RUN_DIR on this machine, the object cache being the
+store's own ``objects/`` (so nothing is ever sent twice, and for local and Docker runs
+nothing is sent at all). Stdlib only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .base import StagePlan, Transport
+
+
+class LocalTransport(Transport):
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = Path(cache_dir)
+
+    def _object(self, digest: str) -> Path:
+        return self.cache_dir / digest[:2] / digest[2:]
+
+    def missing(self, digests: list[str]) -> set[str]:
+        return {d for d in digests if not self._object(d).is_file()}
+
+    def send(self, digest: str, source: Path) -> None:
+        dest = self._object(digest)
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = dest.with_name(f".incoming.{os.getpid()}.{digest[:8]}")
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o400)
+        os.replace(tmp, dest)
+
+    def materialize(self, run_dir: str, plan: StagePlan) -> None:
+        root = Path(run_dir)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir()
+        made: set[Path] = {root}
+        for rel, digest, mode in plan.files:
+            target = root / rel
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            shutil.copyfile(self._object(digest), target)
+            os.chmod(target, mode | 0o200)
+        for rel, link in plan.links:
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, target)
+
+    def discard(self, run_dir: str) -> None:
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Staging a run: what RUN_DIR must hold (the plan), and getting it there through a backend's
+transport, sending only the objects the far side lacks. Written once, for every backend.
+
+RUN_DIR/code/ (the snapshot), RUN_DIR/.runctl/launcher.py, .runctl/spec.json,
+.runctl/lib/runctl_protocol.py, .runctl/lib/runctl_context/ (the stdlib-only client) +
+sitecustomize.py, .runctl/shim/azureml/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from . import protocol
+from .snapshot import ObjectStore
+
+if TYPE_CHECKING:
+    from .backends.base import StagePlan, Transport
+
+PKG = Path(__file__).resolve().parent
+
+
+def jobside_files() -> Iterator[tuple[Path, str]]:
+    """(source file, path relative to RUN_DIR) of every job-side file runctl ships."""
+    yield PKG / "launcher.py", protocol.LAUNCHER_FILE
+    yield PKG / "protocol.py", f"{protocol.LIB_DIR}/runctl_protocol.py"
+    yield PKG / "_shim" / "sitecustomize.py", f"{protocol.LIB_DIR}/sitecustomize.py"
+    for src_root, dest_root in ((PKG / "context", f"{protocol.LIB_DIR}/runctl_context"),
+                                (PKG / "_shim" / "azureml", f"{protocol.SHIM_DIR}/azureml")):
+        for p in sorted(src_root.rglob("*.py")):
+            yield p, f"{dest_root}/{p.relative_to(src_root).as_posix()}"
+
+
+def plan(objects: ObjectStore, snapshot_id: str, launcher_spec: dict[str, Any]) -> StagePlan:
+    """RUN_DIR's files by digest. The job-side files and spec.json are objects too, so the
+    far side's cache holds them once however many runs use them."""
+    from .backends.base import StagePlan
+
+    manifest = objects.manifest(snapshot_id)
+    files = [(f"{protocol.CODE_DIR}/{rel}", digest, mode) for rel, digest, _size, mode in manifest["files"]]
+    for src, rel in jobside_files():
+        files.append((rel, objects.add_file(src), 0o644))
+    files.append((protocol.SPEC_FILE, objects.add_bytes(json.dumps(launcher_spec).encode()), 0o644))
+    links = tuple((f"{protocol.CODE_DIR}/{rel}", link) for rel, link in manifest["links"])
+    return StagePlan(tuple(files), links)
+
+
+@dataclass
+class Staged:
+    sent_objects: int
+    sent_bytes: int
+
+
+def stage(objects: ObjectStore, transport: Transport, run_dir: str, run_plan: StagePlan) -> Staged:
+    """Send the objects the far side lacks, then materialise RUN_DIR there. A RUN_DIR left
+    half-made by a failure is discarded."""
+    sent = Staged(0, 0)
+    for digest in sorted(transport.missing(run_plan.digests)):
+        source = objects.object_path(digest)
+        transport.send(digest, source)
+        sent.sent_objects += 1
+        sent.sent_bytes += source.stat().st_size
+    try:
+        transport.materialize(run_dir, run_plan)
+    except BaseException:
+        transport.discard(run_dir)
+        raise
+    return sent
+
+
+def code_files(objects: ObjectStore, snapshot_id: str) -> tuple[tuple[str, str], ...]:
+    return tuple((rel, digest) for rel, digest, *_ in objects.manifest(snapshot_id)["files"])
