@@ -426,3 +426,24 @@ def _matches(have: dict[str, str], want: Any) -> bool:
     if isinstance(want, str):
         return want in have
     return all(have.get(k) == str(v) for k, v in dict(want).items())
+
+
+def _offline_run() -> InteractiveRun:
+    """``Run.get_context()`` outside a job: a run that prints what it logs and is kept in the store."""
+    import uuid
+
+    from .interactive import OFFLINE_EXPERIMENT, finish_at_exit, start_interactive
+
+    class OfflineRecordedRun(ctx._Announcing, InteractiveRun):
+        pass
+
+    ws = Workspace.from_config()
+    name = ws._session.ws.default_experiment or OFFLINE_EXPERIMENT
+    run = start_interactive(Experiment(ws, name), OfflineRecordedRun, outputs=None, snapshot_directory=None,
+                            display_name=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None,
+                            tags=None, run_id=f"OfflineRun_{uuid.uuid4()}", kind="offline")
+    finish_at_exit(run)
+    return run
+
+
+ctx.Run.offline_factory = _offline_run  # type: ignore[assignment]  # get_context() outside a job: kept in the store

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import private
-from .context.run import _Announcing
-from .launcher import process_alive, this_process
+from .launcher import this_process
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -71,32 +70,7 @@ def finish_interactive(run: InteractiveRun, status: RunStatus, error: str | None
     run._status = status.value
 
 
-def process_gone(spec: dict[str, Any] | None) -> bool:
-    """True when the process that started an interactive run is no longer alive."""
-    if not spec or "pid" not in spec:
-        return False
-    if spec.get("host") not in (None, socket.gethostname()):
-        return False
-    return not process_alive(int(spec["pid"]), spec.get("start_ticks"))
-
-
-def offline_run() -> InteractiveRun:
-    """``Run.get_context()`` outside a job: a run that prints what it logs and is kept in the store."""
-    from .api import Experiment, InteractiveRun, Workspace
-
-    class OfflineRecordedRun(_Announcing, InteractiveRun):
-        pass
-
-    ws = Workspace.from_config()
-    name = ws._session.ws.default_experiment or OFFLINE_EXPERIMENT
-    run = start_interactive(Experiment(ws, name), OfflineRecordedRun, outputs=None, snapshot_directory=None,
-                            display_name=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None,
-                            tags=None, run_id=f"OfflineRun_{uuid.uuid4()}", kind="offline")
-    _finish_at_exit(run)
-    return run
-
-
-def _finish_at_exit(run: InteractiveRun) -> None:
+def finish_at_exit(run: InteractiveRun) -> None:
     failure: list[BaseException] = []
     previous = sys.excepthook
 

@@ -66,6 +66,16 @@ def process_alive(pid, start_ticks):
     return proc_start_ticks(pid) == start_ticks
 
 
+def process_gone(owner):
+    """Is the process described by ``owner`` (a this_process() dict) gone? Unknown (no pid,
+    another host) is not gone."""
+    if not owner or "pid" not in owner:
+        return False
+    if owner.get("host") not in (None, socket.gethostname()):
+        return False
+    return not process_alive(int(owner["pid"]), owner.get("start_ticks"))
+
+
 def this_process():
     """Who is running: enough for process_alive() to tell later whether it still is."""
     return {"pid": os.getpid(), "start_ticks": proc_start_ticks(os.getpid()), "host": socket.gethostname()}

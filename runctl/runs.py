@@ -12,6 +12,7 @@ from typing import IO, Any, Callable
 
 from . import protocol
 from .errors import BackendUnreachable, ConfigError, ExitCode, NotFinished, RunctlError
+from .launcher import process_gone
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord
@@ -34,8 +35,6 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
 
 
 def _submitter_gone(record: RunRecord) -> bool:
-    from .interactive import process_gone
-
     return process_gone((record.spec or {}).get("submitter"))
 
 
@@ -43,8 +42,6 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
     """A run with no backend handle whose owner process is gone is marked Failed: an
     interactive run whose Python exited without complete(), or a submitted run whose
     `runctl submit` was killed before the backend had it."""
-    from .interactive import process_gone
-
     if record.status.is_terminal:
         return record
     interactive = record.kind in ("interactive", "offline")

@@ -51,6 +51,7 @@ class Run:
     """A run that logs through an event writer; Azure ML v1's Run surface."""
 
     _context = None
+    offline_factory = None  # set by runctl.api: records an offline run in the store
 
     def __init__(self, run_id, files_root, experiment, writer, parent=None, number=None, display_name=None):
         self._id = run_id
@@ -506,15 +507,12 @@ class OfflineRun(_Announcing, Run):
 
 
 def _offline_run():
-    """A recorded offline run when runctl (with its store) is installed, else an in-memory one."""
-    if os.environ.get(ENV_OFFLINE) != "memory":
+    """A run recorded in the store when runctl's API is loaded (it sets ``Run.offline_factory``),
+    else an in-memory one."""
+    factory = Run.offline_factory
+    if factory is not None and os.environ.get(ENV_OFFLINE) != "memory":
         try:
-            from runctl.interactive import offline_run
-        except ImportError:
-            pass
-        else:
-            try:
-                return offline_run()
-            except Exception as e:  # the script must never crash for want of a store
-                sys.stderr.write("runctl: not recording this offline run (%s: %s)\n" % (type(e).__name__, e))
+            return factory()
+        except Exception as e:  # the script must never crash for want of a store
+            sys.stderr.write("runctl: not recording this offline run (%s: %s)\n" % (type(e).__name__, e))
     return OfflineRun()
