@@ -1,11 +1,18 @@
 """The backend contract: how a run directory reaches some compute, and how core reads it back.
 
 Core (submit, sync, wait, cancel) calls a backend; a backend never polls, waits, retries
-or touches the store. Its whole job is the run directory contract (docs/architecture.md):
-put RUN_DIR there with the snapshot and the launcher, start the launcher, read bytes of
-RUN_DIR files from an offset, say what state the job is in, and stop it. Handles are
-plain data that round-trip through the store; live clients belong on the backend object,
-which core closes with ``close()`` when done.
+or touches the store. Its whole job is the run directory contract (docs/architecture.md,
+"Writing a backend"): say where RUN_DIR will be (``plan``), give core a ``transport`` to
+stage it, start the launcher there (``submit``), say what state jobs are in, read bytes of
+RUN_DIR files from an offset without following links, and stop a job. Handles are plain
+data that round-trip through the store; live clients belong on the backend object, which
+core closes with ``close()`` when done. The launcher's side of the protocol is
+``runctl.protocol``; staging is ``backends/transport.py``.
+
+Errors (runctl.errors), converted at the edge from the backend's own library:
+InputError (exit 2) for what the target cannot do, raised before a run exists by
+``check_job``; StartError (exit 3) when ``submit`` could not start the launcher;
+BackendUnreachable (exit 4) from any method when the compute side does not answer.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from runctl.status import RunStatus
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 
 @dataclass(frozen=True)
@@ -39,42 +49,6 @@ class Handle:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Handle:
         return cls(**d)
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """What RUN_DIR must hold, decided by core: every file by content digest (the snapshot's
-    code under ``code/``, the job-side files under ``.runctl/``, spec.json), and links."""
-
-    files: tuple[tuple[str, str, int], ...]  # (path under RUN_DIR, sha256 digest, mode)
-    links: tuple[tuple[str, str], ...] = ()  # (path under RUN_DIR, relative link target)
-
-    @property
-    def digests(self) -> list[str]:
-        return sorted({d for _, d, _ in self.files})
-
-
-class Transport(abc.ABC):
-    """How files reach the compute side; core drives it (runctl/staging.py), so the logic of
-    sending only what is missing is written once. The far side keeps an object cache of
-    files by sha256 digest; ``materialize`` builds a RUN_DIR from it."""
-
-    @abc.abstractmethod
-    def missing(self, digests: list[str]) -> set[str]:
-        """The digests the far side's object cache lacks."""
-
-    @abc.abstractmethod
-    def send(self, digest: str, source: Path) -> None:
-        """Put the local file ``source`` (whose content has ``digest``) into the far side's cache."""
-
-    @abc.abstractmethod
-    def materialize(self, run_dir: str, plan: StagePlan) -> None:
-        """Make RUN_DIR (which must not exist) from cached objects: copies, so that a job can
-        never alter the cache. Raise StartError (or OSError) if it cannot."""
-
-    @abc.abstractmethod
-    def discard(self, run_dir: str) -> None:
-        """Remove a RUN_DIR that was only partly made (idempotent, never follows links)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +163,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, handle: Handle) -> None:
-        """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period)."""
+        """Ask the launcher to stop the job (SIGTERM, then SIGKILL after its grace period) and
+        write the protocol's cancel marker. Idempotent, and valid in any state: on a run whose
+        launcher is gone it stops whatever of the run still runs; on a pending handle it makes
+        sure the job never starts."""
 
     def move_file(self, handle: Handle, relpath: str, dest: Path) -> bool:
         """Move regular file RUN_DIR/relpath to ``dest`` when both are on this filesystem (a
@@ -197,7 +174,8 @@ class Backend(abc.ABC):
         return False
 
     def release(self, handle: Handle, state: JobState) -> None:  # noqa: B027 - optional hook
-        """Called once the run is final and fully synced: free what the job held (e.g. remove a container)."""
+        """Called once the run is final and fully synced: free what the job held (e.g. remove a
+        container, drop RUN_DIR). Idempotent."""
 
     def check(self) -> list[str]:
         """Lines for ``runctl compute check``; raise BackendUnreachable if it cannot work."""

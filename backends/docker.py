@@ -301,7 +301,8 @@ class DockerBackend(HostDirBackend):
             raise InputError(f"resources.cpus: {resources['cpus']:g}, but this machine has {info['NCPU']}; ask for fewer")
 
     def ensure_image(self, image: str) -> None:
-        """Use the local image if present, else pull it (progress on a terminal)."""
+        """Use the local image if present, else pull it (progress on a terminal). An image
+        that cannot be had is a request this daemon refuses: InputError, before any run exists."""
         docker = import_docker_sdk()
         with docker_errors(f"looking up image {image!r}"):
             try:
@@ -313,14 +314,15 @@ class DockerBackend(HostDirBackend):
         try:
             for event in self.client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
                 if "error" in event:
-                    raise StartError(f"cannot pull image {image!r}: {event['error']}")
+                    raise InputError(f"cannot pull image {image!r}: {event['error']}; check the name, or build or "
+                                     f"load it locally (`docker images` lists what is here)")
                 if sys.stderr.isatty():
                     sys.stderr.write(f"\r{image}: {event.get('status', '')} {event.get('progress', '')}\033[K")
             if sys.stderr.isatty():
                 sys.stderr.write("\n")
         except (docker.errors.APIError, docker.errors.DockerException) as e:
             explanation = getattr(e, "explanation", None) or str(e)
-            raise StartError(f"cannot pull image {image!r}: {explanation}; check the name, or build or load it "
+            raise InputError(f"cannot pull image {image!r}: {explanation}; check the name, or build or load it "
                              f"locally (`docker images` lists what is here)") from e
 
     def build_image(self, spec: LaunchSpec, run_dir: Path) -> str:

@@ -21,8 +21,9 @@ from runctl.errors import ConfigError
 from runctl.status import RunStatus
 
 from . import safefs
-from .base import Backend, Handle, JobState, LaunchSpec, RunFile, Transport
+from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 from .localfs import LocalTransport
+from .transport import Transport
 
 
 class HostDirBackend(Backend):

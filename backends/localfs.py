@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .base import StagePlan, Transport
+from .transport import StagePlan, Transport
 
 
 class LocalTransport(Transport):

@@ -17,7 +17,7 @@ from . import protocol
 from .snapshot import ObjectStore
 
 if TYPE_CHECKING:
-    from .backends.base import StagePlan, Transport
+    from .backends.transport import StagePlan, Transport
 
 PKG = Path(__file__).resolve().parent
 
@@ -36,7 +36,7 @@ def jobside_files() -> Iterator[tuple[Path, str]]:
 def plan(objects: ObjectStore, snapshot_id: str, launcher_spec: dict[str, Any]) -> StagePlan:
     """RUN_DIR's files by digest. The job-side files and spec.json are objects too, so the
     far side's cache holds them once however many runs use them."""
-    from .backends.base import StagePlan
+    from .backends.transport import StagePlan
 
     manifest = objects.manifest(snapshot_id)
     files = [(f"{protocol.CODE_DIR}/{rel}", digest, mode) for rel, digest, _size, mode in manifest["files"]]

@@ -278,6 +278,13 @@ class BackendMethods:
         return {}
 
     @pytest.fixture
+    def job_python(self) -> str:
+        """The interpreter the test jobs run with on the compute side."""
+        import sys
+
+        return sys.executable
+
+    @pytest.fixture
     def stop_from_outside(self) -> Any:
         raise NotImplementedError
 
@@ -287,7 +294,7 @@ class BackendMethods:
         return None
 
     @pytest.fixture
-    def rig(self, tmp_path: Path, home: Path, make_backend: Any, job_environment: dict[str, Any]) -> Any:
+    def rig(self, tmp_path: Path, home: Path, make_backend: Any, job_environment: dict[str, Any], job_python: str) -> Any:
         from runctl.snapshot import ObjectStore, list_source, take_snapshot
         from runctl.store import Store
 
@@ -315,6 +322,7 @@ class BackendMethods:
         store.close()
         r.backend = make_backend({"work_dir": str(tmp_path / WEIRD_WORK_DIR)})  # type: ignore[attr-defined]
         r.environment = job_environment  # type: ignore[attr-defined]
+        r.python = job_python  # type: ignore[attr-defined]
         r.started = []  # type: ignore[attr-defined]
         yield r
         for handle in r.started:  # type: ignore[attr-defined]
@@ -324,12 +332,11 @@ class BackendMethods:
         r.backend.close()  # type: ignore[attr-defined]
 
     def _spec(self, rig: Any, mode: str, run_id: str, secrets: dict[str, str] | None = None) -> Any:
-        import sys
         import uuid
 
         from runctl.backends.base import LaunchSpec
 
-        python = "python3" if rig.environment else sys.executable
+        python = rig.python
         run_id = f"{run_id}_{uuid.uuid4().hex[:8]}"  # container names are global to a daemon
         return LaunchSpec(run_id=run_id, experiment="exp", argv=[python, "job.py", mode], env={}, timeout_s=120,
                           grace_s=1, snapshot_id=rig.sid, environment=rig.environment, secret_env=secrets or {})

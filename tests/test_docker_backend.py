@@ -85,6 +85,10 @@ class TestDockerMethods(BackendMethods):
         return {"docker": {"image": IMAGE}}
 
     @pytest.fixture
+    def job_python(self) -> str:
+        return "python3"
+
+    @pytest.fixture
     def stop_from_outside(self) -> Any:
         def stop(handle: Any) -> None:  # `docker stop`, as an operator would
             subprocess.run(["docker", "stop", "-t", "5", handle.native_id], check=True, capture_output=True)
@@ -213,7 +217,7 @@ def test_failed_build_and_failed_pull_are_clear(tmp_path: Path, home: Path) -> N
     job = proj.script_job("print(1)\n", name="pull.yaml", compute_target=TARGET,
                           environment={"docker": {"image": "localhost:1/no/such-image:1"}})
     r = proj.cli("submit", str(job))
-    assert r.rc == 3 and "cannot pull image 'localhost:1/no/such-image:1'" in r.err
+    assert r.rc == 2 and "cannot pull image 'localhost:1/no/such-image:1'" in r.err, r.err
     assert len(proj.cli("list", "--json").json()) == 1, "a failed pull leaves no run"
 
 
