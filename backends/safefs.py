@@ -187,37 +187,40 @@ def _walk_fd(dfd: int, prefix: str) -> Iterator[Entry]:
         yield Entry(rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
 
 
-def _is_link(root: str, rel: str) -> bool:
+def _in_parent(root: str, rel: str, fn: Any) -> Any:
+    """``fn(parent_fd, name)`` for RUN_DIR/rel's parent reached without links; None if it
+    cannot be reached or ``fn`` fails."""
     parts = _components(rel)
     try:
         dfd = open_dir(root, "/".join(parts[:-1]))
     except OSError:
-        return False
+        return None
     try:
-        return stat.S_ISLNK(os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False).st_mode)
+        return fn(dfd, parts[-1])
     except OSError:
-        return False
+        return None
     finally:
         os.close(dfd)
+
+
+def _is_link(root: str, rel: str) -> bool:
+    return bool(_in_parent(root, rel, lambda dfd, name: stat.S_ISLNK(os.stat(name, dir_fd=dfd,
+                                                                            follow_symlinks=False).st_mode)))
 
 
 def move_out(root: str, rel: str, dest: str) -> bool:
     """Rename RUN_DIR/rel to ``dest`` (same filesystem) if it is a plain regular file with no
     other hard links; False if it cannot be moved (the caller copies it instead)."""
-    parts = _components(rel)
-    try:
-        dfd = open_dir(root, "/".join(parts[:-1]))
-    except OSError:
-        return False
-    try:
-        st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+
+    def move(dfd: int, name: str) -> bool:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return False  # another name shares it: copy, so that no one else's file moves
-        os.replace(parts[-1], dest, src_dir_fd=dfd)
-    except OSError:
+        os.replace(name, dest, src_dir_fd=dfd)
+        return True
+
+    if not _in_parent(root, rel, move):
         return False
-    finally:
-        os.close(dfd)
     after = os.lstat(dest)
     if not stat.S_ISREG(after.st_mode):  # swapped between the stat and the rename
         os.unlink(dest)

@@ -68,12 +68,15 @@ _UNPRINTABLE = None
 def safe(text: Any) -> str:
     """``text`` with control characters escaped (\\x1b, \\n, ...): names, tags and errors come
     from jobs, and a job must not clear the screen or retitle the terminal."""
+    text = str(text)
+    if text.isprintable():  # the common case, checked in C
+        return text
     global _UNPRINTABLE
     if _UNPRINTABLE is None:
         import re
 
         _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(text))
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 def _print_json(data: Any) -> None:

@@ -12,7 +12,6 @@ from typing import IO, Any, Callable
 
 from . import protocol
 from .errors import BackendUnreachable, ConfigError, ExitCode, NotFinished, RunctlError
-from .launcher import process_gone
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord
@@ -35,6 +34,8 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
 
 
 def _submitter_gone(record: RunRecord) -> bool:
+    from .launcher import process_gone  # (launcher.py imports subprocess, threading: only when needed)
+
     return process_gone((record.spec or {}).get("submitter"))
 
 
@@ -42,6 +43,7 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
     """A run with no backend handle whose owner process is gone is marked Failed: an
     interactive run whose Python exited without complete(), or a submitted run whose
     `runctl submit` was killed before the backend had it."""
+    from .launcher import process_gone
     if record.status.is_terminal:
         return record
     interactive = record.kind in ("interactive", "offline")
@@ -61,8 +63,6 @@ def refresh_many(session: Session, records: list[RunRecord],
     """``refresh`` for many runs with ONE status call per backend (``status_many``). With
     ``on_error``, a backend that cannot be asked (unreachable, no longer configured) is
     reported once and its runs are returned as stored."""
-    from .backends.base import Handle
-
     out = list(records)
     by_target: dict[str, list[int]] = {}
     for i, r in enumerate(records):
@@ -71,6 +71,8 @@ def refresh_many(session: Session, records: list[RunRecord],
             by_target.setdefault(r.compute_target or "local", []).append(i)
         else:
             out[i] = refresh(session, r)
+    if by_target:
+        from .backends.base import Handle
     for target, idx in by_target.items():
         try:
             backend = session.backend(target)

@@ -287,6 +287,16 @@ class Store:
         """Store events read from ``expected_offset`` up to ``new_offset`` of events.jsonl, once.
 
         Returns False (and stores nothing) if another process got there first."""
+        try:
+            return self._ingest(run_id, expected_offset, new_offset, events)
+        except (TypeError, ValueError, KeyError, AttributeError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
+            # A forged or damaged event that parsed as JSON: keep the well-formed ones, count the rest.
+            good = [ev for ev in events if valid_event(ev)]
+            warning = {"k": "property", "n": f"runctl.sync_warning.{expected_offset}",
+                       "v": f"events.jsonl at byte {expected_offset}: {len(events) - len(good)} malformed event(s) skipped"}
+            return self._ingest(run_id, expected_offset, new_offset, [*good, warning])
+
+    def _ingest(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
         with self.tx() as db:
             cur = db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
             if cur != expected_offset:
@@ -306,12 +316,16 @@ class Store:
         ids: dict[Any, str] = {None: top_id, top_id: top_id}
         for ev in events:
             kind, name, value = ev["k"], ev["n"], ev["v"]
+            if type(kind) is not str or type(name) is not str:
+                raise TypeError("event kind and name must be strings")  # ingest_events re-checks each event
             raw = ev.get("r")
             rid = ids.get(raw) or ids.setdefault(raw, self._child_of(db, top_id, raw))
             if rid not in keys:
                 self._ensure_child(db, top_id, rid, ev, ids)
                 keys[rid] = _run_key(db, rid)
             if kind == "scalar" or kind not in _RUN_EVENT_KINDS:
+                # (a step, time or description of an odd type is stored as it is; one SQLite cannot
+                # store, a list or an object, fails the batch, and ingest_events re-checks each event)
                 metric_rows.append((keys[rid], kind, name, _json_value(value), ev.get("s"), ev.get("t"), ev.get("d")))
             elif kind == "tag":
                 if value is None:
@@ -454,6 +468,17 @@ def _no_space(path: Path) -> bool:
     except OSError:
         return False
     return st.f_bavail == 0 or st.f_favail == 0
+
+
+_EVENT_TYPES = {"k": (str,), "n": (str,), "r": (str, type(None)), "s": (int, type(None)),
+                "t": (int, float, type(None)), "d": (str, type(None))}
+
+
+def valid_event(ev: Any) -> bool:
+    """Does an event from events.jsonl have the field types the store needs?"""
+    if not isinstance(ev, dict) or "k" not in ev or "n" not in ev or "v" not in ev:
+        return False
+    return all(isinstance(ev.get(key), types) for key, types in _EVENT_TYPES.items()) and type(ev.get("s")) is not bool
 
 
 def _text(value: Any) -> str | None:

@@ -113,6 +113,23 @@ def stage_run_dir(backend: Any, spec: Any, store_dir: Path) -> Path:
     return Path(run_dir)
 
 
+@pytest.fixture
+def fake(tmp_path: Path) -> tuple[Any, Any, str]:
+    """A store with one Running run on a FakeBackend (tests/fakes.py)."""
+    from runctl.backends.base import Handle
+    from runctl.status import RunStatus
+    from runctl.store import Store
+
+    from .fakes import FakeBackend
+
+    store = Store(tmp_path / "store")
+    run_dir = tmp_path / "rundir"
+    (run_dir / "logs").mkdir(parents=True)
+    backend = FakeBackend(run_dir)
+    record, _ = store.create_run("exp", handle=Handle("fake", "1", str(run_dir)).to_dict(), status=RunStatus.RUNNING)
+    return store, backend, record.id
+
+
 def require_service(name: str, available: bool, how: str) -> None:
     """Skip when a real service is missing on a developer's machine; in CI (CI=true) fail."""
     if available:

@@ -21,7 +21,7 @@ from runctl.store import Store
 from runctl.sync import CHUNK_BYTES, MAX_EVENT_LINE_BYTES, sync_run
 
 from .conftest import Project
-from .test_store_and_sync import FakeBackend
+from .fakes import FakeBackend
 
 
 def test_a_million_floats_in_one_log_list_and_everything_after_it_arrive(project: Project) -> None:
@@ -48,18 +48,6 @@ def test_the_run_api_refuses_a_value_too_big_for_one_event() -> None:
         run.display_name = "n" * 1000
 
 
-@pytest.fixture
-def fake(tmp_path: Path) -> tuple[Store, FakeBackend, str]:
-    from runctl.backends.base import Handle
-
-    store = Store(tmp_path / "store")
-    run_dir = tmp_path / "rundir"
-    (run_dir / "logs").mkdir(parents=True)
-    backend = FakeBackend(run_dir)
-    record, _ = store.create_run("exp", handle=Handle("fake", "1", str(run_dir)).to_dict(), status=RunStatus.RUNNING)
-    return store, backend, record.id
-
-
 def line(**ev: Any) -> bytes:
     return (json.dumps({"t": 0, **ev}) + "\n").encode()
 
@@ -80,7 +68,7 @@ def test_a_line_longer_than_a_chunk_is_gathered_and_an_oversized_one_skipped(fak
     assert store.tags(rid) == {"t": "v"}
     warnings = {k: v for k, v in store.properties(rid).items() if k.startswith("runctl.sync_warning")}
     assert any("bytes was skipped (over 80 MiB" in v for v in warnings.values())
-    assert any("1 damaged event line(s)" in v for v in warnings.values())
+    assert any("1 malformed event(s) skipped" in v for v in warnings.values())
     assert store.get(rid).synced
 
 

@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 
-from runctl.backends import safefs
-from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile
-from runctl.backends.localfs import LocalTransport
+from runctl.backends.base import JobState
 from runctl.status import RunStatus
 from runctl.store import Store
 from runctl.sync import sync_run
 
 from .conftest import Project
+from .fakes import FakeBackend
 
 
 def test_twenty_concurrent_submits_get_distinct_runs(project: Project) -> None:
@@ -35,50 +34,6 @@ def test_twenty_concurrent_submits_get_distinct_runs(project: Project) -> None:
     assert sorted(r["number"] for r in runs) == list(range(1, 21))
     for rid in ids:
         assert project.cli("wait", rid).rc == 0
-
-
-class FakeBackend(Backend):
-    """RUN_DIR in a local folder the test writes to directly; state set by the test."""
-
-    name = "fake"
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__("fake", {}, run_dir)
-        self.run_dir = run_dir
-        self.state = JobState(RunStatus.RUNNING)
-        self.reads = 0
-
-    def plan(self, spec: LaunchSpec) -> Handle:
-        return Handle("fake", "", str(self.run_dir))
-
-    def transport(self) -> LocalTransport:
-        return LocalTransport(self.store_dir / "objects")
-
-    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
-        return Handle("fake", "1", str(self.run_dir))
-
-    def status(self, handle: Handle) -> JobState:
-        return self.state
-
-    def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
-        self.reads += 1
-        return safefs.read_file(str(self.run_dir), relpath, offset, max_bytes)
-
-    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
-        return list(safefs.walk(str(self.run_dir), reldir))
-
-    def cancel(self, handle: Handle) -> None:
-        pass
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> tuple[Store, FakeBackend, str]:
-    store = Store(tmp_path / "store")
-    run_dir = tmp_path / "rundir"
-    (run_dir / "logs").mkdir(parents=True)
-    backend = FakeBackend(run_dir)
-    record, _ = store.create_run("exp", handle=Handle("fake", "1", str(run_dir)).to_dict(), status=RunStatus.RUNNING)
-    return store, backend, record.id
 
 
 def ev(name: str, value: Any) -> bytes:

@@ -23,9 +23,9 @@ def shape_metrics(events: Iterable[tuple]) -> dict:
             order.append(name)
         if kind == "scalar":
             vectors.setdefault(name, []).append(value)
-        elif kind == "list":
+        elif kind == "list" and type(value) is list:
             vectors.setdefault(name, []).extend(value)
-        elif kind in TABLE_KINDS:
+        elif kind in TABLE_KINDS and _columns(kind, value):
             cols = tables.setdefault(name, {})
             n_before = rows.get(name, 0)
             if kind == "row":
@@ -43,6 +43,8 @@ def shape_metrics(events: Iterable[tuple]) -> dict:
             artifacts.setdefault(name, []).append(value)
     out: dict = {}
     for name in order:
+        if name in out:
+            continue
         if name in vectors:
             vals = vectors[name]
             out[name] = vals[0] if len(vals) == 1 else vals
@@ -53,3 +55,11 @@ def shape_metrics(events: Iterable[tuple]) -> dict:
             vals = artifacts[name]
             out[name] = vals[0] if len(vals) == 1 else vals
     return out
+
+
+def _columns(kind: str, value: object) -> bool:
+    """Is ``value`` a row (dict of scalars) or a table (dict of lists)? Events come from a file
+    a job could write anything into: a malformed one is kept as a plain value instead."""
+    if type(value) is not dict:
+        return False
+    return kind == "row" or all(type(v) is list for v in value.values())

@@ -1,0 +1,45 @@
+"""A backend whose RUN_DIR is a folder the test writes to directly and whose state the test
+sets: fault injection for sync (never the only proof that a backend works)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runctl.backends import safefs
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile
+from runctl.backends.localfs import LocalTransport
+from runctl.status import RunStatus
+
+
+class FakeBackend(Backend):
+    """RUN_DIR in a local folder the test writes to directly; state set by the test."""
+
+    name = "fake"
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__("fake", {}, run_dir)
+        self.run_dir = run_dir
+        self.state = JobState(RunStatus.RUNNING)
+        self.reads = 0
+
+    def plan(self, spec: LaunchSpec) -> Handle:
+        return Handle("fake", "", str(self.run_dir))
+
+    def transport(self) -> LocalTransport:
+        return LocalTransport(self.store_dir / "objects")
+
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        return Handle("fake", "1", str(self.run_dir))
+
+    def status(self, handle: Handle) -> JobState:
+        return self.state
+
+    def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
+        self.reads += 1
+        return safefs.read_file(str(self.run_dir), relpath, offset, max_bytes)
+
+    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
+        return list(safefs.walk(str(self.run_dir), reldir))
+
+    def cancel(self, handle: Handle) -> None:
+        pass
