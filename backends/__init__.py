@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "runctl.backends"
 BUILTIN = MappingProxyType({
     "local": "runctl.backends.local:LocalBackend",
     "docker": "runctl.backends.docker:DockerBackend",
+    "ssh": "runctl.backends.ssh:SSHBackend",
 })
 
 

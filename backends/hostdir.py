@@ -53,7 +53,7 @@ class HostDirBackend(Backend):
         return safefs.read_file(handle.run_dir, relpath, offset, max_bytes)
 
     def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
-        return list(safefs.walk(handle.run_dir, reldir))
+        return [RunFile(*entry) for entry in safefs.walk(handle.run_dir, reldir)]
 
     def move_file(self, handle: Handle, relpath: str, dest: Path) -> bool:
         return safefs.move_out(handle.run_dir, relpath, str(dest))

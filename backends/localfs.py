@@ -45,6 +45,10 @@ class LocalTransport(Transport):
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(link, target)
+        for rel, data in plan.inline:
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
 
     def discard(self, run_dir: str) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)

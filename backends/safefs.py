@@ -5,6 +5,9 @@ with ``O_NOFOLLOW``: a symlink anywhere (``outputs -> /root``, ``logs/x -> /etc/
 is never followed, a FIFO or device is never read, and a name swapped between a check
 and its use cannot redirect the open. RUN_DIR itself is trusted (runctl made it); what
 the job made inside it is not.
+
+Stdlib only (Python >= 3.8) and free of runctl imports: the SSH backend ships this very
+file to remote hosts, where its remote agent (runctl/remote_agent.py) reads through it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import json
 import os
 import stat
 from typing import Any, Iterator
-
-from .base import RunFile as Entry
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -146,7 +147,11 @@ def _kind(mode: int) -> str:
     return "device"
 
 
-def walk(root: str, reldir: str) -> Iterator[Entry]:
+def Entry(path: str, size: int, kind: str = "file") -> tuple[str, int, str]:  # noqa: N802 - a tuple's name
+    return (path, size, kind)
+
+
+def walk(root: str, reldir: str) -> Iterator[tuple[str, int, str]]:
     """Every name under RUN_DIR/reldir, sorted, never descending through a link. Regular files
     have kind "file"; links and special files are reported with their kind so that the caller can record that it skipped them."""
     try:
@@ -164,7 +169,7 @@ def walk(root: str, reldir: str) -> Iterator[Entry]:
         os.close(top)
 
 
-def _walk_fd(dfd: int, prefix: str) -> Iterator[Entry]:
+def _walk_fd(dfd: int, prefix: str) -> Iterator[tuple[str, int, str]]:
     for name in sorted(os.listdir(dfd)):
         rel = f"{prefix}/{name}" if prefix else name
         try:

@@ -15,6 +15,7 @@ class StagePlan:
 
     files: tuple[tuple[str, str, int], ...]  # (path under RUN_DIR, sha256 digest, mode)
     links: tuple[tuple[str, str], ...] = ()  # (path under RUN_DIR, relative link target)
+    inline: tuple[tuple[str, bytes], ...] = ()  # small files of this run only (spec.json): sent with materialize
 
     @property
     def digests(self) -> list[str]:

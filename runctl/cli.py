@@ -461,6 +461,21 @@ def compute_check(name: str = typer.Argument("local", help="Compute target name.
             print(f"  {line}")
 
 
+@compute_app.command("trust")
+def compute_trust(name: str = typer.Argument(..., help="An ssh compute target.")) -> None:
+    """Trust an SSH target's current host key: prints its fingerprint and adds it to known_hosts.
+    Check the fingerprint with the host's administrator first: runctl never trusts on its own."""
+    from .errors import InputError
+
+    with _session() as s:
+        if name not in s.ws.targets or s.ws.targets[name].type != "ssh":
+            raise InputError(f"{name!r} is not an ssh compute target; see `runctl compute list`")
+        backend = s.backend(name)
+        from .backends.ssh import trust_host
+
+        print(f"{backend.settings.alias}: trusted {trust_host(backend.settings)}")  # type: ignore[attr-defined]
+
+
 def main() -> None:
     try:
         app()

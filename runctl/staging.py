@@ -34,17 +34,16 @@ def jobside_files() -> Iterator[tuple[Path, str]]:
 
 
 def plan(objects: ObjectStore, snapshot_id: str, launcher_spec: dict[str, Any]) -> StagePlan:
-    """RUN_DIR's files by digest. The job-side files and spec.json are objects too, so the
-    far side's cache holds them once however many runs use them."""
+    """RUN_DIR's files by digest. The job-side files are objects too, so the far side's
+    cache holds them once however many runs use them; spec.json, this run's own, goes inline."""
     from .backends.transport import StagePlan
 
     manifest = objects.manifest(snapshot_id)
     files = [(f"{protocol.CODE_DIR}/{rel}", digest, mode) for rel, digest, _size, mode in manifest["files"]]
     for src, rel in jobside_files():
         files.append((rel, objects.add_file(src), 0o644))
-    files.append((protocol.SPEC_FILE, objects.add_bytes(json.dumps(launcher_spec).encode()), 0o644))
     links = tuple((f"{protocol.CODE_DIR}/{rel}", link) for rel, link in manifest["links"])
-    return StagePlan(tuple(files), links)
+    return StagePlan(tuple(files), links, ((protocol.SPEC_FILE, json.dumps(launcher_spec).encode()),))
 
 
 @dataclass

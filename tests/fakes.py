@@ -39,7 +39,7 @@ class FakeBackend(Backend):
         return safefs.read_file(str(self.run_dir), relpath, offset, max_bytes)
 
     def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
-        return list(safefs.walk(str(self.run_dir), reldir))
+        return [RunFile(*entry) for entry in safefs.walk(str(self.run_dir), reldir)]
 
     def cancel(self, handle: Handle) -> None:
         pass

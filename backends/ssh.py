@@ -1,0 +1,391 @@
+"""The SSH backend: runs on a host reached by SSH, with nothing installed there but Python.
+
+paramiko, with ~/.ssh/config aliases (HostName, User, Port, IdentityFile, ProxyJump),
+ssh-agent and key files, and known_hosts verification that never auto-accepts: an
+unknown or changed host key is an error showing the fingerprint and how to trust it
+(``runctl compute trust TARGET``). Files go through SFTP into a content-addressed object
+cache under the remote work_dir; everything else (materialising RUN_DIR, reading its
+files without following links, the launcher lock, cancel) is one request to runctl's
+stdlib agent (runctl/remote_agent.py), shipped once per host and version.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import posixpath
+import shlex
+import socket
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from runctl import protocol as P
+from runctl.errors import BackendUnreachable, InputError, StartError
+from runctl.status import RunStatus
+
+from .base import Backend, Handle, JobState, LaunchSpec, RunFile
+from .transport import StagePlan, Transport
+
+RUNCTL_PKG = Path(__file__).resolve().parent.parent / "runctl"
+if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives inside runctl/
+    RUNCTL_PKG = Path(__file__).resolve().parent.parent
+AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher.py"),
+               ("protocol.py", "lib/runctl_protocol.py"))
+SAFEFS = Path(__file__).resolve().parent / "safefs.py"
+READ_CHUNK = 4 << 20
+
+
+@contextlib.contextmanager
+def ssh_errors(host: str, what: str) -> Iterator[None]:
+    """paramiko and socket errors -> runctl's, naming the host and what was being done."""
+    import paramiko
+
+    try:
+        yield
+    except paramiko.BadHostKeyException as e:
+        raise InputError(f"{host}: the host key CHANGED (now {fingerprint(e.key)}, known_hosts has "
+                         f"{fingerprint(e.expected_key)}); if the host was reinstalled, check the new key with its "
+                         f"administrator, remove the old line (ssh-keygen -R {host}) and run `runctl compute trust`") from e
+    except paramiko.AuthenticationException as e:
+        raise InputError(f"{host}: authentication failed ({e}); check User and IdentityFile in ~/.ssh/config, "
+                         f"or that ssh-agent holds the key") from e
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        raise BackendUnreachable(f"{host}: {what}: {e or type(e).__name__}; check that it is up and "
+                                 f"reachable (`runctl compute check`)") from e
+
+
+def fingerprint(key: Any) -> str:
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+class HostSettings:
+    """Where and how to connect: the target's options over the ~/.ssh/config entry."""
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        import paramiko
+
+        cfg_path = Path(os.path.expanduser(options.get("ssh_config", "~/.ssh/config")))
+        entry: dict[str, Any] = {}
+        if cfg_path.is_file():
+            entry = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(alias)
+        self.alias = alias
+        self.hostname = entry.get("hostname", alias)
+        self.port = int(options.get("port") or entry.get("port") or 22)
+        self.user = options.get("user") or entry.get("user") or os.environ.get("USER") or "root"
+        keys = options.get("identity_file") or entry.get("identityfile") or []
+        self.key_files = [os.path.expanduser(k) for k in ([keys] if isinstance(keys, str) else keys)]
+        self.proxy_jump = entry.get("proxyjump")
+        self.known_hosts = os.path.expanduser(options.get("known_hosts") or "~/.ssh/known_hosts")
+        self.timeout_s = float(options.get("connect_timeout_s", 15))
+
+    @property
+    def key_name(self) -> str:
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+class Connection:
+    """One SSH connection (and its SFTP session) to one host, for one runctl command."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        import paramiko
+
+        self.settings = settings
+        self.client = paramiko.SSHClient()
+        if os.path.exists(settings.known_hosts):
+            self.client.load_host_keys(settings.known_hosts)
+        self.client.set_missing_host_key_policy(_Refuse(settings))
+        with ssh_errors(settings.alias, "connecting"):
+            self.client.connect(settings.hostname, port=settings.port, username=settings.user,
+                                key_filename=settings.key_files or None, timeout=settings.timeout_s,
+                                banner_timeout=settings.timeout_s, auth_timeout=settings.timeout_s,
+                                sock=self._proxy(), allow_agent=True, look_for_keys=not settings.key_files)
+        self._sftp: Any = None
+
+    def _proxy(self) -> Any:
+        if not self.settings.proxy_jump:
+            return None
+        import paramiko
+
+        return paramiko.ProxyCommand(f"ssh -W {shlex.quote(self.settings.hostname)}:{self.settings.port} "
+                                     f"{shlex.quote(self.settings.proxy_jump)}")
+
+    @property
+    def sftp(self) -> Any:
+        if self._sftp is None:
+            with ssh_errors(self.settings.alias, "opening SFTP"):
+                self._sftp = self.client.open_sftp()
+        return self._sftp
+
+    def run(self, command: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+        """Run ``command`` (already shell-quoted) with ``stdin``; (exit status, stdout, stderr)."""
+        with ssh_errors(self.settings.alias, "running a command"):
+            chan = self.client.get_transport().open_session()
+            try:
+                chan.exec_command(command)
+                if stdin:
+                    chan.sendall(stdin)
+                chan.shutdown_write()
+                out = chan.makefile("rb").read()  # the agent writes little to stderr: no window stall
+                err = chan.makefile_stderr("rb").read()
+                return chan.recv_exit_status(), out, err
+            finally:
+                chan.close()
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.client.close()
+
+
+class _Refuse:
+    """Never add an unknown host key: say which key it is and how to trust it."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        raise InputError(f"{self.settings.alias}: the host key is not trusted yet ({fingerprint(key)}); "
+                         f"check that fingerprint with the host's administrator, then run `runctl compute trust "
+                         f"TARGET` (or add the key to {self.settings.known_hosts})")
+
+
+def fetch_host_key(settings: HostSettings) -> Any:
+    """The host's key as it presents it now (for `runctl compute trust`)."""
+    import paramiko
+
+    with ssh_errors(settings.alias, "fetching the host key"):
+        sock = socket.create_connection((settings.hostname, settings.port), timeout=settings.timeout_s)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=settings.timeout_s)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+
+
+def trust_host(settings: HostSettings) -> str:
+    """Append the host's current key to known_hosts (an explicit user action); its fingerprint."""
+    key = fetch_host_key(settings)
+    os.makedirs(os.path.dirname(settings.known_hosts) or ".", exist_ok=True)
+    with open(settings.known_hosts, "a") as f:
+        f.write(f"{settings.key_name} {key.get_name()} {key.get_base64()}\n")
+    os.chmod(settings.known_hosts, 0o600)
+    return fingerprint(key)
+
+
+class SSHTransport(Transport):
+    def __init__(self, backend: SSHBackend) -> None:
+        self.backend = backend
+
+    def missing(self, digests: list[str]) -> set[str]:
+        return set(self.backend.agent({"op": "missing", "cache": self.backend.cache_dir, "digests": digests})["missing"])
+
+    def send(self, digest: str, source: Path) -> None:
+        """Upload into the cache; a part left by a dropped connection is resumed, not re-sent."""
+        conn = self.backend.conn
+        final = posixpath.join(self.backend.cache_dir, digest[:2], digest[2:])
+        part = posixpath.join(self.backend.cache_dir, digest[:2], f".part.{digest[2:]}")
+        with ssh_errors(conn.settings.alias, f"uploading {source.name}"):
+            self.backend.mkdirs(posixpath.dirname(final))
+            try:
+                have = conn.sftp.stat(part).st_size or 0
+            except OSError:
+                have = 0
+            with open(source, "rb") as src, conn.sftp.open(part, "ab" if have else "wb") as dst:
+                src.seek(have)
+                dst.set_pipelined(True)
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            conn.sftp.posix_rename(part, final)
+
+    def materialize(self, run_dir: str, plan: StagePlan) -> None:
+        self.backend.agent({"op": "materialize", "cache": self.backend.cache_dir, "run_dir": run_dir,
+                            "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
+                            "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})
+
+    def discard(self, run_dir: str) -> None:
+        self.backend.agent({"op": "remove", "run_dir": run_dir})
+
+
+class SSHBackend(Backend):
+    name = "ssh"
+    poll_interval_s = 0.25
+    options_schema: ClassVar[dict[str, Any]] = {
+        **Backend.options_schema,
+        "hosts": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+        "python": {"type": "string", "minLength": 1, "description": "the remote Python (default python3)"},
+        "work_dir": {"type": "string", "minLength": 1, "description": "remote; default ~/.runctl"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "user": {"type": "string", "minLength": 1},
+        "identity_file": {"type": "string", "minLength": 1},
+        "known_hosts": {"type": "string", "minLength": 1},
+        "ssh_config": {"type": "string", "minLength": 1},
+        "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        "keep_run_dirs": {"enum": ["failed", "all", "none"]},
+    }
+
+    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
+        super().__init__(target, options, store_dir)
+        hosts = options.get("hosts") or [target]
+        self.settings = HostSettings(hosts[0], options)
+        self.python = options.get("python", "python3")
+        self._conn: Connection | None = None
+        self._work_dir: str | None = None
+        self._agent_dir: str | None = None
+
+    # -- connection, paths and the agent ---------------------------------------------------
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = Connection(self.settings)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def work_dir(self) -> str:
+        if self._work_dir is None:
+            wanted = self.options.get("work_dir", "~/.runctl")
+            if wanted == "~" or wanted.startswith("~/"):
+                with ssh_errors(self.settings.alias, "finding the home directory"):
+                    wanted = posixpath.join(self.conn.sftp.normalize("."), wanted[2:])
+            self._work_dir = wanted
+        return self._work_dir
+
+    @property
+    def cache_dir(self) -> str:
+        return posixpath.join(self.work_dir, ".objects")
+
+    def mkdirs(self, path: str) -> None:
+        rc, _, err = self.conn.run(f"mkdir -p {shlex.quote(path)}")
+        if rc != 0:
+            raise StartError(f"{self.settings.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
+
+    def _files_for_agent(self) -> list[tuple[str, bytes]]:
+        files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
+        return files + [("safefs.py", SAFEFS.read_bytes())]
+
+    def _ensure_agent(self) -> str:
+        if self._agent_dir is None:
+            files = self._files_for_agent()
+            digest = hashlib.sha256(b"".join(name.encode() + data for name, data in files)).hexdigest()[:20]
+            agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
+            sftp = self.conn.sftp
+            with ssh_errors(self.settings.alias, "installing runctl's agent"):
+                try:
+                    sftp.stat(posixpath.join(agent_dir, "remote_agent.py"))
+                except OSError:
+                    tmp = f"{agent_dir}.tmp{os.getpid()}"
+                    self.mkdirs(posixpath.join(tmp, "lib"))
+                    for name, data in files:
+                        with sftp.open(posixpath.join(tmp, name), "wb") as f:
+                            f.write(data)
+                    self.conn.run(f"mv {shlex.quote(tmp)} {shlex.quote(agent_dir)} 2>/dev/null || "
+                                  f"rm -rf {shlex.quote(tmp)}")
+            self._agent_dir = agent_dir
+        return self._agent_dir
+
+    def agent(self, request: dict[str, Any]) -> dict[str, Any]:
+        script = posixpath.join(self._ensure_agent(), "remote_agent.py")
+        rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}", json.dumps(request).encode())
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            raise StartError(f"{self.settings.alias}: runctl's agent failed (exit {rc}) with "
+                             f"{self.python}: {err.decode(errors='replace').strip()[-500:]}; set the target's "
+                             f"python to a Python >= 3.8 on that host") from None
+        if "error" in answer:
+            raise StartError(f"{self.settings.alias}: {request['op']}: {answer['error']}")
+        return answer  # type: ignore[no-any-return]
+
+    # -- the contract ------------------------------------------------------------------------
+    def default_interpreter(self) -> str:
+        return self.python
+
+    def check_job(self, spec: LaunchSpec) -> None:
+        """Connect (verifying the host key) and find work_dir before any run exists."""
+        _ = self.work_dir
+
+    def plan(self, spec: LaunchSpec) -> Handle:
+        return Handle(self.name, "", posixpath.join(self.work_dir, spec.run_id), host=self.settings.alias)
+
+    def transport(self) -> Transport:
+        return SSHTransport(self)
+
+    def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        launcher = posixpath.join(handle.run_dir, P.LAUNCHER_FILE)
+        command = (f"cd / && exec {shlex.quote(self.python)} {shlex.quote(launcher)} --detach --secrets-stdin "
+                   f"{shlex.quote(handle.run_dir)}")
+        rc, out, err = self.conn.run(command, json.dumps(spec.secret_env).encode())
+        try:
+            pid = int(out.decode().strip())
+        except ValueError:
+            raise StartError(f"{self.settings.alias}: the launcher did not start (exit {rc}): "
+                             f"{err.decode(errors='replace').strip()[-500:]}") from None
+        boot = self.agent({"op": "info", "work_dir": self.work_dir})["boot_id"]
+        return Handle(self.name, str(pid), handle.run_dir, host=self.settings.alias, extra={"boot_id": boot})
+
+    def status(self, handle: Handle) -> JobState:
+        return self.status_many([handle])[0]
+
+    def status_many(self, handles: list[Handle]) -> list[JobState]:
+        """All of this host's runs in one remote request."""
+        answer = self.agent({"op": "status", "runs": [h.run_dir for h in handles],
+                             "abandon_pending": {h.run_dir: True for h in handles if h.pending}})
+        return [self._map(h, answer["runs"][h.run_dir], answer.get("boot_id")) for h in handles]
+
+    @staticmethod
+    def _map(handle: Handle, run: dict[str, Any], boot_id: str | None) -> JobState:
+        st, alive, cancel = run["status"], run["alive"], run["cancel"]
+        common = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time")}
+        if st.get("state") == P.FINISHED:
+            status, code, error = P.final_outcome(st, cancel)
+            return JobState(RunStatus(status), exit_code=code, error=error, **common)
+        booted = handle.extra.get("boot_id")
+        if booted and boot_id and booted != boot_id:
+            return JobState(RunStatus.FAILED, error="the host rebooted while the run was unfinished", **common)
+        if not alive:
+            return JobState(RunStatus.FAILED, error="the launcher exited without recording the end "
+                                                    "(see RUN_DIR/.runctl/launcher.log on the host)", **common)
+        if cancel:
+            return JobState(RunStatus.CANCEL_REQUESTED, **common)
+        return JobState(RunStatus.RUNNING if st.get("state") in (P.RUNNING, P.STOPPING) else RunStatus.STARTING,
+                        **common)
+
+    def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
+        out = bytearray()
+        while len(out) < max_bytes:
+            want = min(READ_CHUNK, max_bytes - len(out))
+            answer = self.agent({"op": "read", "run_dir": handle.run_dir, "path": relpath,
+                                 "offset": offset + len(out), "max": want})
+            data = base64.b64decode(answer["data"])
+            out += data
+            if len(data) < want:
+                break
+        return bytes(out)
+
+    def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
+        answer = self.agent({"op": "list", "run_dir": handle.run_dir, "reldir": reldir})
+        return [RunFile(*entry) for entry in answer["entries"]]
+
+    def cancel(self, handle: Handle) -> None:
+        self.agent({"op": "cancel", "run_dir": handle.run_dir})
+
+    def release(self, handle: Handle, state: JobState) -> None:
+        keep = self.options.get("keep_run_dirs", "failed")
+        if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
+            return
+        self.agent({"op": "remove", "run_dir": handle.run_dir})
+
+    def check(self) -> list[str]:
+        info = self.agent({"op": "info", "work_dir": self.work_dir})
+        return [f"{self.settings.alias}: reachable, host key trusted ({self.settings.known_hosts})",
+                f"python: {self.python} {info['python']}",
+                f"work_dir: {self.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
