@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .backend_contract import TARGET, BackendContract, BackendMethods
+from .backend_contract import BackendContract, BackendMethods
 from .conftest import Project, require_service
 
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
