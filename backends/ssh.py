@@ -81,6 +81,7 @@ class HostSettings:
         self.proxy_jump = entry.get("proxyjump")
         self.known_hosts = os.path.expanduser(options.get("known_hosts") or "~/.ssh/known_hosts")
         self.timeout_s = float(options.get("connect_timeout_s", 15))
+        self.command_timeout_s = float(options.get("command_timeout_s", 60))
 
     @property
     def key_name(self) -> str:
@@ -104,6 +105,17 @@ class Connection:
                                 banner_timeout=settings.timeout_s, auth_timeout=settings.timeout_s,
                                 sock=self._proxy(), allow_agent=True, look_for_keys=not settings.key_files)
         self._sftp: Any = None
+        self._bound_unacked_time()
+
+    def _bound_unacked_time(self) -> None:
+        """Data unacknowledged for longer than command_timeout_s ends the connection (Linux
+        TCP_USER_TIMEOUT): paramiko's writes would otherwise block for as long as TCP retries
+        (many minutes) on a cut link; this way runctl reconnects and resumes."""
+        sock = getattr(self.client.get_transport(), "sock", None)
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if isinstance(sock, socket.socket) and option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, int(self.settings.command_timeout_s * 1000))
 
     def _proxy(self) -> Any:
         if not self.settings.proxy_jump:
@@ -118,12 +130,17 @@ class Connection:
         if self._sftp is None:
             with ssh_errors(self.settings.alias, "opening SFTP"):
                 self._sftp = self.client.open_sftp()
+                self._sftp.get_channel().settimeout(self.settings.command_timeout_s)
         return self._sftp
 
     def run(self, command: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
         """Run ``command`` (already shell-quoted) with ``stdin``; (exit status, stdout, stderr)."""
         with ssh_errors(self.settings.alias, "running a command"):
-            chan = self.client.get_transport().open_session()
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise EOFError("the connection is closed")
+            chan = transport.open_session(timeout=self.settings.timeout_s)
+            chan.settimeout(self.settings.command_timeout_s)  # a cut link raises instead of hanging
             try:
                 chan.exec_command(command)
                 if stdin:
@@ -186,6 +203,10 @@ class SSHTransport(Transport):
 
     def send(self, digest: str, source: Path) -> None:
         """Upload into the cache; a part left by a dropped connection is resumed, not re-sent."""
+        with self.backend._reconnecting():
+            self._send(digest, source)
+
+    def _send(self, digest: str, source: Path) -> None:
         conn = self.backend.conn
         final = posixpath.join(self.backend.cache_dir, digest[:2], digest[2:])
         part = posixpath.join(self.backend.cache_dir, digest[:2], f".part.{digest[2:]}")
@@ -225,6 +246,8 @@ class SSHBackend(Backend):
         "known_hosts": {"type": "string", "minLength": 1},
         "ssh_config": {"type": "string", "minLength": 1},
         "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        "command_timeout_s": {"type": "number", "exclusiveMinimum": 0,
+                              "description": "a remote request that takes longer counts as a dropped link"},
         "keep_run_dirs": {"enum": ["failed", "all", "none"]},
     }
 
@@ -244,10 +267,22 @@ class SSHBackend(Backend):
             self._conn = Connection(self.settings)
         return self._conn
 
+    @contextlib.contextmanager
+    def _reconnecting(self) -> Iterator[None]:
+        """A dropped link closes this connection, so the next request (core retries with
+        back-off while waiting) opens a fresh one."""
+        try:
+            yield
+        except BackendUnreachable:
+            self.close()
+            raise
+
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = None
+            self._agent_dir = None
 
     @property
     def work_dir(self) -> str:
@@ -293,8 +328,10 @@ class SSHBackend(Backend):
         return self._agent_dir
 
     def agent(self, request: dict[str, Any]) -> dict[str, Any]:
-        script = posixpath.join(self._ensure_agent(), "remote_agent.py")
-        rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}", json.dumps(request).encode())
+        with self._reconnecting():
+            script = posixpath.join(self._ensure_agent(), "remote_agent.py")
+            rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}",
+                                         json.dumps(request).encode())
         try:
             answer = json.loads(out)
         except ValueError:

@@ -52,13 +52,35 @@ class Staged:
     sent_bytes: int
 
 
+def _retrying(fn: Any) -> Any:
+    """A link that drops while staging is retried with back-off (the transport resumes a
+    partly sent object) before the error reaches the user."""
+    import sys
+
+    import tenacity
+
+    from .errors import BackendUnreachable
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        if state.attempt_number == 1 and state.outcome is not None:
+            print(f"runctl: {state.outcome.exception()}; retrying for up to {STAGING_PATIENCE_S:g} s", file=sys.stderr)
+
+    return tenacity.retry(retry=tenacity.retry_if_exception_type(BackendUnreachable),
+                          wait=tenacity.wait_exponential(multiplier=0.5, max=10), before_sleep=warn,
+                          stop=tenacity.stop_after_delay(STAGING_PATIENCE_S), reraise=True)(fn)
+
+
+STAGING_PATIENCE_S = 120.0
+
+
 def stage(objects: ObjectStore, transport: Transport, run_dir: str, run_plan: StagePlan) -> Staged:
     """Send the objects the far side lacks, then materialise RUN_DIR there. A RUN_DIR left
     half-made by a failure is discarded."""
     sent = Staged(0, 0)
-    for digest in sorted(transport.missing(run_plan.digests)):
+    send = _retrying(transport.send)
+    for digest in sorted(_retrying(transport.missing)(run_plan.digests)):
         source = objects.object_path(digest)
-        transport.send(digest, source)
+        send(digest, source)
         sent.sent_objects += 1
         sent.sent_bytes += source.stat().st_size
     try:

@@ -88,3 +88,79 @@ def test_unknown_and_changed_host_keys_are_refused_and_trust_is_explicit(tmp_pat
     known.write_text(f"[{HOST}]:{PORT} {stranger[0]} {stranger[1]}\n")
     r = proj.cli("submit", str(job))
     assert r.rc == 2 and "CHANGED" in r.err, r.err
+
+
+def cut_link(seconds: float) -> None:
+    """Take the test host's link down (our own veth, nothing else), then up again."""
+    import subprocess
+    import time
+
+    subprocess.run(["ip", "link", "set", "rctl-h", "down"], check=True)
+    try:
+        time.sleep(seconds)
+    finally:
+        subprocess.run(["ip", "link", "set", "rctl-h", "up"], check=True)
+
+
+def test_a_cut_link_while_following_loses_and_repeats_nothing(tmp_path: Path, home: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    proj = Project(tmp_path / "proj", {"lab": target(command_timeout_s=2, connect_timeout_s=2,
+                                                     work_dir=str(tmp_path / "remote"))})
+    job = proj.script_job("""
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(40):
+            run.log("i", i)
+            print("line", i, flush=True)
+            time.sleep(0.15)
+        """, compute_target="lab")
+    rid = proj.cli("submit", str(job), "-q", check=True).out.strip()
+    follower = subprocess.Popen([sys.executable, "-m", "runctl", "logs", rid, "--follow"], cwd=proj.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    cut_link(3.0)
+    out, err = follower.communicate(timeout=180)
+    assert follower.returncode == 0, err
+    assert "retrying" in err, "the drop was noticed and ridden out"
+    assert [ln for ln in out.splitlines() if ln.startswith("line")] == [f"line {i}" for i in range(40)]
+    assert proj.cli("metrics", rid, "--json", check=True).json()["i"] == list(range(40))
+
+
+def test_a_cut_link_while_uploading_resumes_the_upload(tmp_path: Path, home: Path) -> None:
+    import hashlib
+    import subprocess
+    import sys
+    import time
+
+    proj = Project(tmp_path / "proj", {"lab": target(command_timeout_s=2, connect_timeout_s=2,
+                                                     work_dir=str(tmp_path / "remote"))})
+    blob = os.urandom(16 << 20)
+    (proj.src / "weights.bin").write_bytes(blob)
+    job = proj.script_job("import os\nprint('size', os.path.getsize('weights.bin'))\n", compute_target="lab")
+    cache = tmp_path / "remote" / ".objects"
+    digest = hashlib.sha256(blob).hexdigest()
+    part = cache / digest[:2] / f".part.{digest[2:]}"
+    # The upload is slowed to ~5 MB/s on our own veth, so the cut surely lands in the middle of it.
+    subprocess.run(["tc", "qdisc", "add", "dev", "rctl-h", "root", "tbf", "rate", "40mbit", "burst", "64kb",
+                    "latency", "400ms"], check=True)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "--wait", "-q"], cwd=proj.root,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size > (1 << 20)) and time.monotonic() < wait_until:
+            time.sleep(0.01)
+        arrived = part.stat().st_size
+        cut_link(6.0)  # longer than command_timeout_s: the SFTP channel gives up, runctl reconnects
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", "rctl-h", "root"], check=False)
+    out, err = p.communicate(timeout=240)
+    assert p.returncode == 0, err
+    assert "retrying" in err, err
+    rid = out.strip()
+    assert f"size {len(blob)}" in proj.cli("logs", rid, check=True).out
+    assert hashlib.sha256((cache / digest[:2] / digest[2:]).read_bytes()).hexdigest() == digest
+    assert 0 < arrived < len(blob), "the cut came mid-upload"
