@@ -127,8 +127,8 @@ class Backend(abc.ABC):
         run that ``status`` can find again."""
 
     @abc.abstractmethod
-    def transport(self) -> Transport:
-        """How core stages RUN_DIR on this backend's compute side (before ``submit``)."""
+    def transport(self, handle: Handle) -> Transport:
+        """How core stages RUN_DIR on the compute side ``handle`` (from ``plan``) points at."""
 
     @abc.abstractmethod
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:

@@ -46,7 +46,7 @@ class HostDirBackend(Backend):
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle(self.name, "", str(self.work_dir / spec.run_id), host=os.uname().nodename)
 
-    def transport(self) -> Transport:
+    def transport(self, handle: Handle) -> Transport:
         return LocalTransport(self.store_dir / "objects")
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:

@@ -194,24 +194,120 @@ def trust_host(settings: HostSettings) -> str:
     return fingerprint(key)
 
 
+class HostLink:
+    """One host of a target: its connection (opened on first use, reopened after a drop),
+    its work_dir and runctl's agent there."""
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        self.settings = HostSettings(alias, options)
+        self.options = options
+        self.python = options.get("python", "python3")
+        self._conn: Connection | None = None
+        self._work_dir: str | None = None
+        self._agent_dir: str | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.settings.alias
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = Connection(self.settings)
+        return self._conn
+
+    @contextlib.contextmanager
+    def reconnecting(self) -> Iterator[None]:
+        """A dropped link closes this connection, so the next request (core retries with
+        back-off while waiting or staging) opens a fresh one."""
+        try:
+            yield
+        except BackendUnreachable:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            self._agent_dir = None
+
+    @property
+    def work_dir(self) -> str:
+        if self._work_dir is None:
+            wanted = self.options.get("work_dir", "~/.runctl")
+            if wanted == "~" or wanted.startswith("~/"):
+                with self.reconnecting(), ssh_errors(self.alias, "finding the home directory"):
+                    wanted = posixpath.join(self.conn.sftp.normalize("."), wanted[2:])
+            self._work_dir = wanted
+        return self._work_dir
+
+    @property
+    def cache_dir(self) -> str:
+        return posixpath.join(self.work_dir, ".objects")
+
+    def mkdirs(self, path: str) -> None:
+        rc, _, err = self.conn.run(f"mkdir -p {shlex.quote(path)}")
+        if rc != 0:
+            raise StartError(f"{self.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
+
+    def _ensure_agent(self) -> str:
+        if self._agent_dir is None:
+            files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
+            files.append(("safefs.py", SAFEFS.read_bytes()))
+            digest = hashlib.sha256(b"".join(name.encode() + data for name, data in files)).hexdigest()[:20]
+            agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
+            sftp = self.conn.sftp
+            with ssh_errors(self.alias, "installing runctl's agent"):
+                try:
+                    sftp.stat(posixpath.join(agent_dir, "remote_agent.py"))
+                except OSError:
+                    tmp = f"{agent_dir}.tmp{os.getpid()}"
+                    self.mkdirs(posixpath.join(tmp, "lib"))
+                    for name, data in files:
+                        with sftp.open(posixpath.join(tmp, name), "wb") as f:
+                            f.write(data)
+                    self.conn.run(f"mv {shlex.quote(tmp)} {shlex.quote(agent_dir)} 2>/dev/null || "
+                                  f"rm -rf {shlex.quote(tmp)}")
+            self._agent_dir = agent_dir
+        return self._agent_dir
+
+    def agent(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request to runctl's agent on this host (runctl/remote_agent.py)."""
+        with self.reconnecting():
+            script = posixpath.join(self._ensure_agent(), "remote_agent.py")
+            rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}",
+                                         json.dumps(request).encode())
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            raise StartError(f"{self.alias}: runctl's agent failed (exit {rc}) with {self.python}: "
+                             f"{err.decode(errors='replace').strip()[-500:]}; set the target's python to a "
+                             f"Python >= 3.8 on that host") from None
+        if "error" in answer:
+            raise StartError(f"{self.alias}: {request['op']}: {answer['error']}")
+        return answer  # type: ignore[no-any-return]
+
+
 class SSHTransport(Transport):
-    def __init__(self, backend: SSHBackend) -> None:
-        self.backend = backend
+    def __init__(self, link: HostLink) -> None:
+        self.link = link
 
     def missing(self, digests: list[str]) -> set[str]:
-        return set(self.backend.agent({"op": "missing", "cache": self.backend.cache_dir, "digests": digests})["missing"])
+        return set(self.link.agent({"op": "missing", "cache": self.link.cache_dir, "digests": digests})["missing"])
 
     def send(self, digest: str, source: Path) -> None:
         """Upload into the cache; a part left by a dropped connection is resumed, not re-sent."""
-        with self.backend._reconnecting():
+        with self.link.reconnecting():
             self._send(digest, source)
 
     def _send(self, digest: str, source: Path) -> None:
-        conn = self.backend.conn
-        final = posixpath.join(self.backend.cache_dir, digest[:2], digest[2:])
-        part = posixpath.join(self.backend.cache_dir, digest[:2], f".part.{digest[2:]}")
-        with ssh_errors(conn.settings.alias, f"uploading {source.name}"):
-            self.backend.mkdirs(posixpath.dirname(final))
+        conn = self.link.conn
+        final = posixpath.join(self.link.cache_dir, digest[:2], digest[2:])
+        part = posixpath.join(self.link.cache_dir, digest[:2], f".part.{digest[2:]}")
+        with ssh_errors(self.link.alias, f"uploading {source.name}"):
+            self.link.mkdirs(posixpath.dirname(final))
             try:
                 have = conn.sftp.stat(part).st_size or 0
             except OSError:
@@ -224,12 +320,12 @@ class SSHTransport(Transport):
             conn.sftp.posix_rename(part, final)
 
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
-        self.backend.agent({"op": "materialize", "cache": self.backend.cache_dir, "run_dir": run_dir,
-                            "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
-                            "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})
+        self.link.agent({"op": "materialize", "cache": self.link.cache_dir, "run_dir": run_dir,
+                         "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
+                         "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})
 
     def discard(self, run_dir: str) -> None:
-        self.backend.agent({"op": "remove", "run_dir": run_dir})
+        self.link.agent({"op": "remove", "run_dir": run_dir})
 
 
 class SSHBackend(Backend):
@@ -253,130 +349,80 @@ class SSHBackend(Backend):
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
-        hosts = options.get("hosts") or [target]
-        self.settings = HostSettings(hosts[0], options)
+        self.links = {alias: HostLink(alias, options) for alias in (options.get("hosts") or [target])}
         self.python = options.get("python", "python3")
-        self._conn: Connection | None = None
-        self._work_dir: str | None = None
-        self._agent_dir: str | None = None
+        self._chosen: dict[str, HostLink] = {}  # run id -> the host plan() chose
 
-    # -- connection, paths and the agent ---------------------------------------------------
+    def link(self, handle: Handle) -> HostLink:
+        return self.links.get(handle.host or "") or next(iter(self.links.values()))
+
     @property
-    def conn(self) -> Connection:
-        if self._conn is None:
-            self._conn = Connection(self.settings)
-        return self._conn
-
-    @contextlib.contextmanager
-    def _reconnecting(self) -> Iterator[None]:
-        """A dropped link closes this connection, so the next request (core retries with
-        back-off while waiting) opens a fresh one."""
-        try:
-            yield
-        except BackendUnreachable:
-            self.close()
-            raise
+    def settings(self) -> HostSettings:  # (the first host's, for `runctl compute trust`)
+        return next(iter(self.links.values())).settings
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-            self._agent_dir = None
-
-    @property
-    def work_dir(self) -> str:
-        if self._work_dir is None:
-            wanted = self.options.get("work_dir", "~/.runctl")
-            if wanted == "~" or wanted.startswith("~/"):
-                with ssh_errors(self.settings.alias, "finding the home directory"):
-                    wanted = posixpath.join(self.conn.sftp.normalize("."), wanted[2:])
-            self._work_dir = wanted
-        return self._work_dir
-
-    @property
-    def cache_dir(self) -> str:
-        return posixpath.join(self.work_dir, ".objects")
-
-    def mkdirs(self, path: str) -> None:
-        rc, _, err = self.conn.run(f"mkdir -p {shlex.quote(path)}")
-        if rc != 0:
-            raise StartError(f"{self.settings.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
-
-    def _files_for_agent(self) -> list[tuple[str, bytes]]:
-        files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
-        return files + [("safefs.py", SAFEFS.read_bytes())]
-
-    def _ensure_agent(self) -> str:
-        if self._agent_dir is None:
-            files = self._files_for_agent()
-            digest = hashlib.sha256(b"".join(name.encode() + data for name, data in files)).hexdigest()[:20]
-            agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
-            sftp = self.conn.sftp
-            with ssh_errors(self.settings.alias, "installing runctl's agent"):
-                try:
-                    sftp.stat(posixpath.join(agent_dir, "remote_agent.py"))
-                except OSError:
-                    tmp = f"{agent_dir}.tmp{os.getpid()}"
-                    self.mkdirs(posixpath.join(tmp, "lib"))
-                    for name, data in files:
-                        with sftp.open(posixpath.join(tmp, name), "wb") as f:
-                            f.write(data)
-                    self.conn.run(f"mv {shlex.quote(tmp)} {shlex.quote(agent_dir)} 2>/dev/null || "
-                                  f"rm -rf {shlex.quote(tmp)}")
-            self._agent_dir = agent_dir
-        return self._agent_dir
-
-    def agent(self, request: dict[str, Any]) -> dict[str, Any]:
-        with self._reconnecting():
-            script = posixpath.join(self._ensure_agent(), "remote_agent.py")
-            rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}",
-                                         json.dumps(request).encode())
-        try:
-            answer = json.loads(out)
-        except ValueError:
-            raise StartError(f"{self.settings.alias}: runctl's agent failed (exit {rc}) with "
-                             f"{self.python}: {err.decode(errors='replace').strip()[-500:]}; set the target's "
-                             f"python to a Python >= 3.8 on that host") from None
-        if "error" in answer:
-            raise StartError(f"{self.settings.alias}: {request['op']}: {answer['error']}")
-        return answer  # type: ignore[no-any-return]
+        for link in self.links.values():
+            link.close()
 
     # -- the contract ------------------------------------------------------------------------
     def default_interpreter(self) -> str:
         return self.python
 
     def check_job(self, spec: LaunchSpec) -> None:
-        """Connect (verifying the host key) and find work_dir before any run exists."""
-        _ = self.work_dir
+        """Connect (verifying host keys) and find work_dir on a host before any run exists."""
+        self._pick(spec)
+
+    def _pick(self, spec: LaunchSpec) -> HostLink:
+        """The first host that answers (GPU-aware placement chooses among them)."""
+        if spec.run_id in self._chosen:
+            return self._chosen[spec.run_id]
+        errors = []
+        for link in self.links.values():
+            try:
+                _ = link.work_dir
+            except BackendUnreachable as e:
+                errors.append(str(e))
+                continue
+            self._chosen[spec.run_id] = link
+            return link
+        raise BackendUnreachable("no host of this target answers: " + "; ".join(errors))
 
     def plan(self, spec: LaunchSpec) -> Handle:
-        return Handle(self.name, "", posixpath.join(self.work_dir, spec.run_id), host=self.settings.alias)
+        link = self._pick(spec)
+        return Handle(self.name, "", posixpath.join(link.work_dir, spec.run_id), host=link.alias)
 
-    def transport(self) -> Transport:
-        return SSHTransport(self)
+    def transport(self, handle: Handle) -> Transport:
+        return SSHTransport(self.link(handle))
 
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
+        link = self.link(handle)
         launcher = posixpath.join(handle.run_dir, P.LAUNCHER_FILE)
-        command = (f"cd / && exec {shlex.quote(self.python)} {shlex.quote(launcher)} --detach --secrets-stdin "
+        command = (f"cd / && exec {shlex.quote(link.python)} {shlex.quote(launcher)} --detach --secrets-stdin "
                    f"{shlex.quote(handle.run_dir)}")
-        rc, out, err = self.conn.run(command, json.dumps(spec.secret_env).encode())
+        rc, out, err = link.conn.run(command, json.dumps(spec.secret_env).encode())
         try:
             pid = int(out.decode().strip())
         except ValueError:
-            raise StartError(f"{self.settings.alias}: the launcher did not start (exit {rc}): "
+            raise StartError(f"{link.alias}: the launcher did not start (exit {rc}): "
                              f"{err.decode(errors='replace').strip()[-500:]}") from None
-        boot = self.agent({"op": "info", "work_dir": self.work_dir})["boot_id"]
-        return Handle(self.name, str(pid), handle.run_dir, host=self.settings.alias, extra={"boot_id": boot})
+        boot = link.agent({"op": "info", "work_dir": link.work_dir})["boot_id"]
+        return Handle(self.name, str(pid), handle.run_dir, host=link.alias, extra={"boot_id": boot})
 
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]
 
     def status_many(self, handles: list[Handle]) -> list[JobState]:
-        """All of this host's runs in one remote request."""
-        answer = self.agent({"op": "status", "runs": [h.run_dir for h in handles],
-                             "abandon_pending": {h.run_dir: True for h in handles if h.pending}})
-        return [self._map(h, answer["runs"][h.run_dir], answer.get("boot_id")) for h in handles]
+        """All of a host's runs in one remote request (one per host)."""
+        by_host: dict[str, list[Handle]] = {}
+        for h in handles:
+            by_host.setdefault(self.link(h).alias, []).append(h)
+        states: dict[str, JobState] = {}
+        for alias, group in by_host.items():
+            answer = self.links[alias].agent({"op": "status", "runs": [h.run_dir for h in group],
+                                              "abandon_pending": {h.run_dir: True for h in group if h.pending}})
+            for h in group:
+                states[h.run_dir] = self._map(h, answer["runs"][h.run_dir], answer.get("boot_id"))
+        return [states[h.run_dir] for h in handles]
 
     @staticmethod
     def _map(handle: Handle, run: dict[str, Any], boot_id: str | None) -> JobState:
@@ -400,7 +446,7 @@ class SSHBackend(Backend):
         out = bytearray()
         while len(out) < max_bytes:
             want = min(READ_CHUNK, max_bytes - len(out))
-            answer = self.agent({"op": "read", "run_dir": handle.run_dir, "path": relpath,
+            answer = self.link(handle).agent({"op": "read", "run_dir": handle.run_dir, "path": relpath,
                                  "offset": offset + len(out), "max": want})
             data = base64.b64decode(answer["data"])
             out += data
@@ -409,20 +455,24 @@ class SSHBackend(Backend):
         return bytes(out)
 
     def list_files(self, handle: Handle, reldir: str) -> list[RunFile]:
-        answer = self.agent({"op": "list", "run_dir": handle.run_dir, "reldir": reldir})
+        answer = self.link(handle).agent({"op": "list", "run_dir": handle.run_dir, "reldir": reldir})
         return [RunFile(*entry) for entry in answer["entries"]]
 
     def cancel(self, handle: Handle) -> None:
-        self.agent({"op": "cancel", "run_dir": handle.run_dir})
+        self.link(handle).agent({"op": "cancel", "run_dir": handle.run_dir})
 
     def release(self, handle: Handle, state: JobState) -> None:
         keep = self.options.get("keep_run_dirs", "failed")
         if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
             return
-        self.agent({"op": "remove", "run_dir": handle.run_dir})
+        self.link(handle).agent({"op": "remove", "run_dir": handle.run_dir})
 
     def check(self) -> list[str]:
-        info = self.agent({"op": "info", "work_dir": self.work_dir})
-        return [f"{self.settings.alias}: reachable, host key trusted ({self.settings.known_hosts})",
-                f"python: {self.python} {info['python']}",
-                f"work_dir: {self.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
+        """Per host: reachable with a trusted key, its Python, free disk in work_dir."""
+        lines = []
+        for link in self.links.values():
+            info = link.agent({"op": "info", "work_dir": link.work_dir})
+            lines += [f"{link.alias}: reachable, host key trusted ({link.settings.known_hosts})",
+                      f"  python: {link.python} {info['python']}",
+                      f"  work_dir: {link.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
+        return lines

@@ -163,7 +163,7 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
     try:
         with no_space_is_an_error(Path(plan.run_dir)):
             objects = ObjectStore(store.dir)
-            staging.stage(objects, backend.transport(), plan.run_dir,
+            staging.stage(objects, backend.transport(plan), plan.run_dir,
                           staging.plan(objects, snapshot_id, spec.launcher_spec()))
             handle = backend.submit(spec, plan)
     except DiskFull as e:

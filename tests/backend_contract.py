@@ -348,7 +348,7 @@ class BackendMethods:
         objects = ObjectStore(rig.home)
         handle = rig.backend.plan(spec)
         assert handle.pending and WEIRD_WORK_DIR in handle.run_dir
-        transport = rig.backend.transport()
+        transport = rig.backend.transport(handle)
         staged = staging.stage(objects, transport, handle.run_dir, staging.plan(objects, spec.snapshot_id,
                                                                                spec.launcher_spec()))
         rig.backend.check_job(spec)
@@ -366,10 +366,10 @@ class BackendMethods:
         from runctl.snapshot import ObjectStore
 
         objects = ObjectStore(rig.home)
-        transport = rig.backend.transport()
         for i, run_id in enumerate(("exp_1_first", "exp_1_again")):
             spec = self._spec(rig, "quick", run_id)
-            run_dir = rig.backend.plan(spec).run_dir
+            handle = rig.backend.plan(spec)
+            transport, run_dir = rig.backend.transport(handle), handle.run_dir
             staged = staging.stage(objects, transport, run_dir, staging.plan(objects, rig.sid, spec.launcher_spec()))
             if i == 1:
                 assert (staged.sent_objects, staged.sent_bytes) == (0, 0)

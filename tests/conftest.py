@@ -108,9 +108,10 @@ def stage_run_dir(backend: Any, spec: Any, store_dir: Path) -> Path:
     from runctl.snapshot import ObjectStore
 
     objects = ObjectStore(store_dir)
-    run_dir = backend.plan(spec).run_dir
-    staging.stage(objects, backend.transport(), run_dir, staging.plan(objects, spec.snapshot_id, spec.launcher_spec()))
-    return Path(run_dir)
+    handle = backend.plan(spec)
+    staging.stage(objects, backend.transport(handle), handle.run_dir,
+                  staging.plan(objects, spec.snapshot_id, spec.launcher_spec()))
+    return Path(handle.run_dir)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ class FakeBackend(Backend):
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle("fake", "", str(self.run_dir))
 
-    def transport(self) -> LocalTransport:
+    def transport(self, handle: Handle) -> LocalTransport:
         return LocalTransport(self.store_dir / "objects")
 
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:

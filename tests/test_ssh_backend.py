@@ -58,7 +58,7 @@ class TestSSHMethods(BackendMethods):
     def stop_from_outside(self, rig: Any) -> Any:
         def stop(handle: Any) -> None:  # `ssh host kill PID`, as an operator would
             status = json.loads(rig.backend.read(handle, "status.json", 0, 1 << 20))
-            rc, _, err = rig.backend.conn.run(f"kill {int(status['launcher_pid'])}")
+            rc, _, err = rig.backend.link(handle).conn.run(f"kill {int(status['launcher_pid'])}")
             assert rc == 0, err
 
         return stop
