@@ -345,13 +345,19 @@ class SSHBackend(Backend):
         "command_timeout_s": {"type": "number", "exclusiveMinimum": 0,
                               "description": "a remote request that takes longer counts as a dropped link"},
         "keep_run_dirs": {"enum": ["failed", "all", "none"]},
+        "gpus_per_run": {"type": "integer", "minimum": 0, "description": "GPUs a run gets unless resources.gpus says"},
+        "nvidia_smi": {"type": "string", "minLength": 1, "description": "nvidia-smi on the hosts (default: on PATH)"},
+        "gpu_busy_memory_mib": {"type": "number", "minimum": 0,
+                                "description": "a GPU with more memory in use counts as busy (default 1024)"},
+        "queue_timeout_s": {"type": "number", "minimum": 0,
+                            "description": "how long a submit waits for free GPUs (default 0: fail at once)"},
     }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
         self.links = {alias: HostLink(alias, options) for alias in (options.get("hosts") or [target])}
         self.python = options.get("python", "python3")
-        self._chosen: dict[str, HostLink] = {}  # run id -> the host plan() chose
+        self._chosen: dict[str, tuple[HostLink, list[int]]] = {}  # run id -> (host, GPUs) placement chose
 
     def link(self, handle: Handle) -> HostLink:
         return self.links.get(handle.host or "") or next(iter(self.links.values()))
@@ -369,27 +375,75 @@ class SSHBackend(Backend):
         return self.python
 
     def check_job(self, spec: LaunchSpec) -> None:
-        """Connect (verifying host keys) and find work_dir on a host before any run exists."""
-        self._pick(spec)
-
-    def _pick(self, spec: LaunchSpec) -> HostLink:
-        """The first host that answers (GPU-aware placement chooses among them)."""
-        if spec.run_id in self._chosen:
-            return self._chosen[spec.run_id]
-        errors = []
+        """Before any run exists: connect (verifying host keys), and refuse a GPU count that no
+        host has at all (how many are free is placement's business, in ``plan``)."""
+        want = self.gpus_wanted(spec)
+        errors, most = [], 0
         for link in self.links.values():
             try:
                 _ = link.work_dir
+                if want == 0:
+                    return
+                gpus = link.agent({"op": "gpus", "work_dir": link.work_dir,
+                                   "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi")})["gpus"]
             except BackendUnreachable as e:
                 errors.append(str(e))
                 continue
-            self._chosen[spec.run_id] = link
-            return link
-        raise BackendUnreachable("no host of this target answers: " + "; ".join(errors))
+            most = max(most, len(gpus))
+            if len(gpus) >= want:
+                return
+        if errors and not most:
+            raise BackendUnreachable("no host of this target answers: " + "; ".join(errors))
+        raise InputError(f"resources.gpus: {want}, but no host of target {self.target!r} has that many GPUs "
+                         f"(the most is {most}); ask for fewer, or add a host")
+
+    def gpus_wanted(self, spec: LaunchSpec) -> int:
+        gpus = (spec.resources or {}).get("gpus")
+        if isinstance(gpus, int):
+            return gpus
+        if isinstance(gpus, list):
+            return len(gpus)
+        return int(self.options.get("gpus_per_run", 0))
+
+    def _pick(self, spec: LaunchSpec) -> tuple[HostLink, list[int]]:
+        """A host that answers and, if the run wants GPUs, has that many free (no process on
+        them, no live run holding them): reserved there under a host-wide lock, so concurrent
+        submits get disjoint GPUs. With none free, wait up to queue_timeout_s, else fail."""
+        if spec.run_id in self._chosen:
+            return self._chosen[spec.run_id]
+        import time
+
+        want = self.gpus_wanted(spec)
+        deadline = time.monotonic() + float(self.options.get("queue_timeout_s", 0))
+        while True:
+            errors, seen = [], []
+            for link in self.links.values():
+                try:
+                    run_dir = posixpath.join(link.work_dir, spec.run_id)
+                    if want == 0:
+                        self._chosen[spec.run_id] = (link, [])
+                        return link, []
+                    got = link.agent({"op": "reserve", "work_dir": link.work_dir, "run_dir": run_dir, "count": want,
+                                      "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi"),
+                                      "busy_mib": self.options.get("gpu_busy_memory_mib", 1024)})
+                except BackendUnreachable as e:
+                    errors.append(str(e))
+                    continue
+                if got["reserved"] is not None:
+                    self._chosen[spec.run_id] = (link, got["reserved"])
+                    return link, got["reserved"]
+                seen.append(f"{link.alias}: {got['free']} of {got['total']} free")
+            if not seen:
+                raise BackendUnreachable("no host of this target answers: " + "; ".join(errors))
+            if time.monotonic() >= deadline:
+                raise StartError(f"no host has {want} free GPU(s) ({'; '.join(seen)}); wait for a run to end, "
+                                 f"or set queue_timeout_s on the target to wait for them")
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
     def plan(self, spec: LaunchSpec) -> Handle:
-        link = self._pick(spec)
-        return Handle(self.name, "", posixpath.join(link.work_dir, spec.run_id), host=link.alias)
+        link, gpus = self._pick(spec)
+        return Handle(self.name, "", posixpath.join(link.work_dir, spec.run_id), host=link.alias,
+                      extra={"gpus": gpus} if gpus else {})
 
     def transport(self, handle: Handle) -> Transport:
         return SSHTransport(self.link(handle))
@@ -399,14 +453,18 @@ class SSHBackend(Backend):
         launcher = posixpath.join(handle.run_dir, P.LAUNCHER_FILE)
         command = (f"cd / && exec {shlex.quote(link.python)} {shlex.quote(launcher)} --detach --secrets-stdin "
                    f"{shlex.quote(handle.run_dir)}")
-        rc, out, err = link.conn.run(command, json.dumps(spec.secret_env).encode())
+        variables = dict(spec.secret_env)  # launch-time variables go on stdin with the secrets
+        gpus = handle.extra.get("gpus") or self._chosen.get(spec.run_id, (link, []))[1]
+        if gpus:
+            variables["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+        rc, out, err = link.conn.run(command, json.dumps(variables).encode())
         try:
             pid = int(out.decode().strip())
         except ValueError:
             raise StartError(f"{link.alias}: the launcher did not start (exit {rc}): "
                              f"{err.decode(errors='replace').strip()[-500:]}") from None
         boot = link.agent({"op": "info", "work_dir": link.work_dir})["boot_id"]
-        return Handle(self.name, str(pid), handle.run_dir, host=link.alias, extra={"boot_id": boot})
+        return Handle(self.name, str(pid), handle.run_dir, host=link.alias, extra={"boot_id": boot, "gpus": gpus})
 
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]
@@ -462,6 +520,9 @@ class SSHBackend(Backend):
         self.link(handle).agent({"op": "cancel", "run_dir": handle.run_dir})
 
     def release(self, handle: Handle, state: JobState) -> None:
+        link = self.link(handle)
+        if handle.extra.get("gpus"):
+            link.agent({"op": "release_gpus", "work_dir": link.work_dir, "run_dir": handle.run_dir})
         keep = self.options.get("keep_run_dirs", "failed")
         if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
             return
@@ -475,4 +536,11 @@ class SSHBackend(Backend):
             lines += [f"{link.alias}: reachable, host key trusted ({link.settings.known_hosts})",
                       f"  python: {link.python} {info['python']}",
                       f"  work_dir: {link.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
+            gpus = link.agent({"op": "gpus", "work_dir": link.work_dir,
+                               "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi"),
+                               "busy_mib": self.options.get("gpu_busy_memory_mib", 1024)})["gpus"]
+            lines.append(f"  GPUs: {len(gpus) or 'none'}")
+            for g in gpus:
+                state = "reserved by runctl" if g["reserved"] else "busy" if g["busy"] else "free"
+                lines.append(f"    {g['index']}: {g['name']}, {g['used_mib']:.0f}/{g['total_mib']:.0f} MiB, {state}")
         return lines

@@ -142,8 +142,99 @@ def op_info(req):
     return {"python": sys.version.split()[0], "free_bytes": st.f_bavail * st.f_frsize, "boot_id": boot_id()}
 
 
+def query_gpus(nvidia_smi, busy_mib):
+    """[{index, uuid, name, used_mib, total_mib, busy}] from nvidia-smi; [] without it."""
+    import subprocess
+
+    def query(*args):
+        try:
+            out = subprocess.run([nvidia_smi] + list(args), capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    gpus = query("--query-gpu=index,uuid,name,memory.used,memory.total", "--format=csv,noheader,nounits")
+    if gpus is None:
+        return []
+    apps = query("--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader") or ""
+    used_by_apps = {line.split(",")[0].strip() for line in apps.splitlines() if line.strip()}
+    out = []
+    for line in gpus.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        index, uuid, name, used, total = parts[:5]
+        used_mib = float(used) if used.replace(".", "", 1).isdigit() else 0.0
+        out.append({"index": int(index), "uuid": uuid, "name": name, "used_mib": used_mib,
+                    "total_mib": float(total) if total.replace(".", "", 1).isdigit() else 0.0,
+                    "busy": uuid in used_by_apps or used_mib > busy_mib})
+    return out
+
+
+RESERVATION_GRACE_S = 120  # a reservation whose run has not started by then is stale
+
+
+def _reservation_live(path):
+    """Is the GPU reservation file at ``path`` held by a run that lives (or is starting)?"""
+    try:
+        with open(path) as f:
+            run_dir = f.read().strip()
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return False
+    if lock_free(run_dir, lambda: False) == "held":
+        return True
+    st = safefs.read_json(run_dir, P.STATUS_FILE)
+    return not st and age < RESERVATION_GRACE_S
+
+
+def op_gpus(req):
+    gpus = query_gpus(req.get("nvidia_smi", "nvidia-smi"), req.get("busy_mib", 1024))
+    res_dir = os.path.join(req["work_dir"], ".gpus")
+    for g in gpus:
+        g["reserved"] = _reservation_live(os.path.join(res_dir, str(g["index"])))
+    return {"gpus": gpus}
+
+
+def op_reserve(req):
+    """Reserve ``count`` GPUs that no process uses and no live run holds, for ``run_dir``:
+    one host-wide lock makes concurrent submits pick disjoint GPUs."""
+    res_dir = os.path.join(req["work_dir"], ".gpus")
+    os.makedirs(res_dir, exist_ok=True)
+    fd = os.open(os.path.join(res_dir, ".lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        gpus = op_gpus(req)["gpus"]
+        free = [g["index"] for g in gpus if not g["busy"] and not g["reserved"]]
+        if len(free) < req["count"]:
+            return {"reserved": None, "free": len(free), "total": len(gpus)}
+        chosen = free[: req["count"]]
+        for index in chosen:
+            tmp = os.path.join(res_dir, ".%d.tmp" % index)
+            with open(tmp, "w") as f:
+                f.write(req["run_dir"])
+            os.replace(tmp, os.path.join(res_dir, str(index)))
+        return {"reserved": chosen}
+    finally:
+        os.close(fd)
+
+
+def op_release_gpus(req):
+    res_dir = os.path.join(req["work_dir"], ".gpus")
+    for name in os.listdir(res_dir) if os.path.isdir(res_dir) else []:
+        path = os.path.join(res_dir, name)
+        try:
+            with open(path) as f:
+                if f.read().strip() == req["run_dir"]:
+                    os.unlink(path)
+        except OSError:
+            continue
+    return {}
+
+
 OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
-       "read": op_read, "list": op_list, "remove": op_remove, "info": op_info}
+       "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
+       "reserve": op_reserve, "release_gpus": op_release_gpus}
 
 
 def main():

@@ -1,0 +1,97 @@
+"""GPU-aware placement on SSH hosts, against a stand-in nvidia-smi on the test host that
+reports a configurable set of GPUs and processes (tests/fake_nvidia_smi.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import Project
+from .test_ssh_backend import _sshd, target  # noqa: F401  (_sshd: the same service check)
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def gpus(tmp_path: Path) -> Any:
+    d = tmp_path / "fake-gpu"
+    d.mkdir()
+    shutil.copy(HERE / "fake_nvidia_smi.py", d / "nvidia-smi")
+    os.chmod(d / "nvidia-smi", 0o755)
+
+    def set_state(n: int, apps: list[int] = (), used: dict[int, int] | None = None) -> Path:
+        state = {"gpus": [{"index": i, "uuid": f"GPU-{i:04d}", "name": "Fake H100", "used": (used or {}).get(i, 0)}
+                          for i in range(n)],
+                 "apps": [{"uuid": f"GPU-{i:04d}", "pid": 4242} for i in apps]}
+        (d / "gpus.json").write_text(json.dumps(state))
+        return d / "nvidia-smi"
+
+    return set_state
+
+
+def gpu_proj(tmp_path: Path, smi: Path, **more: Any) -> Project:
+    return Project(tmp_path / "proj", {"lab": target(nvidia_smi=str(smi), gpus_per_run=1, work_dir=str(tmp_path / "w"),
+                                                     **more)})
+
+
+JOB = "import os, time\nprint('cvd', os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True)\ntime.sleep(float(os.environ.get('HOLD', '0')))\n"
+
+
+def devices(proj: Project, rid: str) -> str:
+    return next(ln.split()[1] for ln in proj.cli("logs", rid, check=True).out.splitlines() if ln.startswith("cvd"))
+
+
+def test_concurrent_submits_get_disjoint_gpus_and_a_full_host_fails_at_once(tmp_path: Path, home: Path, gpus: Any) -> None:
+    proj = gpu_proj(tmp_path, gpus(2))
+    job = proj.script_job(JOB, compute_target="lab", environment={"environment_variables": {"HOLD": "4"}})
+    procs = [subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q"], cwd=proj.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    ids = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and len(set(ids)) == 2
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and "no host has 1 free GPU(s)" in r.err and "0 of 2 free" in r.err, r.err
+    for rid in ids:
+        assert proj.cli("wait", rid, "--timeout", "120").rc == 0
+    assert sorted(devices(proj, rid) for rid in ids) == ["0", "1"]
+    again = proj.cli("submit", str(job), "-q", "--wait", "--set", "environment.environment_variables.HOLD=0")
+    assert again.rc == 0, "the GPUs are free again once the runs ended"
+
+
+def test_a_gpu_used_by_a_foreign_process_or_its_memory_is_skipped(tmp_path: Path, home: Path, gpus: Any) -> None:
+    proj = gpu_proj(tmp_path, gpus(3, apps=[0], used={1: 30000}))
+    job = proj.script_job(JOB, compute_target="lab")
+    rid = proj.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert devices(proj, rid) == "2"
+    r = proj.cli("compute", "check", "lab", check=True)
+    assert "0: Fake H100, 0/81559 MiB, busy" in r.out and "1: Fake H100, 30000/81559 MiB, busy" in r.out
+    assert "2: Fake H100, 0/81559 MiB, free" in r.out
+
+
+def test_all_busy_waits_queued_then_runs_when_one_frees(tmp_path: Path, home: Path, gpus: Any) -> None:
+    smi = gpus(1, apps=[0])
+    proj = gpu_proj(tmp_path, smi, queue_timeout_s=60)
+    job = proj.script_job(JOB, compute_target="lab")
+    p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q", "--wait"], cwd=proj.root,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert p.poll() is None, "waiting for a free GPU"
+    gpus(1)  # the foreign process ends
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert devices(proj, out.strip()) == "0"
+
+
+def test_more_gpus_than_any_host_has_is_bad_input(tmp_path: Path, home: Path, gpus: Any) -> None:
+    proj = gpu_proj(tmp_path, gpus(2))
+    job = proj.script_job(JOB, compute_target="lab", resources={"gpus": 3})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 2 and "no host of target 'lab' has that many GPUs (the most is 2)" in r.err, r.err
+    assert proj.cli("list", "--json").json() == []
