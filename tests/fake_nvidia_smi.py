@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A stand-in for nvidia-smi on the test SSH host: answers runctl's two queries from the
-JSON file named by the FAKE_GPUS file beside this script (GPUs and the processes on them)."""
+gpus.json file beside this script (GPUs and the processes on them)."""
 
 import json
 import os
@@ -10,9 +10,9 @@ state = json.loads(open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 args = " ".join(sys.argv[1:])
 if "--query-gpu=" in args:
     for g in state["gpus"]:
-        print("%d, %s, %s, %d, %d" % (g["index"], g["uuid"], g["name"], g.get("used", 0), g.get("total", 81559)))
+        print(f"{g['index']}, {g['uuid']}, {g['name']}, {g.get('used', 0)}, {g.get('total', 81559)}")
 elif "--query-compute-apps=" in args:
     for app in state.get("apps", []):
-        print("%s, %d" % (app["uuid"], app["pid"]))
+        print(f"{app['uuid']}, {app['pid']}")
 else:
     sys.exit(2)
