@@ -237,7 +237,11 @@ OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materia
        "reserve": op_reserve, "release_gpus": op_release_gpus}
 
 
+MAX_LIFETIME_S = 600  # a request whose SSH session died (a cut link) must not leave the agent waiting forever
+
+
 def main():
+    signal.alarm(MAX_LIFETIME_S)
     req = json.loads(sys.stdin.read())
     try:
         answer = OPS[req["op"]](req)

@@ -1,0 +1,137 @@
+"""The SSH backend against raw ssh and rsync, same machine, same sshd, same run.
+
+    python bench/bench_ssh.py [--repeat 10]
+
+Needs the test SSH host (tests/infra/up-ssh.sh) and rsync. Measures (medians):
+submit-to-first-output (`runctl submit --follow` of a job that prints a line and works
+0.5 s) against `ssh host python3 -c 'print(1)'`; and staging a 2,000-file + 50 MB tree
+into an empty remote cache (cold), again unchanged (warm), and with one file changed,
+against `rsync -a` of the same tree over the same sshd. Markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
+HOST, PORT = "10.231.0.2", 2222
+SSH = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={STATE / 'known_hosts'}",
+       "-o", "StrictHostKeyChecking=yes", "-i", str(STATE / "client_ed25519"), "-p", str(PORT), f"root@{HOST}"]
+
+
+def target(work_dir: Path) -> dict:
+    return {"hosts": [HOST], "port": PORT, "user": "root", "identity_file": str(STATE / "client_ed25519"),
+            "known_hosts": str(STATE / "known_hosts"), "python": "/usr/bin/python3", "work_dir": str(work_dir)}
+
+
+def first_line(cmd: list[str], cwd: Path, env: dict, skip: str = "Submitted") -> float:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = None
+    for line in p.stdout:  # type: ignore[union-attr]
+        if first is None and not line.startswith(skip):
+            first = time.perf_counter() - t0
+    p.wait()
+    if p.returncode != 0 or first is None:
+        raise RuntimeError(f"{cmd} failed")
+    return first
+
+
+def make_tree(root: Path) -> None:
+    for i in range(2000):
+        d = root / f"pkg{i % 40}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"m{i}.py").write_text(f"X = {i}\n" * 20)
+    (root / "weights.bin").write_bytes(os.urandom(50 << 20))
+
+
+def stage_once(src: Path, home: Path, work_dir: Path) -> float:
+    code = f"""
+import sys, time
+from pathlib import Path
+from runctl.store import Store
+from runctl.snapshot import ObjectStore, list_source, take_snapshot
+from runctl import staging
+from runctl.backends.base import LaunchSpec
+from runctl.backends.ssh import SSHBackend
+home = Path({str(home)!r})
+store = Store(home)
+objects = ObjectStore(home)
+sid = take_snapshot(list_source(Path({str(src)!r})), objects, store.stat_cache_get, store.stat_cache_put)
+backend = SSHBackend("b", {target(work_dir)!r}, home)
+spec = LaunchSpec(run_id="r%d" % time.time_ns(), experiment="e", argv=["python3"], env={{}}, timeout_s=1, grace_s=1,
+                  snapshot_id=sid)
+handle = backend.plan(spec)
+_ = backend.link(handle).work_dir
+t0 = time.perf_counter()
+staging.stage(objects, backend.transport(handle), handle.run_dir, staging.plan(objects, sid, spec.launcher_spec()))
+print(time.perf_counter() - t0)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def rsync_once(src: Path, dest: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["rsync", "-a", "-e", " ".join(SSH[:-1]), f"{src}/", f"{SSH[-1]}:{dest}/"], check=True,
+                   capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=10)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        proj = tmp / "proj"
+        (proj / ".runctl").mkdir(parents=True)
+        import json
+
+        (proj / ".runctl" / "config.yaml").write_text(json.dumps({"compute_targets": {"lab": {"type": "ssh",
+                                                                   **target(tmp / "remote")}}}))
+        (proj / "stream.py").write_text("import time; print(1, flush=True); time.sleep(0.5)\n")
+        (proj / "stream.yaml").write_text("script: stream.py\ncompute_target: lab\n")
+        env = dict(os.environ, RUNCTL_HOME=str(tmp / "store"))
+        exe = [sys.executable, "-m", "runctl"]
+        subprocess.run([*exe, "submit", "stream.yaml", "--wait", "-q"], cwd=proj, env=env, check=True,
+                       capture_output=True)
+        ours, raw = [], []
+        for _ in range(args.repeat):
+            raw.append(first_line([*SSH, "python3", "-c", "'print(1)'"], proj, env))
+            ours.append(first_line([*exe, "submit", "stream.yaml", "--follow"], proj, env))
+        rows.append(("first output line (`submit --follow`) vs `ssh host python3 -c 'print(1)'`",
+                     statistics.median(ours), statistics.median(raw)))
+        src = tmp / "tree"
+        make_tree(src)
+        n = max(3, args.repeat // 3)
+        cold, cold_rsync, warm, warm_rsync, one, one_rsync = [], [], [], [], [], []
+        for i in range(n):
+            home, remote = tmp / f"h{i}", tmp / f"r{i}"
+            cold.append(stage_once(src, home, remote))
+            cold_rsync.append(rsync_once(src, str(tmp / f"rs{i}")))
+            warm.append(stage_once(src, home, remote))
+            warm_rsync.append(rsync_once(src, str(tmp / f"rs{i}")))
+            (src / "pkg0" / "m0.py").write_text(f"X = {i}  # changed\n")
+            one.append(stage_once(src, home, remote))
+            one_rsync.append(rsync_once(src, str(tmp / f"rs{i}")))
+        med = statistics.median
+        rows += [("stage 2,000 files + 50 MB, cold, vs `rsync -a`", med(cold), med(cold_rsync)),
+                 ("stage it again, unchanged, vs rsync's no-change run", med(warm), med(warm_rsync)),
+                 ("stage it with one file changed, vs rsync", med(one), med(one_rsync))]
+    print(f"| {args.repeat} runs (transfers: {n}), medians | runctl | peer | ratio |")
+    print("|---|---|---|---|")
+    for what, a, b in rows:
+        print(f"| {what} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {a / b:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
