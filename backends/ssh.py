@@ -232,6 +232,18 @@ class HostLink:
                 self._conn.close()
             self._conn = None
             self._agent_dir = None
+            self._serving = None
+
+    _serving: tuple[Any, Any] | None = None
+
+    def _start_agent(self) -> tuple[Any, Any]:
+        script = posixpath.join(self._ensure_agent(), "remote_agent.py")
+        transport = self.conn.client.get_transport()
+        chan = transport.open_session(timeout=self.settings.timeout_s)
+        chan.settimeout(self.settings.command_timeout_s)
+        chan.exec_command(f"{shlex.quote(self.python)} {shlex.quote(script)} --serve")
+        self._serving = (chan, chan.makefile("rb"))
+        return self._serving
 
     @property
     def work_dir(self) -> str:
@@ -274,17 +286,17 @@ class HostLink:
         return self._agent_dir
 
     def agent(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request to runctl's agent on this host (runctl/remote_agent.py)."""
-        with self.reconnecting():
-            script = posixpath.join(self._ensure_agent(), "remote_agent.py")
-            rc, out, err = self.conn.run(f"{shlex.quote(self.python)} {shlex.quote(script)}",
-                                         json.dumps(request).encode())
-        try:
-            answer = json.loads(out)
-        except ValueError:
-            raise StartError(f"{self.alias}: runctl's agent failed (exit {rc}) with {self.python}: "
-                             f"{err.decode(errors='replace').strip()[-500:]}; set the target's python to a "
-                             f"Python >= 3.8 on that host") from None
+        """One request to runctl's agent on this host (runctl/remote_agent.py): a JSON line to
+        the agent process this connection keeps running, and its JSON line back."""
+        with self.reconnecting(), ssh_errors(self.alias, f"asking runctl's agent ({request['op']})"):
+            chan, reader = self._serving or self._start_agent()
+            chan.sendall(json.dumps(request).encode() + b"\n")
+            line = reader.readline()
+        if not line:
+            self.close()
+            raise BackendUnreachable(f"{self.alias}: runctl's agent ended; set the target's python to a "
+                                     f"Python >= 3.8 on that host if this repeats")
+        answer = json.loads(line)
         if "error" in answer:
             raise StartError(f"{self.alias}: {request['op']}: {answer['error']}")
         return answer  # type: ignore[no-any-return]

@@ -240,16 +240,26 @@ OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materia
 MAX_LIFETIME_S = 600  # a request whose SSH session died (a cut link) must not leave the agent waiting forever
 
 
-def main():
-    signal.alarm(MAX_LIFETIME_S)
-    req = json.loads(sys.stdin.read())
+def answer(req):
     try:
-        answer = OPS[req["op"]](req)
+        return OPS[req["op"]](req)
     except Exception as e:  # the caller maps this to a runctl error
-        answer = {"error": "%s: %s" % (type(e).__name__, e)}
-    sys.stdout.write(json.dumps(answer))
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+
+
+def main(argv):
+    """One request from stdin; or, with --serve, one JSON request per line until stdin closes
+    (one agent process per SSH connection: no Python start-up per request)."""
+    if "--serve" not in argv:
+        signal.alarm(MAX_LIFETIME_S)
+        sys.stdout.write(json.dumps(answer(json.loads(sys.stdin.read()))))
+        return 0
+    for line in sys.stdin:
+        signal.alarm(MAX_LIFETIME_S)  # idle that long (a dead session): exit
+        sys.stdout.write(json.dumps(answer(json.loads(line))) + "\n")
+        sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
