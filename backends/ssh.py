@@ -302,24 +302,46 @@ class HostLink:
         return answer  # type: ignore[no-any-return]
 
 
+SMALL_OBJECT_BYTES = 256 << 10  # smaller objects travel batched inline to the agent
+BATCH_BYTES = 8 << 20
+
+
 class SSHTransport(Transport):
     def __init__(self, link: HostLink) -> None:
         self.link = link
+        self._batch: list[list[str]] = []
+        self._batch_bytes = 0
+        self._made: set[str] = set()
 
     def missing(self, digests: list[str]) -> set[str]:
         return set(self.link.agent({"op": "missing", "cache": self.link.cache_dir, "digests": digests})["missing"])
 
     def send(self, digest: str, source: Path) -> None:
-        """Upload into the cache; a part left by a dropped connection is resumed, not re-sent."""
+        """Upload into the cache: small objects batched into one agent request; large ones by
+        SFTP, where a part left by a dropped connection is resumed, not re-sent."""
+        size = source.stat().st_size
+        if size <= SMALL_OBJECT_BYTES:
+            self._batch.append([digest, base64.b64encode(source.read_bytes()).decode("ascii")])
+            self._batch_bytes += size
+            if self._batch_bytes >= BATCH_BYTES:
+                self._flush()
+            return
         with self.link.reconnecting():
             self._send(digest, source)
+
+    def _flush(self) -> None:
+        if self._batch:
+            self.link.agent({"op": "put", "cache": self.link.cache_dir, "objects": self._batch})
+            self._batch, self._batch_bytes = [], 0
 
     def _send(self, digest: str, source: Path) -> None:
         conn = self.link.conn
         final = posixpath.join(self.link.cache_dir, digest[:2], digest[2:])
         part = posixpath.join(self.link.cache_dir, digest[:2], f".part.{digest[2:]}")
         with ssh_errors(self.link.alias, f"uploading {source.name}"):
-            self.link.mkdirs(posixpath.dirname(final))
+            if posixpath.dirname(final) not in self._made:
+                self.link.mkdirs(posixpath.dirname(final))
+                self._made.add(posixpath.dirname(final))
             try:
                 have = conn.sftp.stat(part).st_size or 0
             except OSError:
@@ -332,6 +354,7 @@ class SSHTransport(Transport):
             conn.sftp.posix_rename(part, final)
 
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
+        self._flush()
         self.link.agent({"op": "materialize", "cache": self.link.cache_dir, "run_dir": run_dir,
                          "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
                          "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})

@@ -34,6 +34,22 @@ def _sshd() -> None:
     require_service("the test sshd", ssh_ready(), "run tests/infra/up-ssh.sh")
 
 
+@pytest.fixture(autouse=True)
+def _no_strays(tmp_path: Path) -> Any:
+    """An agent whose SSH session died with a cut link waits for its (long) alarm: the tests
+    stop what they left on the "host" (this machine), found by this test's own paths."""
+    yield
+    import signal
+
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(tmp_path).encode() in cmdline and b"remote_agent.py" in cmdline:
+            os.kill(int(pid), signal.SIGKILL)
+
+
 def target(**more: Any) -> dict[str, Any]:
     return {"type": "ssh", "hosts": [HOST], "port": PORT, "user": "root", "identity_file": str(STATE / "client_ed25519"),
             "known_hosts": str(STATE / "known_hosts"), "python": "/usr/bin/python3", **more}
