@@ -117,3 +117,33 @@ def test_process_liveness_with_and_without_proc(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert not process_alive(dead.pid, None)
+
+
+def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
+    """runctl's remote agent (with safefs and the launcher beside it) on each Python >= 3.8
+    found here: what an SSH host with an old Python runs."""
+    from runctl.backends import ssh
+
+    agent = tmp_path / "agent"
+    (agent / "lib").mkdir(parents=True)
+    for src, dest in ssh.AGENT_FILES:
+        (agent / dest).write_bytes((ssh.RUNCTL_PKG / src).read_bytes())
+    (agent / "safefs.py").write_bytes(ssh.SAFEFS.read_bytes())
+    run_dir = make_run_dir(tmp_path / "run", "print('from the job')\n")
+    spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
+    spec["argv"][0] = sys.executable
+    (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
+    assert subprocess.run([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode == 0
+    requests = [{"op": "info", "work_dir": str(tmp_path / "w")}, {"op": "status", "runs": [str(run_dir)]},
+                {"op": "list", "run_dir": str(run_dir), "reldir": "logs"},
+                {"op": "read", "run_dir": str(run_dir), "path": "logs/std_log.txt", "offset": 0, "max": 100}]
+    for python in _pythons():
+        p = subprocess.run([python, str(agent / "remote_agent.py"), "--serve"], capture_output=True, text=True,
+                           input="".join(json.dumps(r) + "\n" for r in requests), timeout=60)
+        answers = [json.loads(line) for line in p.stdout.splitlines()]
+        assert p.returncode == 0 and len(answers) == 4 and not any("error" in a for a in answers), (python, p.stderr)
+        assert answers[1]["runs"][str(run_dir)]["status"]["exit_code"] == 0
+        assert answers[2]["entries"] == [["logs/std_log.txt", len("from the job\n"), "file"]]
+        import base64
+
+        assert base64.b64decode(answers[3]["data"]) == b"from the job\n", python
