@@ -146,8 +146,17 @@ class Store:
         return db
 
     def _init_schema(self) -> None:
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL needs the database to itself, and SQLite does not wait for that
+        # (no busy handler): two processes creating the store at once retry here.
+        for _ in range(400):
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                time.sleep(0.025)
         with self.tx():
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version == 1:  # v1 keyed metrics by the run's text id

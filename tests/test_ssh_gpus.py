@@ -54,8 +54,9 @@ def test_concurrent_submits_get_disjoint_gpus_and_a_full_host_fails_at_once(tmp_
     job = proj.script_job(JOB, compute_target="lab", environment={"environment_variables": {"HOLD": "4"}})
     procs = [subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q"], cwd=proj.root,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    ids = [p.communicate(timeout=120)[0].strip() for p in procs]
-    assert all(p.returncode == 0 for p in procs) and len(set(ids)) == 2
+    outs = [p.communicate(timeout=120) for p in procs]
+    ids = [out.strip() for out, _ in outs]
+    assert all(p.returncode == 0 for p in procs) and len(set(ids)) == 2, [err for _, err in outs]
     r = proj.cli("submit", str(job))
     assert r.rc == 3 and "no host has 1 free GPU(s)" in r.err and "0 of 2 free" in r.err, r.err
     for rid in ids:
