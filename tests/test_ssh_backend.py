@@ -180,3 +180,47 @@ def test_a_cut_link_while_uploading_resumes_the_upload(tmp_path: Path, home: Pat
     assert f"size {len(blob)}" in proj.cli("logs", rid, check=True).out
     assert hashlib.sha256((cache / digest[:2] / digest[2:]).read_bytes()).hexdigest() == digest
     assert 0 < arrived < len(blob), "the cut came mid-upload"
+
+
+def test_submit_killed_at_random_instants_leaves_no_untracked_run(tmp_path: Path, home: Path) -> None:
+    """The crash hand-over on an SSH host: every run ends true (ran with its logs and
+    metrics, or recorded as never run), and nothing of it runs afterwards."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
+    job = proj.script_job("from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n",
+                          compute_target="lab")
+    t0 = time.monotonic()
+    proj.cli("submit", str(job), "-q", check=True)
+    whole = time.monotonic() - t0
+    rng = random.Random(5)
+    for i in range(12):
+        p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q"], cwd=proj.root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.4, whole * 1.05))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    runs = proj.cli("list", "--json", "--limit", "0", check=True).json()
+    for r in runs:
+        proj.cli("wait", r["id"], "--timeout", "90")
+    for r in proj.cli("list", "--json", "--limit", "0", check=True).json():
+        if r["status"] == "Completed":
+            assert proj.cli("metrics", r["id"], "--json", check=True).json() == {"alive": 1}
+            assert "job ran" in proj.cli("logs", r["id"], check=True).out
+        else:
+            assert r["status"] == "Failed" and "never ran" in r["error"], r
+    marker = str(tmp_path / "remote").encode()
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _environ_has(pid, marker)]
+    assert left == [], "no process of these runs is left on the host"
+
+
+def _environ_has(pid: str, marker: bytes) -> bool:
+    try:
+        return any(v.startswith(b"RUNCTL_RUN_DIR=") and marker in v
+                   for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+    except OSError:
+        return False
