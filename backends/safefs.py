@@ -147,19 +147,15 @@ def _kind(mode: int) -> str:
     return "device"
 
 
-def Entry(path: str, size: int, kind: str = "file") -> tuple[str, int, str]:  # noqa: N802 - a tuple's name
-    return (path, size, kind)
-
-
 def walk(root: str, reldir: str) -> Iterator[tuple[str, int, str]]:
-    """Every name under RUN_DIR/reldir, sorted, never descending through a link. Regular files
+    """(path, size, kind) of every name under RUN_DIR/reldir, sorted, never descending through a link. Regular files
     have kind "file"; links and special files are reported with their kind so that the caller can record that it skipped them."""
     try:
         top = open_dir(root, reldir)
     except OSError as e:
         if isinstance(e, Unsafe) or e.errno in _REFUSED:
             if reldir and _is_link(root, reldir):
-                yield Entry(reldir, 0, "symlink")
+                yield (reldir, 0, "symlink")
             return
         raise
     base = "/".join(_components(reldir))
@@ -181,7 +177,7 @@ def _walk_fd(dfd: int, prefix: str) -> Iterator[tuple[str, int, str]]:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
             except OSError as e:
                 if e.errno in _REFUSED:  # swapped for a link since the stat
-                    yield Entry(rel, 0, "symlink")
+                    yield (rel, 0, "symlink")
                     continue
                 raise
             try:
@@ -189,7 +185,7 @@ def _walk_fd(dfd: int, prefix: str) -> Iterator[tuple[str, int, str]]:
             finally:
                 os.close(sub)
             continue
-        yield Entry(rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
+        yield (rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
 
 
 def _in_parent(root: str, rel: str, fn: Any) -> Any:

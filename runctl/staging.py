@@ -41,7 +41,7 @@ def plan(objects: ObjectStore, snapshot_id: str, launcher_spec: dict[str, Any]) 
     manifest = objects.manifest(snapshot_id)
     files = [(f"{protocol.CODE_DIR}/{rel}", digest, mode) for rel, digest, _size, mode in manifest["files"]]
     for src, rel in jobside_files():
-        files.append((rel, objects.add_file(src), 0o644))
+        files.append((rel, objects.add_bytes(src.read_bytes()), 0o644))  # small: no throwaway copy
     links = tuple((f"{protocol.CODE_DIR}/{rel}", link) for rel, link in manifest["links"])
     return StagePlan(tuple(files), links, ((protocol.SPEC_FILE, json.dumps(launcher_spec).encode()),))
 

@@ -301,8 +301,7 @@ class Store:
         except (TypeError, ValueError, KeyError, AttributeError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
             # A forged or damaged event that parsed as JSON: keep the well-formed ones, count the rest.
             good = [ev for ev in events if valid_event(ev)]
-            warning = {"k": "property", "n": f"runctl.sync_warning.{expected_offset}",
-                       "v": f"events.jsonl at byte {expected_offset}: {len(events) - len(good)} malformed event(s) skipped"}
+            warning = sync_warning(expected_offset, f"{len(events) - len(good)} malformed event(s) skipped")
             return self._ingest(run_id, expected_offset, new_offset, [*good, warning])
 
     def _ingest(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
@@ -481,6 +480,11 @@ def _no_space(path: Path) -> bool:
 
 _EVENT_TYPES = {"k": (str,), "n": (str,), "r": (str, type(None)), "s": (int, type(None)),
                 "t": (int, float, type(None)), "d": (str, type(None))}
+
+
+def sync_warning(offset: int, what: str) -> dict:
+    """An event recording what sync could not ingest: the run's ``runctl.sync_warning.<offset>`` property."""
+    return {"k": "property", "n": f"runctl.sync_warning.{offset}", "v": f"events.jsonl at byte {offset}: {what}"}
 
 
 def valid_event(ev: Any) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from . import private, protocol
 from .status import RunStatus
-from .store import RunRecord, Store
+from .store import RunRecord, Store, sync_warning
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Handle, JobState
@@ -94,7 +94,7 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
                 return  # still being written
             if line_end is None or line_end - offset > MAX_EVENT_LINE_BYTES:
                 skip_to = line_end if line_end is not None else _file_end(backend, handle, offset)
-                store.ingest_events(run_id, offset, skip_to, [_damaged(
+                store.ingest_events(run_id, offset, skip_to, [sync_warning(
                     offset, f"an event line of {skip_to - offset} bytes was skipped (over "
                             f"{MAX_EVENT_LINE_BYTES >> 20} MiB, or cut off when the job ended)")])
                 continue  # (or another process got there first) go on from the stored offset
@@ -106,12 +106,12 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
             if final and data.strip():
                 events, bad = parse_events(data + b"\n")
                 if bad:
-                    events.append(_damaged(offset, "the last event line was cut off when the job ended"))
+                    events.append(sync_warning(offset, "the last event line was cut off when the job ended"))
                 store.ingest_events(run_id, offset, offset + len(data), events)
             return  # nothing new, or only a torn line: wait for the next sync
         events, bad = parse_events(data[: end + 1])
         if bad:
-            events.append(_damaged(offset, f"{bad} damaged event line(s) skipped"))
+            events.append(sync_warning(offset, f"{bad} damaged event line(s) skipped"))
         if not store.ingest_events(run_id, offset, offset + end + 1, events):
             continue  # another process ingested this range first; re-read the offset
         if len(data) < CHUNK_BYTES:
@@ -134,11 +134,6 @@ def _next_line(backend: Backend, handle: Handle, offset: int) -> int | None:
         if cut >= 0:
             return offset + cut + 1
         offset += len(data)
-
-
-def _damaged(offset: int, what: str) -> dict:
-    """A record of what sync could not ingest: kept as the run's ``runctl.sync_warning`` property."""
-    return {"k": "property", "n": f"runctl.sync_warning.{offset}", "v": f"events.jsonl at byte {offset}: {what}"}
 
 
 def parse_events(data: bytes) -> tuple[list[dict], int]:

@@ -131,6 +131,40 @@ def fake(tmp_path: Path) -> tuple[Any, Any, str]:
     return store, backend, record.id
 
 
+ALIVE_JOB = "from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n"
+
+
+def kill_submits_at_random(proj: Project, job: Path, kills: int, seed: int) -> list[dict]:
+    """SIGKILL `runctl submit JOB` (a job made from ALIVE_JOB) at random instants of its path
+    (a third across all of it, the rest across its second half, where the record, the run
+    directory and the launcher are made); wait for every run; check that each ended true
+    (ran, with its metric and log line, or recorded as never run). Returns the final runs."""
+    import random
+    import signal
+
+    t0 = time.monotonic()
+    proj.cli("submit", str(job), "-q", check=True)
+    whole = time.monotonic() - t0
+    rng = random.Random(seed)
+    for i in range(kills):
+        p = proj.popen("submit", str(job), "-q")
+        time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.5, whole * 1.05))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+    for r in proj.cli("list", "--json", "--limit", "0", check=True).json():
+        proj.cli("wait", r["id"], "--timeout", "90")
+    time.sleep(1.0)  # a launcher still on its way would have started the job by now
+    final: list[dict] = proj.cli("list", "--json", "--limit", "0", check=True).json()
+    for r in final:
+        if r["status"] == "Completed":
+            assert proj.cli("metrics", r["id"], "--json", check=True).json() == {"alive": 1}
+            assert "job ran" in proj.cli("logs", r["id"], check=True).out
+        else:
+            assert r["status"] == "Failed" and "never ran" in r["error"], r
+            assert "job ran" not in proj.cli("logs", r["id"]).out
+    return final
+
+
 def require_service(name: str, available: bool, how: str) -> None:
     """Skip when a real service is missing on a developer's machine; in CI (CI=true) fail."""
     if available:

@@ -15,7 +15,7 @@ from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile
 
 from .backend_contract import TARGET, BackendContract, BackendMethods
-from .conftest import REPO, Project, require_service, stage_run_dir, wait_for
+from .conftest import ALIVE_JOB, REPO, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
 NOPY_IMAGE = "local/nopython:1"
@@ -341,35 +341,11 @@ def test_gpus_without_the_nvidia_toolkit_say_what_to_install(tmp_path: Path, hom
 def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path: Path, home: Path) -> None:
     """The crash hand-over with a real dockerd: every run ends true, and no container of a run
     that the store calls never-started exists or ever runs."""
-    import random
-    import signal
-
     import docker
 
     proj = docker_proj(tmp_path)
-    job = proj.script_job("from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n",
-                          compute_target=TARGET, environment={"docker": {"image": IMAGE}})
-    t0 = time.monotonic()
-    proj.cli("submit", str(job), "-q", check=True)
-    whole = time.monotonic() - t0
-    rng = random.Random(11)
-    for i in range(16):
-        p = proj.popen("submit", str(job), "-q")
-        time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.5, whole * 1.05))
-        p.send_signal(signal.SIGKILL)
-        p.communicate()
-    runs = proj.cli("list", "--json", "--limit", "0", check=True).json()
-    for r in runs:
-        proj.cli("wait", r["id"], "--timeout", "90")
-    time.sleep(1.0)
-    final = proj.cli("list", "--json", "--limit", "0", check=True).json()
-    for r in final:
-        if r["status"] == "Completed":
-            assert proj.cli("metrics", r["id"], "--json", check=True).json() == {"alive": 1}
-            assert "job ran" in proj.cli("logs", r["id"], check=True).out
-        else:
-            assert r["status"] == "Failed" and "never ran" in r["error"], r
-            assert "job ran" not in proj.cli("logs", r["id"]).out
+    job = proj.script_job(ALIVE_JOB, compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    final = kill_submits_at_random(proj, job, kills=16, seed=11)
     client = docker.from_env()
     try:
         ids = {r["id"] for r in final}

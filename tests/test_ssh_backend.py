@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from .backend_contract import BackendContract, BackendMethods
-from .conftest import Project, require_service
+from .conftest import ALIVE_JOB, Project, kill_submits_at_random, require_service
 
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
 HOST, PORT = "10.231.0.2", 2222
@@ -185,34 +185,8 @@ def test_a_cut_link_while_uploading_resumes_the_upload(tmp_path: Path, home: Pat
 def test_submit_killed_at_random_instants_leaves_no_untracked_run(tmp_path: Path, home: Path) -> None:
     """The crash hand-over on an SSH host: every run ends true (ran with its logs and
     metrics, or recorded as never run), and nothing of it runs afterwards."""
-    import random
-    import signal
-    import subprocess
-    import sys
-    import time
-
     proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
-    job = proj.script_job("from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n",
-                          compute_target="lab")
-    t0 = time.monotonic()
-    proj.cli("submit", str(job), "-q", check=True)
-    whole = time.monotonic() - t0
-    rng = random.Random(5)
-    for i in range(12):
-        p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q"], cwd=proj.root,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.4, whole * 1.05))
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-    runs = proj.cli("list", "--json", "--limit", "0", check=True).json()
-    for r in runs:
-        proj.cli("wait", r["id"], "--timeout", "90")
-    for r in proj.cli("list", "--json", "--limit", "0", check=True).json():
-        if r["status"] == "Completed":
-            assert proj.cli("metrics", r["id"], "--json", check=True).json() == {"alive": 1}
-            assert "job ran" in proj.cli("logs", r["id"], check=True).out
-        else:
-            assert r["status"] == "Failed" and "never ran" in r["error"], r
+    kill_submits_at_random(proj, proj.script_job(ALIVE_JOB, compute_target="lab"), kills=12, seed=5)
     marker = str(tmp_path / "remote").encode()
     left = [pid for pid in os.listdir("/proc") if pid.isdigit() and _environ_has(pid, marker)]
     assert left == [], "no process of these runs is left on the host"
