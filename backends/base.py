@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from runctl.status import RunStatus
 
@@ -113,6 +113,9 @@ class Backend(abc.ABC):
         self.target = target
         self.options = options
         self.store_dir = store_dir
+        # Core sets this before ``plan``: a backend that must wait for capacity before it can
+        # place a run (free GPUs, a slot) calls it once with why, and core shows the run Queued.
+        self.on_queued: Callable[[LaunchSpec, str], None] = lambda spec, why: None
 
     def check_job(self, spec: LaunchSpec) -> None:  # noqa: B027 - optional hook
         """Raise InputError before any run exists if this target cannot run ``spec``."""
@@ -124,7 +127,8 @@ class Backend(abc.ABC):
     def plan(self, spec: LaunchSpec) -> Handle:
         """Where the run will live, decided before anything exists (no native id yet). Core
         records it before calling ``submit``, so a submitter killed at any instant leaves a
-        run that ``status`` can find again."""
+        run that ``status`` can find again. A backend that waits here for capacity says so
+        through ``self.on_queued`` first."""
 
     @abc.abstractmethod
     def transport(self, handle: Handle) -> Transport:

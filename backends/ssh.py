@@ -450,6 +450,7 @@ class SSHBackend(Backend):
 
         want = self.gpus_wanted(spec)
         deadline = time.monotonic() + float(self.options.get("queue_timeout_s", 0))
+        queued = False
         while True:
             errors, seen = [], []
             for link in self.links.values():
@@ -473,6 +474,10 @@ class SSHBackend(Backend):
             if time.monotonic() >= deadline:
                 raise StartError(f"no host has {want} free GPU(s) ({'; '.join(seen)}); wait for a run to end, "
                                  f"or set queue_timeout_s on the target to wait for them")
+            if not queued:
+                queued = True
+                self.on_queued(spec, f"no host has {want} free GPU(s) ({'; '.join(seen)}); waiting up to "
+                                     f"{self.options.get('queue_timeout_s', 0):g} s (queue_timeout_s) for them")
             time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
 
     def plan(self, spec: LaunchSpec) -> Handle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import errno
 import os
 import re
@@ -158,6 +159,7 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
                        staging.code_files(ObjectStore(store.dir), snapshot_id))
     # Where the run will be is recorded before anything exists there: a submitter killed at
     # any instant from here on leaves a run that the next refresh adopts or marks abandoned.
+    backend.on_queued = functools.partial(_queued, session, record.id)
     plan = backend.plan(spec)
     store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
     try:
@@ -179,6 +181,14 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
         raise StartError(f"run {record.id} failed to start: {type(e).__name__}: {e}") from e
     store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
     return store.get(record.id), True
+
+
+def _queued(session: Session, run_id: str, spec: LaunchSpec, why: str) -> None:
+    """The backend waits for capacity before it can place the run: show it Queued, and why."""
+    import sys
+
+    session.store.update(run_id, status=RunStatus.QUEUED)
+    print(f"runctl: run {run_id} is queued: {why}", file=sys.stderr)
 
 
 def check_placement(job: JobConfig, backend: Backend) -> None:

@@ -82,12 +82,19 @@ def test_all_busy_waits_queued_then_runs_when_one_frees(tmp_path: Path, home: Pa
     job = proj.script_job(JOB, compute_target="lab")
     p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q", "--wait"], cwd=proj.root,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    deadline = time.monotonic() + 30
+    while not (listed := proj.cli("list", "--json", check=True).json()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)
     assert p.poll() is None, "waiting for a free GPU"
+    [queued] = proj.cli("list", "--json", check=True).json()
+    assert queued["status"] == "Queued", queued
     gpus(1)  # the foreign process ends
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
-    assert devices(proj, out.strip()) == "0"
+    assert f"run {queued['id']} is queued: no host has 1 free GPU(s) (10.231.0.2: 0 of 1 free)" in err, err
+    assert out.strip() == queued["id"] and devices(proj, queued["id"]) == "0"
+    assert proj.cli("show", queued["id"], "--json", check=True).json()["status"] == "Completed"
 
 
 def test_more_gpus_than_any_host_has_is_bad_input(tmp_path: Path, home: Path, gpus: Any) -> None:
