@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from runctl import protocol as P
-from runctl.errors import BackendUnreachable, InputError, StartError
+from runctl.errors import BackendUnreachable, InputError, RunctlError, StartError
 from runctl.status import RunStatus
 
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
@@ -185,13 +185,27 @@ def fetch_host_key(settings: HostSettings) -> Any:
 
 
 def trust_host(settings: HostSettings) -> str:
-    """Append the host's current key to known_hosts (an explicit user action); its fingerprint."""
+    """Add the host's current key to known_hosts (an explicit user action); what was done.
+    A key already there is left alone; a different one is refused (a changed key is for a
+    person to look into, not for this command to paper over)."""
+    import paramiko
+
     key = fetch_host_key(settings)
+    known = paramiko.HostKeys()
+    if os.path.exists(settings.known_hosts):
+        known.load(settings.known_hosts)
+    have = (known.lookup(settings.key_name) or {}).get(key.get_name())
+    if have is not None and have.asbytes() == key.asbytes():
+        return f"already trusted {fingerprint(key)}"
+    if have is not None:
+        raise InputError(f"{settings.alias}: the host key CHANGED (now {fingerprint(key)}, known_hosts has "
+                         f"{fingerprint(have)}); check with the host's administrator, remove the old line "
+                         f"(ssh-keygen -f {settings.known_hosts} -R '{settings.key_name}') and trust it again")
     os.makedirs(os.path.dirname(settings.known_hosts) or ".", exist_ok=True)
     with open(settings.known_hosts, "a") as f:
         f.write(f"{settings.key_name} {key.get_name()} {key.get_base64()}\n")
     os.chmod(settings.known_hosts, 0o600)
-    return fingerprint(key)
+    return f"trusted {fingerprint(key)}"
 
 
 class HostLink:
@@ -397,9 +411,9 @@ class SSHBackend(Backend):
     def link(self, handle: Handle) -> HostLink:
         return self.links.get(handle.host or "") or next(iter(self.links.values()))
 
-    @property
-    def settings(self) -> HostSettings:  # (the first host's, for `runctl compute trust`)
-        return next(iter(self.links.values())).settings
+    def trust(self) -> list[str]:
+        """`runctl compute trust`: every host's current key into known_hosts, if not there."""
+        return [f"{link.alias}: {trust_host(link.settings)}" for link in self.links.values()]
 
     def close(self) -> None:
         for link in self.links.values():
@@ -515,11 +529,18 @@ class SSHBackend(Backend):
         for h in handles:
             by_host.setdefault(self.link(h).alias, []).append(h)
         states: dict[str, JobState] = {}
+        unreachable = []
         for alias, group in by_host.items():
-            answer = self.links[alias].agent({"op": "status", "runs": [h.run_dir for h in group],
-                                              "abandon_pending": {h.run_dir: True for h in group if h.pending}})
+            try:
+                answer = self.links[alias].agent({"op": "status", "runs": [h.run_dir for h in group],
+                                                  "abandon_pending": {h.run_dir: True for h in group if h.pending}})
+            except BackendUnreachable as e:
+                unreachable.append(str(e))
+                continue
             for h in group:
                 states[h.run_dir] = self._map(h, answer["runs"][h.run_dir], answer.get("boot_id"))
+        if unreachable:  # never guessed: those runs keep their last state
+            raise BackendUnreachable("; ".join(unreachable), answered=[states.get(h.run_dir) for h in handles])
         return [states[h.run_dir] for h in handles]
 
     @staticmethod
@@ -570,17 +591,28 @@ class SSHBackend(Backend):
 
     def check(self) -> list[str]:
         """Per host: reachable with a trusted key, its Python, free disk in work_dir."""
-        lines = []
+        lines: list[str] = []
+        failed: list[RunctlError] = []
         for link in self.links.values():
-            info = link.agent({"op": "info", "work_dir": link.work_dir})
-            lines += [f"{link.alias}: reachable, host key trusted ({link.settings.known_hosts})",
-                      f"  python: {link.python} {info['python']}",
-                      f"  work_dir: {link.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
-            gpus = link.agent({"op": "gpus", "work_dir": link.work_dir,
-                               "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi"),
-                               "busy_mib": self.options.get("gpu_busy_memory_mib", 1024)})["gpus"]
-            lines.append(f"  GPUs: {len(gpus) or 'none'}")
-            for g in gpus:
-                state = "reserved by runctl" if g["reserved"] else "busy" if g["busy"] else "free"
-                lines.append(f"    {g['index']}: {g['name']}, {g['used_mib']:.0f}/{g['total_mib']:.0f} MiB, {state}")
+            try:
+                lines += self._check_host(link)
+            except RunctlError as e:
+                failed.append(e)
+                lines.append(f"{link.alias}: NOT usable: {e}")
+        if failed:  # the report, with the failures' exit code
+            raise type(failed[0])("\n  ".join(["some hosts cannot run jobs:", *lines]))
+        return lines
+
+    def _check_host(self, link: HostLink) -> list[str]:
+        info = link.agent({"op": "info", "work_dir": link.work_dir})
+        lines = [f"{link.alias}: reachable, host key trusted ({link.settings.known_hosts})",
+                  f"  python: {link.python} {info['python']}",
+                  f"  work_dir: {link.work_dir} ({info['free_bytes'] / 2**30:.1f} GiB free)"]
+        gpus = link.agent({"op": "gpus", "work_dir": link.work_dir,
+                           "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi"),
+                           "busy_mib": self.options.get("gpu_busy_memory_mib", 1024)})["gpus"]
+        lines.append(f"  GPUs: {len(gpus) or 'none'}")
+        for g in gpus:
+            state = "reserved by runctl" if g["reserved"] else "busy" if g["busy"] else "free"
+            lines.append(f"    {g['index']}: {g['name']}, {g['used_mib']:.0f}/{g['total_mib']:.0f} MiB, {state}")
         return lines

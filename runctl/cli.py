@@ -470,10 +470,8 @@ def compute_trust(name: str = typer.Argument(..., help="An ssh compute target.")
     with _session() as s:
         if name not in s.ws.targets or s.ws.targets[name].type != "ssh":
             raise InputError(f"{name!r} is not an ssh compute target; see `runctl compute list`")
-        backend = s.backend(name)
-        from .backends.ssh import trust_host
-
-        print(f"{backend.settings.alias}: trusted {trust_host(backend.settings)}")  # type: ignore[attr-defined]
+        for line in s.backend(name).trust():  # type: ignore[attr-defined]
+            print(line)
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ Third-party exceptions are converted at the edge (in each backend) and chained w
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExitCode:
     OK = 0
@@ -73,7 +75,14 @@ class StartError(RunctlError):
 
 
 class BackendUnreachable(RunctlError):
+    """The compute cannot be asked now. From ``status_many`` of a backend with several hosts,
+    ``answered`` holds the states of the runs whose host did answer (None for the others)."""
+
     exit_code = ExitCode.BACKEND_UNREACHABLE
+
+    def __init__(self, message: str, answered: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class NotFinished(RunctlError):

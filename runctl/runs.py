@@ -80,10 +80,11 @@ def refresh_many(session: Session, records: list[RunRecord],
         except (BackendUnreachable, ConfigError) as e:
             if on_error is None:
                 raise
-            on_error(target, e)
-            continue
+            on_error(target, e)  # the runs it could not ask about keep their last state
+            states = getattr(e, "answered", None) or []
         for i, state in zip(idx, states):
-            out[i] = sync_run(session.store, backend, records[i], state=state)
+            if state is not None:
+                out[i] = sync_run(session.store, backend, records[i], state=state)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,27 @@ def test_unknown_and_changed_host_keys_are_refused_and_trust_is_explicit(tmp_pat
     assert r.rc == 2 and "not trusted yet" in r.err and "SHA256:" in r.err and "runctl compute trust" in r.err, r.err
     assert proj.cli("list", "--json").json() == [] and not known.exists(), "nothing added, no run made"
     r = proj.cli("compute", "trust", "lab")
-    assert r.rc == 0 and "SHA256:" in r.out, r.err
+    assert r.rc == 0 and f"{HOST}: trusted ssh-ed25519 SHA256:" in r.out, r.err
+    assert proj.cli("compute", "trust", "lab", check=True).out.startswith(f"{HOST}: already trusted")
+    assert len(known.read_text().splitlines()) == 1
     assert proj.cli("submit", str(job), "--wait").rc == 0
     stranger = (STATE / "client_ed25519.pub").read_text().split()[:2]  # any other key stands in for a new host key
     known.write_text(f"[{HOST}]:{PORT} {stranger[0]} {stranger[1]}\n")
     r = proj.cli("submit", str(job))
     assert r.rc == 2 and "CHANGED" in r.err, r.err
+    r = proj.cli("compute", "trust", "lab")
+    assert r.rc == 2 and "CHANGED" in r.err and "ssh-keygen" in r.err, "a changed key is not trusted over"
+    assert stranger[1] in known.read_text()
+
+
+def test_compute_check_reports_every_host_and_fails_for_one_that_does_not_answer(tmp_path: Path, home: Path) -> None:
+    proj = Project(tmp_path / "proj", {"lab": target(hosts=[HOST, "10.231.0.99"], connect_timeout_s=1,
+                                                     work_dir=str(tmp_path / "remote"))})
+    r = proj.cli("compute", "check", "lab")
+    assert r.rc == 4, (r.out, r.err)
+    assert f"{HOST}: reachable, host key trusted" in r.err and "python: /usr/bin/python3 3." in r.err
+    assert "GiB free" in r.err and "GPUs: none" in r.err
+    assert "10.231.0.99: NOT usable: 10.231.0.99: connecting" in r.err
 
 
 def cut_link(seconds: float) -> None:
@@ -198,3 +214,58 @@ def _environ_has(pid: str, marker: bytes) -> bool:
                    for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
     except OSError:
         return False
+
+
+def _edit_handle(home: Path, rid: str, **changes: Any) -> None:
+    from runctl.store import Store
+
+    store = Store(home)
+    handle = store.get(rid).handle or {}
+    extra = {**handle.get("extra", {}), **changes.pop("extra", {})}
+    store.update(rid, handle={**handle, **changes, "extra": extra})
+    store.close()
+
+
+def test_an_unreachable_host_leaves_its_runs_as_they_were_with_a_warning(tmp_path: Path, home: Path) -> None:
+    """Two hosts; one stops answering: `runctl list` warns about it and refreshes the runs of
+    the other; the silent host's run keeps its last state (never Failed by guesswork), and
+    with the link back it is followed to its true end."""
+    from .conftest import wait_for
+
+    lost = "10.231.0.99"  # nothing answers there
+    proj = Project(tmp_path / "proj", {"lab": target(hosts=[HOST, lost], connect_timeout_s=1,
+                                                     work_dir=str(tmp_path / "remote"))})
+    quick = proj.script_job("print('quick')\n", compute_target="lab")
+    slow = proj.script_job("import time\nprint('slow', flush=True)\ntime.sleep(3)\n", name="slow.yaml",
+                           compute_target="lab")
+    ran = proj.cli("submit", str(quick), "-q", check=True).out.strip()
+    away = proj.cli("submit", str(slow), "-q", check=True).out.strip()
+    wait_for(lambda: proj.cli("status", away).out.strip() == "Running", what="the slow run to start")
+    _edit_handle(home, away, host=lost)  # as if it had been placed on the host that is now silent
+    r = proj.cli("list", "--json")
+    assert r.rc == 0, r.err
+    assert f"{lost}: connecting" in r.err and "status not refreshed" in r.err, r.err
+    states = {run["id"]: run["status"] for run in r.json()}
+    assert states == {ran: "Completed", away: "Running"}, states
+    time.sleep(4)  # the slow job has ended on the host meanwhile: still nothing is guessed
+    assert {run["id"]: run["status"] for run in proj.cli("list", "--json").json()}[away] == "Running"
+    _edit_handle(home, away, host=HOST)  # the host answers again
+    assert proj.cli("wait", away, "--timeout", "60").rc == 0
+    assert "slow" in proj.cli("logs", away, check=True).out
+
+
+def test_a_host_that_rebooted_under_a_run_marks_it_failed_with_that_reason(tmp_path: Path, home: Path) -> None:
+    """The handle remembers the host's boot id at launch; a different one now means the host
+    rebooted, and whatever status.json says, the run did not survive it."""
+    from .conftest import wait_for
+
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"), keep_run_dirs="all")})
+    job = proj.script_job("import time\nprint('up', flush=True)\ntime.sleep(2)\n", compute_target="lab")
+    rid = proj.cli("submit", str(job), "-q", check=True).out.strip()
+    wait_for(lambda: proj.cli("status", rid).out.strip() == "Running", what="the run to start")
+    _edit_handle(home, rid, extra={"boot_id": "00000000-0000-4000-8000-000000000000"})
+    assert proj.cli("wait", rid, "--timeout", "60").rc != 0
+    shown = proj.cli("show", rid, "--json", check=True).json()
+    assert shown["status"] == "Failed" and "rebooted" in shown["error"]["message"], shown
+    status = tmp_path / "remote" / rid / "status.json"
+    wait_for(lambda: json.loads(status.read_text()).get("state") == "finished", what="the job to end on the host")
