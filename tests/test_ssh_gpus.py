@@ -83,7 +83,7 @@ def test_all_busy_waits_queued_then_runs_when_one_frees(tmp_path: Path, home: Pa
     p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q", "--wait"], cwd=proj.root,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
-    while not (listed := proj.cli("list", "--json", check=True).json()) and time.monotonic() < deadline:
+    while not proj.cli("list", "--json", check=True).json() and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(2)
     assert p.poll() is None, "waiting for a free GPU"
