@@ -36,6 +36,26 @@ AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher
                ("protocol.py", "lib/runctl_protocol.py"))
 SAFEFS = Path(__file__).resolve().parent / "safefs.py"
 READ_CHUNK = 4 << 20
+# Installs the agent's files (one JSON line on stdin: {name: base64}) into argv[1], then
+# becomes the agent. Python >= 3.8, stdlib only.
+AGENT_BOOTSTRAP = """
+import base64, json, os, shutil, sys
+dest = sys.argv[1]
+sys.stdout.write('{"install": true}\\n')
+sys.stdout.flush()
+files = json.loads(sys.stdin.buffer.readline())
+tmp = '%s.tmp%d' % (dest, os.getpid())
+os.makedirs(os.path.join(tmp, 'lib'))
+for name, data in files.items():
+    with open(os.path.join(tmp, name), 'wb') as f:
+        f.write(base64.b64decode(data))
+try:
+    os.rename(tmp, dest)
+except OSError:
+    shutil.rmtree(tmp)
+agent = os.path.join(dest, 'remote_agent.py')
+os.execv(sys.executable, [sys.executable, '-S', '-E', agent, '--serve'])
+"""
 
 
 @contextlib.contextmanager
@@ -55,6 +75,36 @@ def ssh_errors(host: str, what: str) -> Iterator[None]:
     except (OSError, EOFError, paramiko.SSHException) as e:
         raise BackendUnreachable(f"{host}: {what}: {e or type(e).__name__}; check that it is up and "
                                  f"reachable (`runctl compute check`)") from e
+
+
+def send_all(chan: Any, data: bytes) -> None:
+    """``chan.sendall`` in pieces: paramiko copies the rest of the buffer on every packet it
+    sends, so one 8 MB sendall crawls (3 MB/s here) where pieces of 256 KB go at link speed."""
+    view = memoryview(data)
+    for i in range(0, len(view), 256 << 10):
+        chan.sendall(view[i:i + (256 << 10)])
+
+
+class LineReader:
+    """Lines from a channel. (paramiko's own file object re-joins its whole buffer for every
+    piece that arrives: a 5 MB answer line took seconds.)"""
+
+    def __init__(self, chan: Any) -> None:
+        self.chan = chan
+        self.buf = bytearray()
+
+    def readline(self) -> bytes:
+        searched = 0
+        while (end := self.buf.find(b"\n", searched)) < 0:
+            searched = len(self.buf)
+            piece = self.chan.recv(1 << 20)
+            if not piece:
+                line, self.buf = bytes(self.buf), bytearray()
+                return line
+            self.buf += piece
+        line = bytes(self.buf[:end + 1])
+        del self.buf[:end + 1]
+        return line
 
 
 def fingerprint(key: Any) -> str:
@@ -144,7 +194,7 @@ class Connection:
             try:
                 chan.exec_command(command)
                 if stdin:
-                    chan.sendall(stdin)
+                    send_all(chan, stdin)
                 chan.shutdown_write()
                 out = chan.makefile("rb").read()  # the agent writes little to stderr: no window stall
                 err = chan.makefile_stderr("rb").read()
@@ -251,12 +301,28 @@ class HostLink:
     _serving: tuple[Any, Any] | None = None
 
     def _start_agent(self) -> tuple[Any, Any]:
-        script = posixpath.join(self._ensure_agent(), "remote_agent.py")
+        """Start the agent on one channel; if this version is not on the host yet, a small
+        bootstrap asks for its files, installs them and becomes the agent (no extra round
+        trip, no SFTP). The agent says {"ready": true} when it serves."""
+        script = shlex.quote(posixpath.join(self._agent_path(), "remote_agent.py"))
+        python = shlex.quote(self.python)
         transport = self.conn.client.get_transport()
         chan = transport.open_session(timeout=self.settings.timeout_s)
         chan.settimeout(self.settings.command_timeout_s)
-        chan.exec_command(f"{shlex.quote(self.python)} {shlex.quote(script)} --serve")
-        self._serving = (chan, chan.makefile("rb"))
+        chan.exec_command(f"if [ -f {script} ]; then exec {python} -S -E {script} --serve; else exec {python} "
+                          f"-S -E -c {shlex.quote(AGENT_BOOTSTRAP)} {shlex.quote(self._agent_path())}; fi")
+        reader = LineReader(chan)
+        hello = reader.readline()
+        if hello.startswith(b'{"install"'):
+            files = {name: base64.b64encode(data).decode() for name, data in self._agent_files()}
+            send_all(chan, json.dumps(files).encode() + b"\n")
+            hello = reader.readline()
+        if not hello.startswith(b'{"ready"'):
+            chan.close()
+            raise BackendUnreachable(f"{self.alias}: runctl's agent did not start with {self.python}: "
+                                     f"{hello[:300].decode(errors='replace').strip() or 'no answer'}; set the "
+                                     f"target's python to a Python >= 3.8 on that host")
+        self._serving = (chan, reader)
         return self._serving
 
     @property
@@ -278,25 +344,15 @@ class HostLink:
         if rc != 0:
             raise StartError(f"{self.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
 
-    def _ensure_agent(self) -> str:
+    def _agent_files(self) -> list[tuple[str, bytes]]:
+        files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
+        return [*files, ("safefs.py", SAFEFS.read_bytes())]
+
+    def _agent_path(self) -> str:
+        """WORK_DIR/.runctl-agent/<digest of its files>: each runctl version its own."""
         if self._agent_dir is None:
-            files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
-            files.append(("safefs.py", SAFEFS.read_bytes()))
-            digest = hashlib.sha256(b"".join(name.encode() + data for name, data in files)).hexdigest()[:20]
-            agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
-            sftp = self.conn.sftp
-            with ssh_errors(self.alias, "installing runctl's agent"):
-                try:
-                    sftp.stat(posixpath.join(agent_dir, "remote_agent.py"))
-                except OSError:
-                    tmp = f"{agent_dir}.tmp{os.getpid()}"
-                    self.mkdirs(posixpath.join(tmp, "lib"))
-                    for name, data in files:
-                        with sftp.open(posixpath.join(tmp, name), "wb") as f:
-                            f.write(data)
-                    self.conn.run(f"mv {shlex.quote(tmp)} {shlex.quote(agent_dir)} 2>/dev/null || "
-                                  f"rm -rf {shlex.quote(tmp)}")
-            self._agent_dir = agent_dir
+            digest = hashlib.sha256(b"".join(n.encode() + d for n, d in self._agent_files())).hexdigest()[:20]
+            self._agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
         return self._agent_dir
 
     def agent(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +360,7 @@ class HostLink:
         the agent process this connection keeps running, and its JSON line back."""
         with self.reconnecting(), ssh_errors(self.alias, f"asking runctl's agent ({request['op']})"):
             chan, reader = self._serving or self._start_agent()
-            chan.sendall(json.dumps(request).encode() + b"\n")
+            send_all(chan, json.dumps(request).encode() + b"\n")
             line = reader.readline()
         if not line:
             self.close()
@@ -370,6 +426,7 @@ class SSHTransport(Transport):
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
         self._flush()
         self.link.agent({"op": "materialize", "cache": self.link.cache_dir, "run_dir": run_dir,
+                         "work_dir": self.link.work_dir, "spare": self.link.options.get("spare_copy", True),
                          "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
                          "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})
 
@@ -379,7 +436,7 @@ class SSHTransport(Transport):
 
 class SSHBackend(Backend):
     name = "ssh"
-    poll_interval_s = 0.25
+    poll_interval_s = 0.1  # one request on a connection kept open: cheap for the host
     options_schema: ClassVar[dict[str, Any]] = {
         **Backend.options_schema,
         "hosts": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
@@ -398,6 +455,8 @@ class SSHBackend(Backend):
         "nvidia_smi": {"type": "string", "minLength": 1, "description": "nvidia-smi on the hosts (default: on PATH)"},
         "gpu_busy_memory_mib": {"type": "number", "minimum": 0,
                                 "description": "a GPU with more memory in use counts as busy (default 1024)"},
+        "spare_copy": {"type": "boolean", "description": "keep one ready copy of the last code on each host, so "
+                       "the next run of it starts without copying (default true; costs its size on disk)"},
         "queue_timeout_s": {"type": "number", "minimum": 0,
                             "description": "how long a submit waits for free GPUs (default 0: fail at once)"},
     }
@@ -504,21 +563,13 @@ class SSHBackend(Backend):
 
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
         link = self.link(handle)
-        launcher = posixpath.join(handle.run_dir, P.LAUNCHER_FILE)
-        command = (f"cd / && exec {shlex.quote(link.python)} {shlex.quote(launcher)} --detach --secrets-stdin "
-                   f"{shlex.quote(handle.run_dir)}")
-        variables = dict(spec.secret_env)  # launch-time variables go on stdin with the secrets
+        variables = dict(spec.secret_env)  # launch-time variables travel with the secrets, in the request
         gpus = handle.extra.get("gpus") or self._chosen.get(spec.run_id, (link, []))[1]
         if gpus:
             variables["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
-        rc, out, err = link.conn.run(command, json.dumps(variables).encode())
-        try:
-            pid = int(out.decode().strip())
-        except ValueError:
-            raise StartError(f"{link.alias}: the launcher did not start (exit {rc}): "
-                             f"{err.decode(errors='replace').strip()[-500:]}") from None
-        boot = link.agent({"op": "info", "work_dir": link.work_dir})["boot_id"]
-        return Handle(self.name, str(pid), handle.run_dir, host=link.alias, extra={"boot_id": boot, "gpus": gpus})
+        started = link.agent({"op": "launch", "run_dir": handle.run_dir, "variables": variables})
+        return Handle(self.name, str(started["pid"]), handle.run_dir, host=link.alias,
+                      extra={"boot_id": started["boot_id"], "gpus": gpus})
 
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]

@@ -296,25 +296,56 @@ def kill_run_processes(run_dir, sig, adopted=False):
     return len(pids)
 
 
-def detach():
-    """Fork once; the parent prints the child's pid and exits once the child has written its
-    first status (or died), the child leads a new session. Returns the child's ``started``."""
+def launch_detached(run_dir, secrets):
+    """Start the launcher for RUN_DIR in a new session, detached from the caller (double
+    fork: nobody has to reap it); return its pid once status.json exists (or it died first).
+    Used by ``--detach`` and by runctl's agent on SSH hosts (no second Python start)."""
     r, w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(w)
-        os.read(r, 1)  # "1" once status.json exists; b"" if the child died first
-        sys.stdout.write("%d\n" % pid)
-        sys.stdout.flush()
-        os._exit(0)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - (runs in the forked processes)
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            os.write(w, b"%d\n" % os.getpid())
+            log = os.open(os.path.join(run_dir, P.LAUNCHER_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(devnull)
+            os.close(log)
+
+            def started():
+                os.close(w)  # the caller's read ends: status.json exists
+
+            code = run_recorded(run_dir, secrets, started)
+        finally:
+            os._exit(code or 0)
+    os.close(w)
+    os.waitpid(child, 0)
+    data = b""
+    while True:
+        piece = os.read(r, 64)
+        if not piece:
+            break
+        data += piece
     os.close(r)
-    os.setsid()
+    return int(data) if data.strip() else None
 
-    def started():
-        os.write(w, b"1")
-        os.close(w)
 
-    return started
+def run_recorded(run_dir, secrets, started=None):
+    """``run``; whatever goes wrong in the launcher itself ends up in status.json."""
+    try:
+        return run(run_dir, secrets, started)
+    except Exception as e:  # the record must say why, whatever happened
+        try:
+            write_status(run_dir, {"state": P.FINISHED, "reason": P.LAUNCHER_ERROR, "exit_code": 1,
+                                   "error": "launcher: %s: %s" % (type(e).__name__, e), "end_time": time.time()})
+        finally:
+            raise
 
 
 def main(argv):
@@ -325,22 +356,15 @@ def main(argv):
         return 2
     run_dir = os.path.abspath(args[0])
     secrets = read_secrets(sys.stdin) if "--secrets-stdin" in flags else {}
-    started = None
-    if "--detach" in flags:
-        started = detach()
-        log = os.open(os.path.join(run_dir, P.LAUNCHER_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-    try:
-        return run(run_dir, secrets, started)
-    except Exception as e:  # the record must say why, whatever happened
-        try:
-            write_status(run_dir, {"state": P.FINISHED, "reason": P.LAUNCHER_ERROR, "exit_code": 1,
-                                   "error": "launcher: %s: %s" % (type(e).__name__, e), "end_time": time.time()})
-        finally:
-            raise
+    if "--detach" not in flags:
+        return run_recorded(run_dir, secrets)
+    pid = launch_detached(run_dir, secrets)
+    if pid is None:
+        sys.stderr.write("launcher: the detached launcher did not start\n")
+        return 1
+    sys.stdout.write("%d\n" % pid)
+    sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":

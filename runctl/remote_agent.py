@@ -6,7 +6,9 @@ followed); the launcher lock tells whether a launcher lives, as on a local host.
 """
 
 import base64
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -95,44 +97,282 @@ def op_cancel(req):
     return {"killed": launcher.kill_run_processes(run_dir, signal.SIGKILL)}
 
 
+COPY_THREADS = 4  # file creation dominates on many disks; a few threads halve it
+
+
+def _obj(cache, digest):
+    return os.path.join(cache, digest[:2], digest[2:])
+
+
+# The object cache: one file per object (loose), and packs: small objects that arrived
+# together, in one file (packs/N.pack, with N.idx: {digest: [offset, length]}), since
+# creating thousands of files is what a cold upload waits for on many disks. A background
+# process (make_spare) turns packs into loose objects later and removes them.
+
+
+def _pack_indexes(cache):
+    """[(pack path, {digest: [offset, length]})] of the packs there are now."""
+    pack_dir = os.path.join(cache, "packs")
+    try:
+        names = sorted(n for n in os.listdir(pack_dir) if n.endswith(".idx"))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        try:
+            with open(os.path.join(pack_dir, name)) as f:
+                out.append((os.path.join(pack_dir, name[:-4] + ".pack"), json.load(f)))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _packs(cache):
+    """{digest: (pack path, offset, length)}."""
+    return {digest: (pack, offset, length) for pack, index in _pack_indexes(cache)
+            for digest, (offset, length) in index.items()}
+
+
+def _copy_object(cache, digest, target, packs):
+    """Object ``digest`` to the new file ``target``: from its loose file, or its pack."""
+    try:
+        shutil.copyfile(_obj(cache, digest), target)
+        return
+    except FileNotFoundError:
+        if digest not in packs:
+            raise
+    pack, offset, length = packs[digest]
+    try:
+        with open(pack, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+    except FileNotFoundError:  # unpacked meanwhile: it is loose now
+        shutil.copyfile(_obj(cache, digest), target)
+        return
+    with open(target, "wb") as f:
+        f.write(data)
+
+
 def op_missing(req):
     cache = req["cache"]
-    return {"missing": [d for d in req["digests"] if not os.path.isfile(os.path.join(cache, d[:2], d[2:]))]}
+    packed = _packs(cache)
+    return {"missing": [d for d in req["digests"] if d not in packed and not os.path.isfile(_obj(cache, d))]}
 
 
 def op_put(req):
-    """Small objects, sent inline in one request (many small files cost one round trip)."""
-    cache = req["cache"]
-    for digest, data in req["objects"]:
-        final = os.path.join(cache, digest[:2], digest[2:])
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = "%s.put.%d" % (final, os.getpid())
-        with open(tmp, "wb") as f:
-            f.write(base64.b64decode(data))
-        os.chmod(tmp, 0o400)
-        os.replace(tmp, final)
+    """Small objects, sent inline in one request, into one new pack."""
+    pack_dir = os.path.join(req["cache"], "packs")
+    os.makedirs(pack_dir, exist_ok=True)
+    name = os.path.join(pack_dir, "%d-%d-%s" % (time.time_ns(), os.getpid(), req["objects"][0][0][:12]))
+    index, offset = {}, 0
+    with open(name + ".pack.tmp", "wb") as f:
+        for digest, data in req["objects"]:
+            raw = base64.b64decode(data)
+            f.write(raw)
+            index[digest] = [offset, len(raw)]
+            offset += len(raw)
+    os.replace(name + ".pack.tmp", name + ".pack")
+    with open(name + ".idx.tmp", "w") as f:
+        json.dump(index, f)
+    os.replace(name + ".idx.tmp", name + ".idx")  # the pack counts from here on
     return {}
 
 
-def op_materialize(req):
-    cache, root = req["cache"], req["run_dir"]
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    os.mkdir(root)
-    for rel, digest, mode in req["files"]:
+def unpack(cache):
+    """Each pack's objects into loose files, then the pack removed (background, at leisure;
+    a reader that finds a pack gone finds its objects loose)."""
+    for pack, index in _pack_indexes(cache):
+        with open(pack, "rb") as src:
+            for digest, (offset, length) in sorted(index.items(), key=lambda kv: kv[1]):
+                final = _obj(cache, digest)
+                if os.path.isfile(final):
+                    continue
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                src.seek(offset)
+                tmp = "%s.unpack.%d" % (final, os.getpid())
+                with open(tmp, "wb") as f:
+                    f.write(src.read(length))
+                os.chmod(tmp, 0o400)
+                os.replace(tmp, final)
+        os.unlink(pack[:-5] + ".idx")
+        with contextlib.suppress(OSError):
+            os.unlink(pack)
+
+
+def _lay_files(cache, root, files):
+    """Copy ``files`` ([rel, digest, mode]) from the cache under ``root``, a few at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for d in sorted({os.path.dirname(os.path.join(root, rel)) for rel, _, _ in files}):
+        os.makedirs(d, exist_ok=True)
+
+    packs = _packs(cache)
+
+    def copy(entry):
+        rel, digest, mode = entry
         target = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(os.path.join(cache, digest[:2], digest[2:]), target)
+        _copy_object(cache, digest, target, packs)
         os.chmod(target, mode | 0o200)
-    for rel, link in req["links"]:
+
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        list(pool.map(copy, files))
+
+
+def _lay_links(root, links):
+    for rel, link in links:
         target = os.path.join(root, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.symlink(link, target)
+
+
+SPARE_MANIFEST = ".runctl-spare.json"  # inside a spare: the files and links it holds
+
+
+def _spare_dir(work_dir):
+    return os.path.join(work_dir, ".spare")
+
+
+def _take_spare(work_dir, root):
+    """Move the ready copy (if any) to ``root`` (one rename: concurrent takers cannot both get
+    it); its manifest, or None."""
+    spares = _spare_dir(work_dir)
+    try:
+        ready = [n for n in os.listdir(spares) if n.startswith("ready-")]
+    except OSError:
+        return None
+    for name in ready:
+        try:
+            os.rename(os.path.join(spares, name), root)
+        except OSError:
+            continue
+        try:
+            with open(os.path.join(root, SPARE_MANIFEST)) as f:
+                manifest = json.load(f)
+            os.unlink(os.path.join(root, SPARE_MANIFEST))
+            return manifest
+        except (OSError, ValueError):
+            shutil.rmtree(root, ignore_errors=True)
+            return None
+    return None
+
+
+def _fix_up(cache, root, have, files, links):
+    """Make the tree at ``root`` (holding ``have``) exactly ``files`` + ``links``."""
+    want = {rel: (digest, mode) for rel, digest, mode in files}
+    want_links = dict((rel, link) for rel, link in links)
+    old = {rel: (digest, mode) for rel, digest, mode in have["files"]}
+    old_links = dict((rel, link) for rel, link in have["links"])
+    for rel in set(old) | set(old_links):
+        if want.get(rel) != old.get(rel) or want_links.get(rel) != old_links.get(rel):
+            os.unlink(os.path.join(root, rel))
+    needed = set()
+    for rel in list(want) + list(want_links):
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            needed.add("/".join(parts[:i]))
+    for dirpath, _dirs, _files in os.walk(root, topdown=False):
+        rel = os.path.relpath(dirpath, root)
+        if rel != "." and rel not in needed:
+            os.rmdir(dirpath)  # empty by now: every entry in it was unwanted
+    _lay_files(cache, root, [[rel, d, m] for rel, (d, m) in want.items() if old.get(rel) != (d, m)])
+    _lay_links(root, [[rel, ln] for rel, ln in want_links.items() if old_links.get(rel) != ln])
+
+
+def op_materialize(req):
+    """RUN_DIR from the cache: a ready copy of the last code (the spare) moved into place and
+    corrected where the wanted tree differs; else copied file by file."""
+    cache, root = req["cache"], req["run_dir"]
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    have = _take_spare(req["work_dir"], root) if req.get("spare") else None
+    if have is None:
+        os.mkdir(root)
+        _lay_files(cache, root, req["files"])
+        _lay_links(root, req["links"])
+    else:
+        _fix_up(cache, root, have, req["files"], req["links"])
     for rel, data in req.get("inline", []):
         target = os.path.join(root, rel)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "wb") as f:
             f.write(base64.b64decode(data))
-    return {}
+    _start_background(req)
+    return {"from_spare": have is not None}
+
+
+def _start_background(req):
+    """A detached process unpacks the packs and prepares the next ready copy (if asked);
+    the caller does not wait for it."""
+    import subprocess
+
+    spares = _spare_dir(req["work_dir"])
+    os.makedirs(spares, exist_ok=True)
+    todo = os.path.join(spares, "next.%d.json" % os.getpid())
+    with open(todo, "w") as f:
+        json.dump({"cache": req["cache"], "files": req["files"], "links": req["links"],
+                   "spare": bool(req.get("spare"))}, f)
+    os.replace(todo, os.path.join(spares, "next.json"))
+    with open(os.devnull, "r+b") as null:
+        subprocess.Popen([sys.executable, "-S", "-E", os.path.abspath(__file__), "--spare", spares],
+                         stdin=null, stdout=null, stderr=null, start_new_session=True, close_fds=True)
+
+
+def make_spare(spares):
+    """Unpack the cache's packs, then build the ready copy that next.json asks for; one
+    builder at a time, at low priority; the previous ready copy (other code) is dropped."""
+    fd = os.open(os.path.join(spares, ".lock"), os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # a builder runs; it reads next.json when done with what it builds
+    os.nice(10)
+    while True:
+        try:
+            with open(os.path.join(spares, "next.json")) as f:
+                job = json.load(f)
+            os.unlink(os.path.join(spares, "next.json"))
+        except (OSError, ValueError):
+            return 0
+        unpack(job["cache"])
+        if not job.get("spare"):
+            continue
+        manifest = {"files": job["files"], "links": job["links"]}
+        key = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:24]
+        for name in os.listdir(spares):
+            if name == "ready-" + key:
+                continue
+            if name.startswith("ready-"):  # moved aside first: a taker may be renaming it right now
+                trash = os.path.join(spares, "trash-%s" % name)
+                try:
+                    os.rename(os.path.join(spares, name), trash)
+                except OSError:
+                    continue
+                shutil.rmtree(trash, ignore_errors=True)
+            elif name.startswith(("build-", "trash-")):  # a builder killed midway (we hold the lock)
+                shutil.rmtree(os.path.join(spares, name), ignore_errors=True)
+        if os.path.isdir(os.path.join(spares, "ready-" + key)):
+            continue  # that copy is ready already
+        build = os.path.join(spares, "build-%d" % os.getpid())
+        try:
+            os.mkdir(build)
+            _lay_files(job["cache"], build, job["files"])
+            _lay_links(build, job["links"])
+            with open(os.path.join(build, SPARE_MANIFEST), "w") as f:
+                json.dump(manifest, f)
+            os.rename(build, os.path.join(spares, "ready-" + key))
+        except OSError:
+            shutil.rmtree(build, ignore_errors=True)
+
+
+def op_launch(req):
+    """Start RUN_DIR's launcher detached, from this process (no second Python start): its pid.
+    Secrets and launch-time variables come in the request, never on a command line."""
+    variables = req.get("variables") or {}
+    if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+        raise ValueError("variables must be a JSON object of strings")
+    pid = launcher.launch_detached(req["run_dir"], variables)
+    if pid is None:
+        raise RuntimeError("the launcher did not start (see RUN_DIR/.runctl/launcher.log)")
+    return {"pid": pid, "boot_id": boot_id()}
 
 
 def op_read(req):
@@ -248,7 +488,7 @@ def op_release_gpus(req):
 
 OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
-       "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put}
+       "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch}
 
 
 MAX_LIFETIME_S = 600  # a request whose SSH session died (a cut link) must not leave the agent waiting forever
@@ -264,10 +504,14 @@ def answer(req):
 def main(argv):
     """One request from stdin; or, with --serve, one JSON request per line until stdin closes
     (one agent process per SSH connection: no Python start-up per request)."""
+    if argv[:1] == ["--spare"]:
+        return make_spare(argv[1])
     if "--serve" not in argv:
         signal.alarm(MAX_LIFETIME_S)
         sys.stdout.write(json.dumps(answer(json.loads(sys.stdin.read()))))
         return 0
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
     for line in sys.stdin:
         signal.alarm(MAX_LIFETIME_S)  # idle that long (a dead session): exit
         sys.stdout.write(json.dumps(answer(json.loads(line))) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from runctl.backends.base import LaunchSpec
 from runctl.backends.localfs import LocalTransport
 from runctl.snapshot import ObjectStore, list_source, take_snapshot
 from runctl.store import Store
+
+from .conftest import wait_for
 
 GOLDEN_SPEC = {
     "run_id": "exp_1_abcd",
@@ -134,16 +137,39 @@ def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
     spec["argv"][0] = sys.executable
     (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
     assert subprocess.run([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode == 0
-    requests = [{"op": "info", "work_dir": str(tmp_path / "w")}, {"op": "status", "runs": [str(run_dir)]},
-                {"op": "list", "run_dir": str(run_dir), "reldir": "logs"},
-                {"op": "read", "run_dir": str(run_dir), "path": "logs/std_log.txt", "offset": 0, "max": 100}]
-    for python in _pythons():
-        p = subprocess.run([python, str(agent / "remote_agent.py"), "--serve"], capture_output=True, text=True,
-                           input="".join(json.dumps(r) + "\n" for r in requests), timeout=60)
-        answers = [json.loads(line) for line in p.stdout.splitlines()]
-        assert p.returncode == 0 and len(answers) == 4 and not any("error" in a for a in answers), (python, p.stderr)
+    import base64
+    import hashlib
+
+    blob = b"X = 1\n"
+    digest = hashlib.sha256(blob).hexdigest()
+    cache, work = tmp_path / "w" / ".objects", tmp_path / "w"
+    for n, python in enumerate(_pythons()):
+        fresh = make_run_dir(tmp_path / f"fresh{n}", "print('launched')\n")
+        fresh_spec = json.loads((fresh / ".runctl" / "spec.json").read_text())
+        fresh_spec["argv"][0] = python
+        (fresh / ".runctl" / "spec.json").write_text(json.dumps(fresh_spec))
+        requests = [{"op": "info", "work_dir": str(work)}, {"op": "status", "runs": [str(run_dir)]},
+                    {"op": "list", "run_dir": str(run_dir), "reldir": "logs"},
+                    {"op": "read", "run_dir": str(run_dir), "path": "logs/std_log.txt", "offset": 0, "max": 100},
+                    {"op": "put", "cache": str(cache), "objects": [[digest, base64.b64encode(blob).decode()]]},
+                    {"op": "missing", "cache": str(cache), "digests": [digest, "0" * 64]},
+                    {"op": "materialize", "cache": str(cache), "run_dir": str(tmp_path / f"m{n}"), "work_dir": str(work),
+                     "spare": True, "files": [["code/x.py", digest, 0o644]], "links": [["code/y.py", "x.py"]],
+                     "inline": [["note", base64.b64encode(b"hi").decode()]]},
+                    {"op": "launch", "run_dir": str(fresh), "variables": {"SECRET": "s"}}]
+        p = subprocess.run([python, "-S", "-E", str(agent / "remote_agent.py"), "--serve"], capture_output=True,
+                           text=True, input="".join(json.dumps(r) + "\n" for r in requests), timeout=60)
+        hello, *answers = [json.loads(line) for line in p.stdout.splitlines()]
+        assert p.returncode == 0 and hello == {"ready": True} and len(answers) == len(requests), (python, p.stderr)
+        assert not any("error" in a for a in answers), (python, answers)
         assert answers[1]["runs"][str(run_dir)]["status"]["exit_code"] == 0
         assert answers[2]["entries"] == [["logs/std_log.txt", len("from the job\n"), "file"]]
-        import base64
-
         assert base64.b64decode(answers[3]["data"]) == b"from the job\n", python
+        assert answers[5]["missing"] == ["0" * 64], "a packed object counts as present"
+        made = tmp_path / f"m{n}"
+        assert (made / "code" / "x.py").read_bytes() == blob and os.readlink(made / "code" / "y.py") == "x.py"
+        assert (made / "note").read_text() == "hi"
+        assert answers[7]["pid"] > 0
+        wait_for(lambda: json.loads((fresh / "status.json").read_text()).get("state") == "finished",
+                 what=f"the launched job on {python}")
+        assert "launched" in (fresh / "logs" / "std_log.txt").read_text()
