@@ -170,6 +170,6 @@ def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
         assert (made / "code" / "x.py").read_bytes() == blob and os.readlink(made / "code" / "y.py") == "x.py"
         assert (made / "note").read_text() == "hi"
         assert answers[7]["pid"] > 0
-        wait_for(lambda: json.loads((fresh / "status.json").read_text()).get("state") == "finished",
+        wait_for(lambda f=fresh: json.loads((f / "status.json").read_text()).get("state") == "finished",
                  what=f"the launched job on {python}")
         assert "launched" in (fresh / "logs" / "std_log.txt").read_text()
