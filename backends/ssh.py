@@ -402,6 +402,7 @@ class SSHTransport(Transport):
     def _flush(self) -> None:
         if self._batch:
             self.link.agent({"op": "put", "cache": self.link.cache_dir, "objects": self._batch})
+            self.sent_bytes(self._batch_bytes)
             self._batch, self._batch_bytes = [], 0
 
     def _send(self, digest: str, source: Path) -> None:
@@ -421,6 +422,7 @@ class SSHTransport(Transport):
                 dst.set_pipelined(True)
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
+                    self.sent_bytes(len(chunk))
             conn.sftp.posix_rename(part, final)
 
     def materialize(self, run_dir: str, plan: StagePlan) -> None:

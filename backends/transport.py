@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class Transport(abc.ABC):
     """How files reach the compute side; core drives it (runctl/staging.py), so the logic of
     sending only what is missing is written once. The far side keeps an object cache of
     files by sha256 digest; ``materialize`` builds a RUN_DIR from it."""
+
+    # Core sets this to follow an upload: call it with each number of bytes that reached the
+    # far side (a transport that only copies locally may never call it).
+    sent_bytes: Callable[[int], None] = staticmethod(lambda n: None)
 
     @abc.abstractmethod
     def missing(self, digests: list[str]) -> set[str]:

@@ -78,17 +78,69 @@ def stage(objects: ObjectStore, transport: Transport, run_dir: str, run_plan: St
     half-made by a failure is discarded."""
     sent = Staged(0, 0)
     send = _retrying(transport.send)
-    for digest in sorted(_retrying(transport.missing)(run_plan.digests)):
-        source = objects.object_path(digest)
-        send(digest, source)
-        sent.sent_objects += 1
-        sent.sent_bytes += source.stat().st_size
-    try:
-        transport.materialize(run_dir, run_plan)
-    except BaseException:
-        transport.discard(run_dir)
-        raise
+    todo = sorted(_retrying(transport.missing)(run_plan.digests))
+    sizes = {digest: objects.object_path(digest).stat().st_size for digest in todo}
+    with Progress(sum(sizes.values()), len(todo)) as progress:
+        transport.sent_bytes = progress.add_bytes
+        for digest in todo:
+            send(digest, objects.object_path(digest))
+            sent.sent_objects += 1
+            sent.sent_bytes += sizes[digest]
+            progress.object_done(sizes[digest])
+        try:
+            transport.materialize(run_dir, run_plan)
+        except BaseException:
+            transport.discard(run_dir)
+            raise
     return sent
+
+
+class Progress:
+    """One self-updating line on a terminal while an upload of some size runs (nothing when
+    stderr is not a terminal, or for small uploads)."""
+
+    SHOW_FROM_BYTES = 4 << 20
+    EVERY_S = 0.2
+
+    def __init__(self, total_bytes: int, total_objects: int) -> None:
+        import sys
+        import time
+
+        self.stream = sys.stderr
+        self.show = total_bytes >= self.SHOW_FROM_BYTES and self.stream.isatty()
+        self.total_bytes, self.total_objects = total_bytes, total_objects
+        self.bytes = self.objects = self.done_bytes = 0
+        self.clock = time.monotonic
+        self.start = self.last = self.clock()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes = min(self.total_bytes, self.bytes + n)
+        self._draw()
+
+    def object_done(self, size: int) -> None:
+        self.objects += 1
+        self.done_bytes += size
+        self.bytes = max(self.bytes, min(self.total_bytes, self.done_bytes))
+        self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        now = self.clock()
+        if not self.show or (not final and now - self.last < self.EVERY_S):
+            return
+        self.last = now
+        rate = self.bytes / max(now - self.start, 1e-3) / 1e6
+        self.stream.write(f"\rrunctl: uploading code: {self.bytes / 1e6:.1f} of {self.total_bytes / 1e6:.1f} MB, "
+                          f"{self.objects} of {self.total_objects} files, {rate:.1f} MB/s\x1b[K")
+        self.stream.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.show:
+            self._draw(final=True)
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def code_files(objects: ObjectStore, snapshot_id: str) -> tuple[tuple[str, str], ...]:

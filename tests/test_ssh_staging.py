@@ -137,3 +137,35 @@ def test_concurrent_submits_of_the_same_code_each_get_their_own_copy(tmp_path: P
     want = local_tree(proj.src)
     for out, _ in outs:
         assert job_tree(proj, out.strip()) == want, "a job's write to its code/ reaches no other run"
+
+
+def test_a_large_upload_shows_its_progress_on_a_terminal(tmp_path: Path, home: Path) -> None:
+    """On a terminal, one self-updating line; through a pipe (scripts, CI), nothing."""
+    import pty
+
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
+    (proj.src / "weights.bin").write_bytes(os.urandom(12 << 20))
+    job = proj.script_job("print('done')\n", compute_target="lab")
+    leader, follower = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "runctl", "submit", str(job), "-q", "--wait"], cwd=proj.root,
+                         stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    out, _ = p.communicate(timeout=120)
+    shown = b""
+    while True:
+        try:
+            piece = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not piece:
+            break
+        shown += piece
+    os.close(leader)
+    assert p.returncode == 0
+    lines = shown.decode().replace("\r\n", "\n").split("\n")
+    final = [ln for ln in lines if "uploading code" in ln][-1].split("\r")[-1]
+    assert "runctl: uploading code: 12.6 of 12.6 MB, " in final and "MB/s" in final, shown
+    assert out.strip() and "uploading" not in out
+    (proj.src / "weights.bin").write_bytes(os.urandom(12 << 20))
+    piped = proj.cli("submit", str(job), "-q", "--wait", check=True)
+    assert "uploading" not in piped.err, "no progress line into a pipe"
