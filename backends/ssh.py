@@ -19,6 +19,7 @@ import os
 import posixpath
 import shlex
 import socket
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
@@ -269,6 +270,7 @@ class HostLink:
         self._conn: Connection | None = None
         self._work_dir: str | None = None
         self._agent_dir: str | None = None
+        self.inventory: tuple[float, list[dict[str, Any]] | None] = (0.0, None)  # (when, GPUs) from check_job
 
     @property
     def alias(self) -> str:
@@ -372,6 +374,7 @@ class HostLink:
         return answer  # type: ignore[no-any-return]
 
 
+INVENTORY_FRESH_S = 5.0  # the GPU list from check_job serves placement this long (busy is asked anew)
 SMALL_OBJECT_BYTES = 256 << 10  # smaller objects travel batched inline to the agent
 BATCH_BYTES = 8 << 20
 
@@ -494,8 +497,8 @@ class SSHBackend(Backend):
                 _ = link.work_dir
                 if want == 0:
                     return
-                gpus = link.agent({"op": "gpus", "work_dir": link.work_dir,
-                                   "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi")})["gpus"]
+                gpus = link.agent({"op": "inventory", "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi")})["gpus"]
+                link.inventory = (time.monotonic(), gpus)  # placement reuses it a moment later
             except BackendUnreachable as e:
                 errors.append(str(e))
                 continue
@@ -521,8 +524,6 @@ class SSHBackend(Backend):
         submits get disjoint GPUs. With none free, wait up to queue_timeout_s, else fail."""
         if spec.run_id in self._chosen:
             return self._chosen[spec.run_id]
-        import time
-
         want = self.gpus_wanted(spec)
         deadline = time.monotonic() + float(self.options.get("queue_timeout_s", 0))
         queued = False
@@ -534,9 +535,11 @@ class SSHBackend(Backend):
                     if want == 0:
                         self._chosen[spec.run_id] = (link, [])
                         return link, []
+                    taken, inventory = link.inventory
                     got = link.agent({"op": "reserve", "work_dir": link.work_dir, "run_dir": run_dir, "count": want,
                                       "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi"),
-                                      "busy_mib": self.options.get("gpu_busy_memory_mib", 1024)})
+                                      "busy_mib": self.options.get("gpu_busy_memory_mib", 1024),
+                                      "inventory": inventory if time.monotonic() - taken < INVENTORY_FRESH_S else None})
                 except BackendUnreachable as e:
                     errors.append(str(e))
                     continue

@@ -12,6 +12,7 @@ against `rsync -a` of the same tree over the same sshd. Markdown on stdout.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -109,6 +110,47 @@ def rsync_once(src: Path, dest: str) -> float:
     return time.perf_counter() - t0
 
 
+STAND_IN_SMI = """#!/bin/sh
+case "$1" in
+--query-gpu=*) for i in 0 1 2 3 4 5 6 7; do echo "$i, GPU-000$i, Stand-in H100, 0, 81559"; done ;;
+esac
+"""
+
+
+def placement(tmp: Path, repeat: int) -> tuple[str, float, float]:
+    """What placement adds to a submit: the backend's check_job + plan for a run that wants
+    one GPU against one that wants none, on a warm connection (median of many). The stand-in
+    nvidia-smi (a shell script) answers in a few ms; a real one on an H100 host takes about
+    20 ms per query, and placement asks two (the GPU list, then who uses them)."""
+    smi = tmp / "nvidia-smi"
+    smi.write_text(STAND_IN_SMI)
+    smi.chmod(0o755)
+    code = f"""
+import json, statistics, time
+from pathlib import Path
+from runctl.backends.base import LaunchSpec
+from runctl.backends.ssh import SSHBackend
+options = {{**{target(tmp / "remote-gpu")!r}, "nvidia_smi": {str(smi)!r}}}
+backend = SSHBackend("b", options, Path({str(tmp / "h-gpu")!r}))
+def once(gpus):
+    spec = LaunchSpec(run_id="r%d" % time.time_ns(), experiment="e", argv=["python3"], env={{}}, timeout_s=1,
+                      grace_s=1, snapshot_id="-", resources={{"gpus": gpus}})
+    t0 = time.perf_counter()
+    backend.check_job(spec)
+    handle = backend.plan(spec)
+    took = time.perf_counter() - t0
+    if gpus:
+        link = backend.link(handle)
+        link.agent({{"op": "release_gpus", "work_dir": link.work_dir, "run_dir": handle.run_dir}})
+    return took
+once(0); once(1)
+print(json.dumps([statistics.median(once(g) for _ in range({repeat * 5})) for g in (1, 0)]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    with_gpu, without = json.loads(out.strip().splitlines()[-1])
+    return ("placement: check + plan of a run wanting 1 GPU vs none (warm connection)", with_gpu, without)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=10)
@@ -118,7 +160,6 @@ def main() -> None:
         tmp = Path(d)
         proj = tmp / "proj"
         (proj / ".runctl").mkdir(parents=True)
-        import json
 
         (proj / ".runctl" / "config.yaml").write_text(json.dumps({"compute_targets": {"lab": {"type": "ssh",
                                                                    **target(tmp / "remote")}}}))
@@ -134,6 +175,7 @@ def main() -> None:
             ours.append(first_line([*exe, "submit", "stream.yaml", "--follow"], proj, env))
         rows.append(("first output line (`submit --follow`) vs `ssh host python3 -c 'print(1)'`",
                      statistics.median(ours), statistics.median(raw)))
+        rows.append(placement(tmp, args.repeat))
         src = tmp / "tree"
         make_tree(src)
         n = max(3, args.repeat // 3)
@@ -154,7 +196,8 @@ def main() -> None:
     print(f"| {args.repeat} runs (transfers: {n}), medians | runctl | peer | ratio |")
     print("|---|---|---|---|")
     for what, a, b in rows:
-        print(f"| {what} | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {a / b:.2f}x |")
+        ratio = f"+{(a - b) * 1000:.1f} ms" if what.startswith("placement") else f"{a / b:.2f}x"
+        print(f"| {what} | {a * 1000:.1f} ms | {b * 1000:.1f} ms | {ratio} |")
 
 
 if __name__ == "__main__":

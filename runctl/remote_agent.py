@@ -396,33 +396,43 @@ def op_info(req):
     return {"python": sys.version.split()[0], "free_bytes": st.f_bavail * st.f_frsize, "boot_id": boot_id()}
 
 
-def query_gpus(nvidia_smi, busy_mib):
-    """[{index, uuid, name, used_mib, total_mib, busy}] from nvidia-smi; [] without it."""
+def _smi(nvidia_smi, *args):
     import subprocess
 
-    def query(*args):
-        try:
-            out = subprocess.run([nvidia_smi] + list(args), capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout if out.returncode == 0 else None
+    try:
+        out = subprocess.run([nvidia_smi] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             universal_newlines=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
 
-    gpus = query("--query-gpu=index,uuid,name,memory.used,memory.total", "--format=csv,noheader,nounits")
-    if gpus is None:
-        return []
-    apps = query("--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader") or ""
-    used_by_apps = {line.split(",")[0].strip() for line in apps.splitlines() if line.strip()}
+
+def gpu_inventory(nvidia_smi):
+    """[{index, uuid, name, used_mib, total_mib}] from one nvidia-smi call; [] without it."""
+    gpus = _smi(nvidia_smi, "--query-gpu=index,uuid,name,memory.used,memory.total", "--format=csv,noheader,nounits")
     out = []
-    for line in gpus.splitlines():
+    for line in (gpus or "").splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) < 5:
             continue
         index, uuid, name, used, total = parts[:5]
-        used_mib = float(used) if used.replace(".", "", 1).isdigit() else 0.0
-        out.append({"index": int(index), "uuid": uuid, "name": name, "used_mib": used_mib,
-                    "total_mib": float(total) if total.replace(".", "", 1).isdigit() else 0.0,
-                    "busy": uuid in used_by_apps or used_mib > busy_mib})
+        out.append({"index": int(index), "uuid": uuid, "name": name,
+                    "used_mib": float(used) if used.replace(".", "", 1).isdigit() else 0.0,
+                    "total_mib": float(total) if total.replace(".", "", 1).isdigit() else 0.0})
     return out
+
+
+def query_gpus(nvidia_smi, busy_mib, inventory=None):
+    """The inventory (queried now unless given, a moment old) with "busy": a compute process on
+    the GPU (anyone's), or more than ``busy_mib`` of its memory in use."""
+    gpus = gpu_inventory(nvidia_smi) if inventory is None else [dict(g) for g in inventory]
+    if not gpus:
+        return []
+    apps = _smi(nvidia_smi, "--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader") or ""
+    used_by_apps = {line.split(",")[0].strip() for line in apps.splitlines() if line.strip()}
+    for g in gpus:
+        g["busy"] = g["uuid"] in used_by_apps or g["used_mib"] > busy_mib
+    return gpus
 
 
 RESERVATION_GRACE_S = 120  # a reservation whose run has not started by then is stale
@@ -442,8 +452,12 @@ def _reservation_live(path):
     return not st and age < RESERVATION_GRACE_S
 
 
+def op_inventory(req):
+    return {"gpus": gpu_inventory(req.get("nvidia_smi", "nvidia-smi"))}
+
+
 def op_gpus(req):
-    gpus = query_gpus(req.get("nvidia_smi", "nvidia-smi"), req.get("busy_mib", 1024))
+    gpus = query_gpus(req.get("nvidia_smi", "nvidia-smi"), req.get("busy_mib", 1024), req.get("inventory"))
     res_dir = os.path.join(req["work_dir"], ".gpus")
     for g in gpus:
         g["reserved"] = _reservation_live(os.path.join(res_dir, str(g["index"])))
@@ -488,7 +502,8 @@ def op_release_gpus(req):
 
 OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
-       "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch}
+       "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch,
+       "inventory": op_inventory}
 
 
 MAX_LIFETIME_S = 600  # a request whose SSH session died (a cut link) must not leave the agent waiting forever
