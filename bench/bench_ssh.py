@@ -178,7 +178,7 @@ def main() -> None:
         rows.append(placement(tmp, args.repeat))
         src = tmp / "tree"
         make_tree(src)
-        n = max(3, args.repeat // 3)
+        n = max(3, args.repeat // 2)
         cold, cold_rsync, warm, warm_rsync, one, one_rsync = [], [], [], [], [], []
         for i in range(n):
             home, remote = tmp / f"h{i}", tmp / f"r{i}"
