@@ -21,6 +21,7 @@ BUILTIN = MappingProxyType({
     "local": "runctl.backends.local:LocalBackend",
     "docker": "runctl.backends.docker:DockerBackend",
     "ssh": "runctl.backends.ssh:SSHBackend",
+    "slurm": "runctl.backends.slurm:SlurmBackend",
 })
 
 

@@ -87,6 +87,7 @@ class LaunchSpec:
     resources: dict[str, Any] = field(default_factory=dict)  # parsed: cpus (float), memory (bytes), gpus
     environment: dict[str, Any] = field(default_factory=dict)
     node_count: int = 1
+    distributed: dict[str, Any] = field(default_factory=dict)  # the job's distributed_job_config
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # never written to disk by runctl
     code_files: tuple[tuple[str, str], ...] = ()  # (path under code/, digest): e.g. an image build's cache key
 

@@ -171,7 +171,8 @@ def start_job(run_dir, spec, secrets, status, log_name=P.LOG_FILE):
     env.update(secrets)
     log_fd = os.open(os.path.join(run_dir, log_name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        return subprocess.Popen(spec["argv"], cwd=code_dir, env=env, stdin=subprocess.DEVNULL, stdout=log_fd,
+        argv = json.loads(os.environ[P.TASK_LAUNCH]) + spec["argv"] if os.environ.get(P.TASK_LAUNCH) else spec["argv"]
+        return subprocess.Popen(argv, cwd=code_dir, env=env, stdin=subprocess.DEVNULL, stdout=log_fd,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=die_with_parent)  # the job does not outlive a killed launcher
     except OSError as e:

@@ -33,6 +33,13 @@ SHIM = "RUNCTL_SHIM_DIR"
 FLUSH_INTERVAL = "RUNCTL_FLUSH_INTERVAL_S"
 OFFLINE = "RUNCTL_OFFLINE"
 
+# Jobs of several processes (the Slurm backend): the launcher starts the job through
+# TASK_LAUNCH (a JSON list put before the job's argv: srun and the task shim), and the task
+# shim (LIB_DIR/runctl_task.py) gives each process its rank variables.
+TASK_LAUNCH = "RUNCTL_TASK_LAUNCH"
+TASK_RANK = "RUNCTL_TASK_RANK"  # this process's rank; the Run API logs metrics from rank 0 only...
+METRICS_RANKS = "RUNCTL_METRICS_RANKS"  # ...unless this is "all"
+
 JOB_ENVIRONMENT = {
     RUN_ID: "the run's id",
     RUN_DIR: "absolute path of RUN_DIR as the job sees it (it also tags the run's processes)",
@@ -43,7 +50,16 @@ JOB_ENVIRONMENT = {
     FLUSH_INTERVAL: "seconds between the event writer's flushes (default 0.5)",
     "PYTHONPATH": "RUN_DIR/.runctl/lib first, then the job's own",
     "PYTHONUNBUFFERED": "1 unless the job sets it",
+    TASK_RANK: "in a job of several processes, the process's rank (with RANK, LOCAL_RANK, WORLD_SIZE, "
+               "NODE_RANK, MASTER_ADDR, MASTER_PORT and Azure ML's AZ_BATCH_* names)",
+    METRICS_RANKS: "'all': every rank's run.log() reaches the run (default: rank 0's only)",
 }
+
+
+def logs_metrics(environ):
+    """Does this process's Run API write metrics? Every process of a one-process job; in a
+    job of several, rank 0 (or every rank with METRICS_RANKS=all)."""
+    return environ.get(TASK_RANK, "0") == "0" or environ.get(METRICS_RANKS) == "all"
 
 
 def job_environment(run_dir, spec, base):
@@ -58,6 +74,7 @@ def job_environment(run_dir, spec, base):
     env[OUTPUTS] = os.path.join(run_dir, OUTPUTS_DIR)
     env[SHIM] = os.path.join(run_dir, SHIM_DIR)
     env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
+    env.pop(TASK_LAUNCH, None)
     return env
 
 

@@ -153,6 +153,34 @@ def _copy_object(cache, digest, target, packs):
         f.write(data)
 
 
+def op_run(req):
+    """A command (argv, no shell) with extra environment variables (secrets travel here, in
+    the request, never on a command line) and stdin: the Slurm backend's sbatch, squeue..."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.update(req.get("env") or {})
+    try:
+        p = subprocess.run(req["argv"], input=(req.get("stdin") or "").encode(), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env, timeout=req.get("timeout", 120))
+    except FileNotFoundError:
+        return {"missing": True}
+    return {"rc": p.returncode, "out": p.stdout.decode("utf-8", "replace"), "err": p.stderr.decode("utf-8", "replace")}
+
+
+def op_mark_cancel(req):
+    """The cancel marker, and an "abandoned" record if no launcher ever started (the job's
+    own launcher, wherever it runs, then refuses to start): no signal from here."""
+    run_dir = req["run_dir"]
+    try:
+        safefs.touch(run_dir, P.CANCEL_MARKER)
+    except OSError:
+        pass
+    if not safefs.read_json(run_dir, P.STATUS_FILE):
+        abandon(run_dir, canceled=True)
+    return {}
+
+
 def op_missing(req):
     cache = req["cache"]
     packed = _packs(cache)
@@ -503,6 +531,7 @@ def op_release_gpus(req):
 OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
        "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch,
+       "run": op_run, "mark_cancel": op_mark_cancel,
        "inventory": op_inventory}
 
 

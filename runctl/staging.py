@@ -27,6 +27,7 @@ def jobside_files() -> Iterator[tuple[Path, str]]:
     yield PKG / "launcher.py", protocol.LAUNCHER_FILE
     yield PKG / "protocol.py", f"{protocol.LIB_DIR}/runctl_protocol.py"
     yield PKG / "_shim" / "sitecustomize.py", f"{protocol.LIB_DIR}/sitecustomize.py"
+    yield PKG / "task.py", f"{protocol.LIB_DIR}/runctl_task.py"
     for src_root, dest_root in ((PKG / "context", f"{protocol.LIB_DIR}/runctl_context"),
                                 (PKG / "_shim" / "azureml", f"{protocol.SHIM_DIR}/azureml")):
         for p in sorted(src_root.rglob("*.py")):

@@ -108,6 +108,7 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         resources=job.resources,
         environment=job.environment,
         node_count=job.node_count,
+        distributed=job.distributed_job_config or {},
         code_files=code_files,
     )
 

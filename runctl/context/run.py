@@ -77,7 +77,8 @@ class Run:
         run_id, run_dir = os.environ.get(ENV_RUN_ID), os.environ.get(ENV_RUN_DIR)
         if run_id and run_dir:
             interval = float(os.environ.get(ENV_FLUSH_INTERVAL, "0.5"))
-            writer = EventWriter(os.path.join(run_dir, P.EVENTS_FILE), interval)
+            writer = (EventWriter(os.path.join(run_dir, P.EVENTS_FILE), interval) if P.logs_metrics(os.environ)
+                      else MemoryWriter())  # another rank of a job of several processes
             number = os.environ.get(ENV_RUN_NUMBER)
             Run._context = Run(run_id, run_dir, os.environ.get(ENV_EXPERIMENT, ""), writer,
                                number=int(number) if number else None)

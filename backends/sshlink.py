@@ -1,0 +1,455 @@
+"""Reaching a host by SSH, shared by the backends that do (ssh, and slurm through a login
+node): paramiko connections with ~/.ssh/config aliases and known_hosts verification that
+never auto-accepts, runctl's stdlib agent on the host (runctl/remote_agent.py: safe reads of
+run directories, status of many runs in one request, the launcher lock), and the transport
+that stages RUN_DIR through the host's object cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import posixpath
+import shlex
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+from runctl.errors import BackendUnreachable, InputError, StartError
+
+from .base import RunFile
+from .transport import StagePlan, Transport
+
+RUNCTL_PKG = Path(__file__).resolve().parent.parent / "runctl"
+if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives inside runctl/
+    RUNCTL_PKG = Path(__file__).resolve().parent.parent
+AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher.py"),
+               ("protocol.py", "lib/runctl_protocol.py"))
+SAFEFS = Path(__file__).resolve().parent / "safefs.py"
+READ_CHUNK = 4 << 20
+# Installs the agent's files (one JSON line on stdin: {name: base64}) into argv[1], then
+# becomes the agent. Python >= 3.8, stdlib only.
+AGENT_BOOTSTRAP = """
+import base64, json, os, shutil, sys
+dest = sys.argv[1]
+sys.stdout.write('{"install": true}\\n')
+sys.stdout.flush()
+files = json.loads(sys.stdin.buffer.readline())
+tmp = '%s.tmp%d' % (dest, os.getpid())
+os.makedirs(os.path.join(tmp, 'lib'))
+for name, data in files.items():
+    with open(os.path.join(tmp, name), 'wb') as f:
+        f.write(base64.b64decode(data))
+try:
+    os.rename(tmp, dest)
+except OSError:
+    shutil.rmtree(tmp)
+agent = os.path.join(dest, 'remote_agent.py')
+os.execv(sys.executable, [sys.executable, '-S', '-E', agent, '--serve'])
+"""
+
+
+@contextlib.contextmanager
+def ssh_errors(host: str, what: str) -> Iterator[None]:
+    """paramiko and socket errors -> runctl's, naming the host and what was being done."""
+    import paramiko
+
+    try:
+        yield
+    except paramiko.BadHostKeyException as e:
+        raise InputError(f"{host}: the host key CHANGED (now {fingerprint(e.key)}, known_hosts has "
+                         f"{fingerprint(e.expected_key)}); if the host was reinstalled, check the new key with its "
+                         f"administrator, remove the old line (ssh-keygen -R {host}) and run `runctl compute trust`") from e
+    except paramiko.AuthenticationException as e:
+        raise InputError(f"{host}: authentication failed ({e}); check User and IdentityFile in ~/.ssh/config, "
+                         f"or that ssh-agent holds the key") from e
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        raise BackendUnreachable(f"{host}: {what}: {e or type(e).__name__}; check that it is up and "
+                                 f"reachable (`runctl compute check`)") from e
+
+
+def send_all(chan: Any, data: bytes) -> None:
+    """``chan.sendall`` in pieces: paramiko copies the rest of the buffer on every packet it
+    sends, so one 8 MB sendall crawls (3 MB/s here) where pieces of 256 KB go at link speed."""
+    view = memoryview(data)
+    for i in range(0, len(view), 256 << 10):
+        chan.sendall(view[i:i + (256 << 10)])
+
+
+class LineReader:
+    """Lines from a channel. (paramiko's own file object re-joins its whole buffer for every
+    piece that arrives: a 5 MB answer line took seconds.)"""
+
+    def __init__(self, chan: Any) -> None:
+        self.chan = chan
+        self.buf = bytearray()
+
+    def readline(self) -> bytes:
+        searched = 0
+        while (end := self.buf.find(b"\n", searched)) < 0:
+            searched = len(self.buf)
+            piece = self.chan.recv(1 << 20)
+            if not piece:
+                line, self.buf = bytes(self.buf), bytearray()
+                return line
+            self.buf += piece
+        line = bytes(self.buf[:end + 1])
+        del self.buf[:end + 1]
+        return line
+
+
+def fingerprint(key: Any) -> str:
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+class HostSettings:
+    """Where and how to connect: the target's options over the ~/.ssh/config entry."""
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        import paramiko
+
+        cfg_path = Path(os.path.expanduser(options.get("ssh_config", "~/.ssh/config")))
+        entry: dict[str, Any] = {}
+        if cfg_path.is_file():
+            entry = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(alias)
+        self.alias = alias
+        self.hostname = entry.get("hostname", alias)
+        self.port = int(options.get("port") or entry.get("port") or 22)
+        self.user = options.get("user") or entry.get("user") or os.environ.get("USER") or "root"
+        keys = options.get("identity_file") or entry.get("identityfile") or []
+        self.key_files = [os.path.expanduser(k) for k in ([keys] if isinstance(keys, str) else keys)]
+        self.proxy_jump = entry.get("proxyjump")
+        self.known_hosts = os.path.expanduser(options.get("known_hosts") or "~/.ssh/known_hosts")
+        self.timeout_s = float(options.get("connect_timeout_s", 15))
+        self.command_timeout_s = float(options.get("command_timeout_s", 60))
+
+    @property
+    def key_name(self) -> str:
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+class Connection:
+    """One SSH connection (and its SFTP session) to one host, for one runctl command."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        import paramiko
+
+        self.settings = settings
+        self.client = paramiko.SSHClient()
+        if os.path.exists(settings.known_hosts):
+            self.client.load_host_keys(settings.known_hosts)
+        self.client.set_missing_host_key_policy(_Refuse(settings))
+        with ssh_errors(settings.alias, "connecting"):
+            self.client.connect(settings.hostname, port=settings.port, username=settings.user,
+                                key_filename=settings.key_files or None, timeout=settings.timeout_s,
+                                banner_timeout=settings.timeout_s, auth_timeout=settings.timeout_s,
+                                sock=self._proxy(), allow_agent=True, look_for_keys=not settings.key_files)
+        self._sftp: Any = None
+        self._bound_unacked_time()
+
+    def _bound_unacked_time(self) -> None:
+        """Data unacknowledged for longer than command_timeout_s ends the connection (Linux
+        TCP_USER_TIMEOUT): paramiko's writes would otherwise block for as long as TCP retries
+        (many minutes) on a cut link; this way runctl reconnects and resumes."""
+        sock = getattr(self.client.get_transport(), "sock", None)
+        option = getattr(socket, "TCP_USER_TIMEOUT", None)
+        if isinstance(sock, socket.socket) and option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, int(self.settings.command_timeout_s * 1000))
+
+    def _proxy(self) -> Any:
+        if not self.settings.proxy_jump:
+            return None
+        import paramiko
+
+        return paramiko.ProxyCommand(f"ssh -W {shlex.quote(self.settings.hostname)}:{self.settings.port} "
+                                     f"{shlex.quote(self.settings.proxy_jump)}")
+
+    @property
+    def sftp(self) -> Any:
+        if self._sftp is None:
+            with ssh_errors(self.settings.alias, "opening SFTP"):
+                self._sftp = self.client.open_sftp()
+                self._sftp.get_channel().settimeout(self.settings.command_timeout_s)
+        return self._sftp
+
+    def run(self, command: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+        """Run ``command`` (already shell-quoted) with ``stdin``; (exit status, stdout, stderr)."""
+        with ssh_errors(self.settings.alias, "running a command"):
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise EOFError("the connection is closed")
+            chan = transport.open_session(timeout=self.settings.timeout_s)
+            chan.settimeout(self.settings.command_timeout_s)  # a cut link raises instead of hanging
+            try:
+                chan.exec_command(command)
+                if stdin:
+                    send_all(chan, stdin)
+                chan.shutdown_write()
+                out = chan.makefile("rb").read()  # the agent writes little to stderr: no window stall
+                err = chan.makefile_stderr("rb").read()
+                return chan.recv_exit_status(), out, err
+            finally:
+                chan.close()
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self.client.close()
+
+
+class _Refuse:
+    """Never add an unknown host key: say which key it is and how to trust it."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        raise InputError(f"{self.settings.alias}: the host key is not trusted yet ({fingerprint(key)}); "
+                         f"check that fingerprint with the host's administrator, then run `runctl compute trust "
+                         f"TARGET` (or add the key to {self.settings.known_hosts})")
+
+
+def fetch_host_key(settings: HostSettings) -> Any:
+    """The host's key as it presents it now (for `runctl compute trust`)."""
+    import paramiko
+
+    with ssh_errors(settings.alias, "fetching the host key"):
+        sock = socket.create_connection((settings.hostname, settings.port), timeout=settings.timeout_s)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=settings.timeout_s)
+            return transport.get_remote_server_key()
+        finally:
+            transport.close()
+
+
+def trust_host(settings: HostSettings) -> str:
+    """Add the host's current key to known_hosts (an explicit user action); what was done.
+    A key already there is left alone; a different one is refused (a changed key is for a
+    person to look into, not for this command to paper over)."""
+    import paramiko
+
+    key = fetch_host_key(settings)
+    known = paramiko.HostKeys()
+    if os.path.exists(settings.known_hosts):
+        known.load(settings.known_hosts)
+    have = (known.lookup(settings.key_name) or {}).get(key.get_name())
+    if have is not None and have.asbytes() == key.asbytes():
+        return f"already trusted {fingerprint(key)}"
+    if have is not None:
+        raise InputError(f"{settings.alias}: the host key CHANGED (now {fingerprint(key)}, known_hosts has "
+                         f"{fingerprint(have)}); check with the host's administrator, remove the old line "
+                         f"(ssh-keygen -f {settings.known_hosts} -R '{settings.key_name}') and trust it again")
+    os.makedirs(os.path.dirname(settings.known_hosts) or ".", exist_ok=True)
+    with open(settings.known_hosts, "a") as f:
+        f.write(f"{settings.key_name} {key.get_name()} {key.get_base64()}\n")
+    os.chmod(settings.known_hosts, 0o600)
+    return f"trusted {fingerprint(key)}"
+
+
+class HostLink:
+    """One host of a target: its connection (opened on first use, reopened after a drop),
+    its work_dir and runctl's agent there."""
+
+    def __init__(self, alias: str, options: dict[str, Any]) -> None:
+        self.settings = HostSettings(alias, options)
+        self.options = options
+        self.python = options.get("python", "python3")
+        self._conn: Connection | None = None
+        self._work_dir: str | None = None
+        self._agent_dir: str | None = None
+        self.inventory: tuple[float, list[dict[str, Any]] | None] = (0.0, None)  # (when, GPUs) from check_job
+
+    @property
+    def alias(self) -> str:
+        return self.settings.alias
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = Connection(self.settings)
+        return self._conn
+
+    @contextlib.contextmanager
+    def reconnecting(self) -> Iterator[None]:
+        """A dropped link closes this connection, so the next request (core retries with
+        back-off while waiting or staging) opens a fresh one."""
+        try:
+            yield
+        except BackendUnreachable:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            self._agent_dir = None
+            self._serving = None
+
+    _serving: tuple[Any, Any] | None = None
+
+    def _start_agent(self) -> tuple[Any, Any]:
+        """Start the agent on one channel; if this version is not on the host yet, a small
+        bootstrap asks for its files, installs them and becomes the agent (no extra round
+        trip, no SFTP). The agent says {"ready": true} when it serves."""
+        script = shlex.quote(posixpath.join(self._agent_path(), "remote_agent.py"))
+        python = shlex.quote(self.python)
+        transport = self.conn.client.get_transport()
+        chan = transport.open_session(timeout=self.settings.timeout_s)
+        chan.settimeout(self.settings.command_timeout_s)
+        chan.exec_command(f"if [ -f {script} ]; then exec {python} -S -E {script} --serve; else exec {python} "
+                          f"-S -E -c {shlex.quote(AGENT_BOOTSTRAP)} {shlex.quote(self._agent_path())}; fi")
+        reader = LineReader(chan)
+        hello = reader.readline()
+        if hello.startswith(b'{"install"'):
+            files = {name: base64.b64encode(data).decode() for name, data in self._agent_files()}
+            send_all(chan, json.dumps(files).encode() + b"\n")
+            hello = reader.readline()
+        if not hello.startswith(b'{"ready"'):
+            chan.close()
+            raise BackendUnreachable(f"{self.alias}: runctl's agent did not start with {self.python}: "
+                                     f"{hello[:300].decode(errors='replace').strip() or 'no answer'}; set the "
+                                     f"target's python to a Python >= 3.8 on that host")
+        self._serving = (chan, reader)
+        return self._serving
+
+    @property
+    def work_dir(self) -> str:
+        if self._work_dir is None:
+            wanted = self.options.get("work_dir", "~/.runctl")
+            if wanted == "~" or wanted.startswith("~/"):
+                with self.reconnecting(), ssh_errors(self.alias, "finding the home directory"):
+                    wanted = posixpath.join(self.conn.sftp.normalize("."), wanted[2:])
+            self._work_dir = wanted
+        return self._work_dir
+
+    @property
+    def cache_dir(self) -> str:
+        return posixpath.join(self.work_dir, ".objects")
+
+    def mkdirs(self, path: str) -> None:
+        rc, _, err = self.conn.run(f"mkdir -p {shlex.quote(path)}")
+        if rc != 0:
+            raise StartError(f"{self.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
+
+    def _agent_files(self) -> list[tuple[str, bytes]]:
+        files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
+        return [*files, ("safefs.py", SAFEFS.read_bytes())]
+
+    def _agent_path(self) -> str:
+        """WORK_DIR/.runctl-agent/<digest of its files>: each runctl version its own."""
+        if self._agent_dir is None:
+            digest = hashlib.sha256(b"".join(n.encode() + d for n, d in self._agent_files())).hexdigest()[:20]
+            self._agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
+        return self._agent_dir
+
+    def agent(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request to runctl's agent on this host (runctl/remote_agent.py): a JSON line to
+        the agent process this connection keeps running, and its JSON line back."""
+        with self.reconnecting(), ssh_errors(self.alias, f"asking runctl's agent ({request['op']})"):
+            chan, reader = self._serving or self._start_agent()
+            send_all(chan, json.dumps(request).encode() + b"\n")
+            line = reader.readline()
+        if not line:
+            self.close()
+            raise BackendUnreachable(f"{self.alias}: runctl's agent ended; set the target's python to a "
+                                     f"Python >= 3.8 on that host if this repeats")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise StartError(f"{self.alias}: {request['op']}: {answer['error']}")
+        return answer  # type: ignore[no-any-return]
+
+
+    # -- run directories on the host, through the agent (never following a job's links) ----
+    def read(self, run_dir: str, relpath: str, offset: int, max_bytes: int) -> bytes:
+        out = bytearray()
+        while len(out) < max_bytes:
+            want = min(READ_CHUNK, max_bytes - len(out))
+            answer = self.agent({"op": "read", "run_dir": run_dir, "path": relpath, "offset": offset + len(out),
+                                 "max": want})
+            data = base64.b64decode(answer["data"])
+            out += data
+            if len(data) < want:
+                break
+        return bytes(out)
+
+    def list_files(self, run_dir: str, reldir: str) -> list[RunFile]:
+        return [RunFile(*entry) for entry in self.agent({"op": "list", "run_dir": run_dir, "reldir": reldir})["entries"]]
+
+    def statuses(self, run_dirs: list[str], pending: set[str]) -> dict[str, Any]:
+        """status.json, launcher alive, cancel marker of each run (one request); a ``pending``
+        run that no launcher ever started is recorded abandoned, so none ever will."""
+        return self.agent({"op": "status", "runs": run_dirs, "abandon_pending": {d: True for d in pending}})
+
+
+SMALL_OBJECT_BYTES = 256 << 10  # smaller objects travel batched inline to the agent
+BATCH_BYTES = 8 << 20
+
+
+class SSHTransport(Transport):
+    def __init__(self, link: HostLink) -> None:
+        self.link = link
+        self._batch: list[list[str]] = []
+        self._batch_bytes = 0
+        self._made: set[str] = set()
+
+    def missing(self, digests: list[str]) -> set[str]:
+        return set(self.link.agent({"op": "missing", "cache": self.link.cache_dir, "digests": digests})["missing"])
+
+    def send(self, digest: str, source: Path) -> None:
+        """Upload into the cache: small objects batched into one agent request; large ones by
+        SFTP, where a part left by a dropped connection is resumed, not re-sent."""
+        size = source.stat().st_size
+        if size <= SMALL_OBJECT_BYTES:
+            self._batch.append([digest, base64.b64encode(source.read_bytes()).decode("ascii")])
+            self._batch_bytes += size
+            if self._batch_bytes >= BATCH_BYTES:
+                self._flush()
+            return
+        with self.link.reconnecting():
+            self._send(digest, source)
+
+    def _flush(self) -> None:
+        if self._batch:
+            self.link.agent({"op": "put", "cache": self.link.cache_dir, "objects": self._batch})
+            self.sent_bytes(self._batch_bytes)
+            self._batch, self._batch_bytes = [], 0
+
+    def _send(self, digest: str, source: Path) -> None:
+        conn = self.link.conn
+        final = posixpath.join(self.link.cache_dir, digest[:2], digest[2:])
+        part = posixpath.join(self.link.cache_dir, digest[:2], f".part.{digest[2:]}")
+        with ssh_errors(self.link.alias, f"uploading {source.name}"):
+            if posixpath.dirname(final) not in self._made:
+                self.link.mkdirs(posixpath.dirname(final))
+                self._made.add(posixpath.dirname(final))
+            try:
+                have = conn.sftp.stat(part).st_size or 0
+            except OSError:
+                have = 0
+            with open(source, "rb") as src, conn.sftp.open(part, "ab" if have else "wb") as dst:
+                src.seek(have)
+                dst.set_pipelined(True)
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                    self.sent_bytes(len(chunk))
+            conn.sftp.posix_rename(part, final)
+
+    def materialize(self, run_dir: str, plan: StagePlan) -> None:
+        self._flush()
+        self.link.agent({"op": "materialize", "cache": self.link.cache_dir, "run_dir": run_dir,
+                         "work_dir": self.link.work_dir, "spare": self.link.options.get("spare_copy", True),
+                         "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],
+                         "inline": [[rel, base64.b64encode(data).decode()] for rel, data in plan.inline]})
+
+    def discard(self, run_dir: str) -> None:
+        self.link.agent({"op": "remove", "run_dir": run_dir})
+
+

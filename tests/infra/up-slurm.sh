@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A single-node Slurm cluster for the tests: munged, slurmctld and slurmd on this machine,
+# partition "debug" (default) with every CPU, no accounting (as on many small clusters:
+# runctl must reach final states without sacct). The config and state live under
+# $STATE; /etc/slurm/slurm.conf is written only if absent or written by this script before
+# (marked), so a real cluster's config is never replaced. Idempotent: daemons already up
+# (by their pid files) are left as they are.
+set -euo pipefail
+STATE=${RUNCTL_TEST_SLURM_STATE:-/var/lib/runctl-test-slurm}
+CONF=/etc/slurm/slurm.conf
+MARK="# written by runctl tests/infra/up-slurm.sh"
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+command -v slurmctld >/dev/null || need+=(slurm-wlm)
+command -v munged >/dev/null || need+=(munge)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# munge: a key (once), then munged as the munge user.
+mkdir -p /etc/munge /var/log/munge /run/munge /var/lib/munge
+if [ ! -s /etc/munge/munge.key ]; then
+    head -c 1024 /dev/urandom >/etc/munge/munge.key
+fi
+chown -R munge:munge /etc/munge /var/log/munge /run/munge /var/lib/munge
+chmod 0400 /etc/munge/munge.key
+chmod 0755 /run/munge
+if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+    su -s /bin/sh munge -c "munged --pid-file=/run/munge/munged.pid" || su -s /bin/sh munge -c munged
+    for _ in $(seq 1 50); do
+        munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+munge -n | unmunge >/dev/null || { echo "munged does not answer" >&2; exit 1; }
+
+host=$(hostname -s)
+cpus=$(nproc)
+mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+mkdir -p "$STATE/ctld" "$STATE/d" /etc/slurm
+if [ ! -f "$CONF" ] || grep -qF "$MARK" "$CONF"; then
+    cat >"$CONF.tmp" <<CONFIG
+$MARK
+ClusterName=runctl-test
+SlurmctldHost=$host
+SlurmUser=root
+AuthType=auth/munge
+StateSaveLocation=$STATE/ctld
+SlurmdSpoolDir=$STATE/d
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/slurmctld.log
+SlurmdLogFile=$STATE/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+ReturnToService=2
+MinJobAge=300
+KillWait=5
+SchedulerParameters=sched_interval=1
+MaxArraySize=1001
+NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONFIG
+    if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then
+        mv "$CONF.tmp" "$CONF"
+        changed=1
+    else
+        rm -f "$CONF.tmp"
+    fi
+fi
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if [ "${changed:-0}" = 1 ]; then  # a new config: restart only the daemons this script started
+    for d in slurmd slurmctld; do
+        if alive "$STATE/$d.pid"; then kill "$(cat "$STATE/$d.pid")"; sleep 1; fi
+    done
+fi
+alive "$STATE/slurmctld.pid" || slurmctld
+alive "$STATE/slurmd.pid" || slurmd
+for _ in $(seq 1 100); do
+    sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && break
+    sleep 0.1
+done
+sinfo -h -o '%T' | grep -qE '^(idle|mixed|allocated)' || {
+    scontrol update NodeName="$host" State=RESUME >/dev/null 2>&1 || true
+    sleep 1
+}
+sinfo -h -o '%T' | grep -qE '^(idle|mixed|allocated)' \
+    || { echo "slurm node not idle: $(sinfo 2>&1); see $STATE/*.log" >&2; exit 1; }
+echo "slurm ok: $(sinfo -h -o '%P %D %T %C' | head -1) (state $STATE)"
