@@ -63,9 +63,25 @@ if ! { [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/nul
         sleep 0.1
     done
 fi
-# The host key line the tests trust (their own known_hosts; never ~/.ssh/known_hosts).
-echo "[$NS_ADDR]:$PORT $(cut -d' ' -f1,2 "$STATE/host_ed25519.pub")" >"$STATE/known_hosts"
+# A second sshd on this machine's loopback: a "login node" for the Slurm tests, where
+# sbatch reaches the test cluster's controller (the namespace above has no route to it).
+LOGIN_PORT=2223
+sed -e "s/^Port .*/Port $LOGIN_PORT/" -e "s/^ListenAddress .*/ListenAddress 127.0.0.1/" \
+    -e "s#^PidFile .*#PidFile $STATE/sshd-login.pid#" "$STATE/sshd_config" >"$STATE/sshd_login_config"
+if ! { [ -f "$STATE/sshd-login.pid" ] && kill -0 "$(cat "$STATE/sshd-login.pid")" 2>/dev/null; }; then
+    /usr/sbin/sshd -f "$STATE/sshd_login_config" -E "$STATE/sshd-login.log"
+    for _ in $(seq 1 50); do
+        [ -f "$STATE/sshd-login.pid" ] && break
+        sleep 0.1
+    done
+fi
+# The host key lines the tests trust (their own known_hosts; never ~/.ssh/known_hosts).
+key=$(cut -d' ' -f1,2 "$STATE/host_ed25519.pub")
+printf '[%s]:%s %s\n[127.0.0.1]:%s %s\n' "$NS_ADDR" "$PORT" "$key" "$LOGIN_PORT" "$key" >"$STATE/known_hosts"
 ssh -o BatchMode=yes -o UserKnownHostsFile="$STATE/known_hosts" -o StrictHostKeyChecking=yes \
     -i "$STATE/client_ed25519" -p "$PORT" "root@$NS_ADDR" true \
     || { echo "sshd in namespace $NS does not answer; see $STATE/sshd.log" >&2; exit 1; }
-echo "ssh ok: root@$NS_ADDR:$PORT (key $STATE/client_ed25519, known_hosts $STATE/known_hosts)"
+ssh -o BatchMode=yes -o UserKnownHostsFile="$STATE/known_hosts" -o StrictHostKeyChecking=yes \
+    -i "$STATE/client_ed25519" -p "$LOGIN_PORT" root@127.0.0.1 true \
+    || { echo "the login sshd on 127.0.0.1:$LOGIN_PORT does not answer; see $STATE/sshd-login.log" >&2; exit 1; }
+echo "ssh ok: root@$NS_ADDR:$PORT and root@127.0.0.1:$LOGIN_PORT (key $STATE/client_ed25519, known_hosts $STATE/known_hosts)"

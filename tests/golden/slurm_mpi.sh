@@ -1,0 +1,11 @@
+#!/bin/sh
+#SBATCH --job-name=exp_1_abcd
+#SBATCH --chdir='/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd'
+#SBATCH --output='/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd/logs/slurm-%j.txt'
+#SBATCH --open-mode=append
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=2
+#SBATCH --time=63
+
+RUNCTL_TASK_LAUNCH='["srun", "--kill-on-bad-exit=1", "--ntasks-per-node", "2", "/opt/conda/bin/python", "/scratch/it'"'"'s a \"dir\" with $HOME/exp_1_abcd/.runctl/lib/runctl_task.py", "--mpi", "--"]'; export RUNCTL_TASK_LAUNCH
+exec /opt/conda/bin/python '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd/.runctl/launcher.py' '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd'
