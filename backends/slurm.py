@@ -52,7 +52,9 @@ TIME_MARGIN_S = 120  # --time beyond max_run_duration_seconds + grace: the launc
 
 
 def job_name(handle: Handle) -> str:
-    return Path(handle.run_dir).name  # the run id (plan: work_dir/<run_id>)
+    """The Slurm job's name: the run id (plan: work_dir/<run_id>), or the sweep's for an
+    element of a job array."""
+    return str(handle.extra.get("job_name") or Path(handle.run_dir).name)
 
 
 def tasks_per_node(spec: LaunchSpec) -> int:
@@ -64,14 +66,25 @@ def tasks_per_node(spec: LaunchSpec) -> int:
     return 1
 
 
-def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python: str) -> str:
-    """The sbatch script for ``spec``: every Slurm directive runctl derives, in one place."""
+def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python: str,
+                 array: tuple[str, int, int | None] | None = None) -> str:
+    """The sbatch script for ``spec``: every Slurm directive runctl derives, in one place.
+    With ``array`` (name, size, max parallel): one job array whose element i runs the run
+    in ``<dirname of run_dir>/<name>_<i>`` (a sweep's children)."""
     q = shlex.quote
     nodes, per_node = max(1, spec.node_count), tasks_per_node(spec)
     res = spec.resources or {}
-    lines = ["#!/bin/sh", f"#SBATCH --job-name={q(spec.run_id)}", f"#SBATCH --chdir={q(run_dir)}",
-             f"#SBATCH --output={q(run_dir + '/' + P.LOGS_DIR + '/slurm-%j.txt')}", "#SBATCH --open-mode=append",
-             f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={per_node}"]
+    if array is None:
+        name, where, out = spec.run_id, q(run_dir), q(run_dir + "/" + P.LOGS_DIR + "/slurm-%j.txt")
+        head = []
+    else:
+        name, size, at_once = array
+        base = run_dir.rsplit("/", 1)[0]
+        where, out = q(base), q(f"{base}/{name}_%a/{P.LOGS_DIR}/slurm-%A_%a.txt")
+        head = [f"#SBATCH --array=0-{size - 1}" + (f"%{at_once}" if at_once else "")]
+        run_dir = f"{base}/{name}_"
+    lines = ["#!/bin/sh", f"#SBATCH --job-name={q(name)}", f"#SBATCH --chdir={where}", f"#SBATCH --output={out}",
+             "#SBATCH --open-mode=append", *head, f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={per_node}"]
     if res.get("cpus"):
         lines.append(f"#SBATCH --cpus-per-task={max(1, math.ceil(float(res['cpus']) / per_node))}")
     if res.get("memory"):
@@ -90,15 +103,28 @@ def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python
     for extra in options.get("sbatch_options") or []:
         lines.append(f"#SBATCH {extra}")
     lines.append("")
+    if array is not None:  # this element's run: the common prefix, then the element's index
+        lines.append(f'RUNCTL_ARRAY_RUN_DIR={q(run_dir)}"$SLURM_ARRAY_TASK_ID"')
     if nodes * per_node > 1:  # the launcher runs once; srun starts one task shim per process
         mpi = ["--mpi"] if (spec.distributed or {}).get("type") == "mpi" else []
         launch = ["srun", "--kill-on-bad-exit=1", "--ntasks-per-node", str(per_node), python,
-                  f"{run_dir}/{P.LIB_DIR}/runctl_task.py", *mpi, "--"]
-        lines.append(f"{P.TASK_LAUNCH}={q(_json(launch))}; export {P.TASK_LAUNCH}")
+                  f"{run_dir if array is None else '$RUNCTL_ARRAY_RUN_DIR'}/{P.LIB_DIR}/runctl_task.py", *mpi, "--"]
+        if array is None:
+            lines.append(f"{P.TASK_LAUNCH}={q(_json(launch))}; export {P.TASK_LAUNCH}")
+        else:  # the shim's path depends on the element: JSON built by the shell, quoted by python
+            lines.append(f'{P.TASK_LAUNCH}=$({q(python)} -c {q(_ARRAY_JSON)} {" ".join(q(a) for a in launch[:5])} '
+                         f'"$RUNCTL_ARRAY_RUN_DIR/{P.LIB_DIR}/runctl_task.py" {" ".join(q(a) for a in launch[6:])}); '
+                         f'export {P.TASK_LAUNCH}')
     if options.get("metrics_ranks") == "all":
         lines.append(f"{P.METRICS_RANKS}=all; export {P.METRICS_RANKS}")
-    lines.append(f"exec {q(python)} {q(run_dir + '/' + P.LAUNCHER_FILE)} {q(run_dir)}")
+    if array is None:
+        lines.append(f"exec {q(python)} {q(run_dir + '/' + P.LAUNCHER_FILE)} {q(run_dir)}")
+    else:
+        lines.append(f'exec {q(python)} "$RUNCTL_ARRAY_RUN_DIR/{P.LAUNCHER_FILE}" "$RUNCTL_ARRAY_RUN_DIR"')
     return "\n".join(lines) + "\n"
+
+
+_ARRAY_JSON = "import json, sys; print(json.dumps(sys.argv[1:]))"
 
 
 def _json(value: Any) -> str:
@@ -332,6 +358,20 @@ class SlurmBackend(Backend):
             raise StartError(f"sbatch gave no job id: {out!r}")
         return Handle(self.name, job_id, handle.run_dir, host=handle.host, extra={"job_name": spec.run_id})
 
+    def submit_array(self, runs: list[tuple[LaunchSpec, Handle]], max_parallel: int | None) -> list[Handle]:
+        """A sweep's runs (staged, in ``work_dir/<sweep id>_<i>``) as ONE Slurm job array."""
+        spec, first = runs[0]
+        name = spec.run_id.rsplit("_", 1)[0]
+        script = batch_script(spec, first.run_dir, self.options, self.python, array=(name, len(runs), max_parallel))
+        for _, handle in runs:
+            self.site.make_logs_dir(handle.run_dir)
+        _, out, _ = self.slurm("sbatch", "--parsable", env=dict(spec.secret_env), stdin=script.encode())
+        job_id = out.strip().split(";")[0]
+        if not job_id:
+            raise StartError(f"sbatch gave no job id: {out!r}")
+        return [Handle(self.name, f"{job_id}_{i}", handle.run_dir, host=handle.host, extra={"job_name": name})
+                for i, (_, handle) in enumerate(runs)]
+
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]
 
@@ -342,7 +382,7 @@ class SlurmBackend(Backend):
         if not handles:
             return []
         names = sorted({job_name(h) for h in handles})
-        _, out, _ = self.slurm("squeue", "--noheader", "--states=all", f"--name={','.join(names)}",
+        _, out, _ = self.slurm("squeue", "--noheader", "--array", "--states=all", f"--name={','.join(names)}",
                                f"--format={SQUEUE_FORMAT}")
         queue: dict[str, list[tuple[str, str, str]]] = {}
         for line in out.splitlines():
@@ -356,7 +396,9 @@ class SlurmBackend(Backend):
         seen: dict[str, tuple[str, str] | None] = {}
         for h in handles:
             jobs = queue.get(job_name(h), [])
-            mine = [j for j in jobs if not h.native_id or j[0] == h.native_id] or jobs
+            mine = [j for j in jobs if not h.native_id or j[0] == h.native_id]
+            if not mine and "_" not in h.native_id:
+                mine = jobs  # this run's own name, under another id: its id was handed out again
             seen[h.run_dir] = (mine[-1][1], mine[-1][2]) if mine else None
         gone = [h for h in handles if seen[h.run_dir] is None and h.native_id
                 and (dirs.get(h.run_dir, {}).get("status") or {}).get("state") != P.FINISHED]

@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .errors import ExitCode, RunctlError
+from .errors import ExitCode, InputError, RunctlError
 
 app = typer.Typer(
     name="runctl",
@@ -98,8 +98,12 @@ def submit(
     json_: bool = JsonOpt,
     unique: Optional[str] = typer.Option(None, "--unique", metavar="KEY",
                                          help="If an unfinished run holds KEY, print it instead of starting another."),
+    sweep: List[str] = typer.Option([], "--sweep", metavar="NAME=V1,V2,...",
+                                    help="Run the script once per combination, with --NAME VALUE arguments (repeatable)."),
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1,
+                                               help="With --sweep: at most this many runs at a time."),
 ) -> None:
-    """Submit a job and print its run id."""
+    """Submit a job and print its run id (with --sweep: the sweep's parent run)."""
     from . import runs
     from .jobconfig import load_job
     from .submit import submit as do_submit
@@ -107,7 +111,16 @@ def submit(
     with _session() as s:
         sets = list(set_) + ([f"compute_target={compute}"] if compute else [])
         job = load_job(job_file, s.ws, sets)
-        record, created = do_submit(s, job, unique_key=unique)
+        if max_parallel is not None and not sweep:
+            raise InputError("--max-parallel: only with --sweep")
+        if sweep:
+            if unique is not None:
+                raise InputError("--unique: not with --sweep")
+            from .sweep import grid, submit_sweep
+
+            record, created = submit_sweep(s, job, grid(sweep), max_parallel), True
+        else:
+            record, created = do_submit(s, job, unique_key=unique)
         if json_:
             _print_json({**record.summary(), "created": created})
         elif quiet:

@@ -26,6 +26,10 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
     """Sync an unfinished run from its backend; a finished, synced run is returned as is."""
     if record.synced or session.store.full:
         return record  # a store on a full disk shows what it holds; sync resumes once there is room
+    if record.kind == "sweep":
+        from .sweep import refresh_parent
+
+        return refresh_parent(session, record)
     if record.handle is None:
         return _reconcile_in_process_run(session, record)
     if not record.handle.get("native_id") and not _submitter_gone(record):
@@ -200,6 +204,10 @@ def cancel(session: Session, record: RunRecord) -> RunRecord:
     from .backends.base import Handle
 
     record = refresh(session, record)
+    if record.kind == "sweep":  # every run of the sweep
+        for child in session.store.runs(parent_id=record.id):
+            cancel(session, child)
+        return refresh(session, session.store.get(record.id))
     if record.handle is None:
         if not record.status.is_terminal:
             session.store.update(record.id, status=RunStatus.CANCELED, error="canceled before it started", synced=True)

@@ -20,7 +20,8 @@ from .status import RunStatus
 from .store import RunRecord
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, LaunchSpec
+    from .backends.base import Backend, Handle, LaunchSpec
+
 
 DEFAULT_GRACE_S = 10.0
 
@@ -144,44 +145,76 @@ def submit(session: Session, job: JobConfig, *, unique_key: str | None = None,
         _refresh_holders(session, unique_key)
     if snapshot_id is None:
         snapshot_id = make_snapshot(session, job.source_directory, script=job.script)
+    record, created = new_run(session, job, backend, snapshot_id, unique_key=unique_key, properties=properties)
+    if not created:
+        return record, False
+    with start_failures(session, [record.id]):
+        spec, plan = prepare(session, job, backend, record, snapshot_id)
+        handle = backend.submit(spec, plan)
+    store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
+    return store.get(record.id), True
+
+
+def new_run(session: Session, job: JobConfig, backend: Backend, snapshot_id: str, *, unique_key: str | None = None,
+            properties: dict[str, str] | None = None, run_id: str | None = None, parent_id: str | None = None,
+            tags: dict[str, str] | None = None) -> tuple[RunRecord, bool]:
+    """The run's record, with its properties and tags (nothing exists on the backend yet)."""
+    store = session.store
     record, created = store.create_run(
         job.experiment, unique_key=unique_key, display_name=job.display_name, description=job.description,
         compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,
-        spec=job_document(job),
+        spec=job_document(job), run_id=run_id, parent_id=parent_id,
     )
     if not created:
         return record, False
     props = {"ContentSnapshotId": snapshot_id, "azureml.runsource": "runctl"}
     props.update(git_properties(job.source_directory) if properties is None else properties)
     store.add_properties(record.id, props)
-    if job.tags:
-        store.set_tags(record.id, job.tags)
+    if job.tags or tags:
+        store.set_tags(record.id, {**job.tags, **(tags or {})})
+    return record, True
+
+
+def prepare(session: Session, job: JobConfig, backend: Backend, record: RunRecord,
+            snapshot_id: str) -> tuple[LaunchSpec, Handle]:
+    """Place the run (recorded before anything exists there: a submitter killed at any instant
+    from here on leaves a run that the next refresh adopts or marks abandoned), then stage
+    its RUN_DIR. Returns what ``backend.submit`` needs."""
+    store = session.store
     spec = launch_spec(job, backend, record.id, snapshot_id, record.number,
                        staging.code_files(ObjectStore(store.dir), snapshot_id))
-    # Where the run will be is recorded before anything exists there: a submitter killed at
-    # any instant from here on leaves a run that the next refresh adopts or marks abandoned.
     backend.on_queued = functools.partial(_queued, session, record.id)
     plan = backend.plan(spec)
     store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
+    with no_space_is_an_error(Path(plan.run_dir)):
+        objects = ObjectStore(store.dir)
+        staging.stage(objects, backend.transport(plan), plan.run_dir,
+                      staging.plan(objects, snapshot_id, spec.launcher_spec()))
+    return spec, plan
+
+
+@contextlib.contextmanager
+def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
+    """Whatever stops the runs from starting is recorded on each of them (Failed) and raised
+    as a StartError (keeping the cause's exit code), or as DiskFull."""
+    store = session.store
     try:
-        with no_space_is_an_error(Path(plan.run_dir)):
-            objects = ObjectStore(store.dir)
-            staging.stage(objects, backend.transport(plan), plan.run_dir,
-                          staging.plan(objects, snapshot_id, spec.launcher_spec()))
-            handle = backend.submit(spec, plan)
+        yield
     except DiskFull as e:
-        store.update(record.id, status=RunStatus.FAILED, error=str(e), synced=True)
+        for rid in run_ids:
+            store.update(rid, status=RunStatus.FAILED, error=str(e), synced=True)
         raise
     except RunctlError as e:
-        store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
-        wrapped = StartError(f"run {record.id} failed to start: {e}")
+        for rid in run_ids:
+            store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
+        wrapped = StartError(f"run {run_ids[0]} failed to start: {e}" if len(run_ids) == 1 else
+                             f"runs {run_ids[0]}..{run_ids[-1]} failed to start: {e}")
         wrapped.exit_code = e.exit_code  # e.g. an unreachable daemon keeps its own exit code
         raise wrapped from e
     except Exception as e:
-        store.update(record.id, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
-        raise StartError(f"run {record.id} failed to start: {type(e).__name__}: {e}") from e
-    store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
-    return store.get(record.id), True
+        for rid in run_ids:
+            store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
+        raise StartError(f"run {run_ids[0]} failed to start: {type(e).__name__}: {e}") from e
 
 
 def _queued(session: Session, run_id: str, spec: LaunchSpec, why: str) -> None:

@@ -317,3 +317,47 @@ def test_a_reused_job_id_is_never_taken_for_an_old_run(tmp_path: Path, home: Pat
         assert proj.cli("status", rid, check=True).out.strip() == "Completed"
     finally:
         scancel(other_id)
+
+
+SWEEP_SCRIPT = """
+import argparse, time
+from azureml.core import Run
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--bs", type=int)
+a = p.parse_args()
+Run.get_context().log("score", a.lr * a.bs)
+print("lr", a.lr, "bs", a.bs, flush=True)
+time.sleep(1)
+"""
+
+
+def test_a_sweep_is_one_job_array_with_a_run_per_combination(tmp_path: Path, home: Path) -> None:
+    from runctl.store import Store
+
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path)})
+    job = proj.script_job(SWEEP_SCRIPT, compute_target="cluster")
+    r = proj.cli("submit", str(job), "-q", "--sweep", "lr=0.1,0.01", "--sweep", "bs=32,64", "--max-parallel", "2",
+                 "--wait")
+    assert r.rc == 0, r.err
+    parent = r.out.strip()
+    store = Store(home)
+    kids = store.runs(parent_id=parent)
+    jobs = {(k.handle or {})["native_id"].split("_")[0] for k in kids}
+    assert len(kids) == 4 and len(jobs) == 1, "ONE Slurm job array"
+    array_id = jobs.pop()
+    limit = subprocess.run(["scontrol", "show", "job", array_id], capture_output=True, text=True).stdout
+    assert "ArrayTaskThrottle=2" in limit, limit
+    scores = {(store.tags(k.id)["lr"], store.tags(k.id)["bs"]):
+              proj.cli("metrics", k.id, "--json", check=True).json()["score"] for k in kids}
+    assert scores == {("0.1", "32"): 3.2, ("0.1", "64"): 6.4, ("0.01", "32"): 0.32, ("0.01", "64"): 0.64}
+    assert all(store.get(k.id).status.value == "Completed" for k in kids)
+    assert proj.cli("show", parent, "--json", check=True).json()["status"] == "Completed"
+    store.close()
+
+
+def test_compute_check_reports_partitions(tmp_path: Path, home: Path) -> None:
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path, account="nobody")})
+    r = proj.cli("compute", "check", "cluster", check=True)
+    assert "partition debug*: up, 1 node(s) idle" in r.out or "partition debug*: up" in r.out, r.out
+    assert "CPUs" in r.out and "account nobody: not checked (no accounting" in r.out
