@@ -142,6 +142,14 @@ class Backend(abc.ABC):
         compute side refuses, StartError if the launcher could not start, BackendUnreachable
         if the compute side does not answer."""
 
+    supports_arrays: bool = False  # True: ``submit_array`` starts many staged runs as one job
+
+    def submit_array(self, runs: list[tuple[LaunchSpec, Handle]], max_parallel: int | None) -> list[Handle]:
+        """Start many runs core has staged (a sweep's, run ids ``<sweep id>_<i>`` in order) as
+        ONE job of the compute side (a Slurm job array), at most ``max_parallel`` at a time;
+        their handles, in order. Only for backends with ``supports_arrays``."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def status(self, handle: Handle) -> JobState:
         """The job's state now, mapped to a RunStatus in ONE place in the backend.

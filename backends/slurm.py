@@ -277,6 +277,7 @@ class SlurmBackend(Backend):
     name = "slurm"
     max_nodes = 1 << 16
     poll_interval_s = 1.0  # one squeue per poll for all of a target's runs: gentle on slurmctld
+    supports_arrays = True
     options_schema: ClassVar[dict[str, Any]] = {
         **Backend.options_schema,
         "login": {"type": "string", "minLength": 1, "description": "ssh alias of a login node; omit to run "

@@ -65,11 +65,11 @@ def submit_sweep(session: Session, job: JobConfig, combos: list[dict[str, str]],
         record, _ = new_run(session, child_job, backend, snapshot_id, run_id=f"{parent.id}_{i}", parent_id=parent.id,
                             tags=combo)
         children.append((child_job, record))
-    if getattr(backend, "submit_array", None) is not None:
+    if backend.supports_arrays:
         ids = [r.id for _, r in children]
         with start_failures(session, ids):
             prepared = [prepare(session, j, backend, r, snapshot_id) for j, r in children]
-            handles = backend.submit_array(prepared, max_parallel)  # type: ignore[attr-defined]
+            handles = backend.submit_array(prepared, max_parallel)
         for (_, record), handle in zip(children, handles):
             store.update(record.id, handle=handle.to_dict(), status=RunStatus.STARTING, host=handle.host)
         return store.get(parent.id)
