@@ -276,7 +276,7 @@ class _Login:
 class SlurmBackend(Backend):
     name = "slurm"
     max_nodes = 1 << 16
-    poll_interval_s = 1.0  # one squeue per poll for all of a target's runs: gentle on slurmctld
+    poll_interval_s = 0.5  # one squeue per poll for all of a target's runs, however many: gentle on slurmctld
     supports_arrays = True
     options_schema: ClassVar[dict[str, Any]] = {
         **Backend.options_schema,
