@@ -140,7 +140,7 @@ def job_state(slurm: tuple[str, str] | None, st: dict[str, Any], cancel: bool, p
     times = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time")}
     state, reason = slurm or ("", "")
     state = state.split()[0].rstrip("+") if state else ""  # sacct: "CANCELLED by 0"
-    if state in ENDED_BY_SLURM and st.get("reason") != P.EXIT:
+    if state in ENDED_BY_SLURM and not (st.get("reason") == P.EXIT and st.get("exit_code") == 0):
         return JobState(RunStatus.FAILED, exit_code=st.get("exit_code"), error=ENDED_BY_SLURM[state], **times)
     if st.get("state") == P.FINISHED:
         status, code, error = P.final_outcome(st, cancel)

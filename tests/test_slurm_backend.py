@@ -108,6 +108,8 @@ def test_state_mapping() -> None:
     timeout = job_state(("TIMEOUT", "TimeLimit"), {"state": "finished", "reason": "canceled", "exit_code": -15},
                         False, False)
     assert timeout.status.value == "Failed" and "time limit" in (timeout.error or "")
+    killed = job_state(("TIMEOUT", "None"), {"state": "finished", "reason": "exit", "exit_code": -15}, False, False)
+    assert killed.status.value == "Failed" and "time limit" in (killed.error or ""), "Slurm's SIGTERM reached the job first"
     oom = job_state(("OUT_OF_MEMORY", "None"), running, False, False)
     assert oom.status.value == "Failed" and "out of memory" in (oom.error or "")
     assert "node failure" in (job_state(("NODE_FAIL", "None"), running, False, False).error or "")
@@ -361,3 +363,16 @@ def test_compute_check_reports_partitions(tmp_path: Path, home: Path) -> None:
     r = proj.cli("compute", "check", "cluster", check=True)
     assert "partition debug*: up, 1 node(s) idle" in r.out or "partition debug*: up" in r.out, r.out
     assert "CPUs" in r.out and "account nobody: not checked (no accounting" in r.out
+
+
+def test_slurms_own_time_limit_fails_the_run_with_that_reason(tmp_path: Path, home: Path) -> None:
+    """A --time shorter than the job (here from sbatch_options; on clusters often the
+    partition's limit): Slurm ends it as TIMEOUT (its check runs about every 30 s), and the
+    run is Failed with reason "time limit"."""
+    proj = Project(tmp_path / "proj", {"short": local_target(tmp_path, sbatch_options=["--time=0:05"])})
+    job = proj.script_job("import time\nprint('long', flush=True)\ntime.sleep(300)\n", compute_target="short")
+    rid = proj.cli("submit", str(job), "-q", check=True).out.strip()
+    assert proj.cli("wait", rid, "--timeout", "150").rc != 0
+    shown = proj.cli("show", rid, "--json", check=True).json()
+    assert shown["status"] == "Failed" and "time limit" in shown["error"]["message"], shown
+    assert "long" in proj.cli("logs", rid, check=True).out
