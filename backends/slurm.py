@@ -31,6 +31,7 @@ from . import safefs
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 from .hostdir import abandon_unstarted, launcher_alive, read_status
 from .localfs import LocalTransport
+from .sshlink import SSH_OPTIONS
 from .transport import Transport
 
 # squeue's states -> runctl's, for a job that has not ended (PENDING and the states of a job
@@ -293,15 +294,8 @@ class SlurmBackend(Backend):
                            "description": "more #SBATCH lines, e.g. --constraint=a100"},
         "metrics_ranks": {"enum": ["0", "all"], "description": "whose run.log() reaches the run (default rank 0)"},
         "slurm_bin": {"type": "string", "minLength": 1, "description": "directory of sbatch, squeue, scancel"},
-        "command_timeout_s": {"type": "number", "exclusiveMinimum": 0},
         "keep_run_dirs": {"enum": ["failed", "all", "none"]},
-        # with login: how to reach it (as for ssh targets)
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "user": {"type": "string", "minLength": 1},
-        "identity_file": {"type": "string", "minLength": 1},
-        "known_hosts": {"type": "string", "minLength": 1},
-        "ssh_config": {"type": "string", "minLength": 1},
-        "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+        **SSH_OPTIONS,  # with login: how to reach it, as for ssh targets (command_timeout_s: for every command)
     }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:

@@ -21,7 +21,16 @@ from runctl.errors import BackendUnreachable, InputError, RunctlError, StartErro
 from runctl.status import RunStatus
 
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-from .sshlink import AGENT_FILES, READ_CHUNK, RUNCTL_PKG, SAFEFS, HostLink, HostSettings, SSHTransport, trust_host  # noqa: F401  (AGENT_FILES, RUNCTL_PKG, SAFEFS: where the agent's files come from)
+from .sshlink import (  # noqa: F401  (AGENT_FILES, RUNCTL_PKG, SAFEFS: where the agent's files come from)
+    AGENT_FILES,
+    RUNCTL_PKG,
+    SAFEFS,
+    SSH_OPTIONS,
+    HostLink,
+    HostSettings,
+    SSHTransport,
+    trust_host,
+)
 from .transport import Transport
 
 INVENTORY_FRESH_S = 5.0  # the GPU list from check_job serves placement this long (busy is asked anew)
@@ -35,14 +44,7 @@ class SSHBackend(Backend):
         "hosts": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
         "python": {"type": "string", "minLength": 1, "description": "the remote Python (default python3)"},
         "work_dir": {"type": "string", "minLength": 1, "description": "remote; default ~/.runctl"},
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "user": {"type": "string", "minLength": 1},
-        "identity_file": {"type": "string", "minLength": 1},
-        "known_hosts": {"type": "string", "minLength": 1},
-        "ssh_config": {"type": "string", "minLength": 1},
-        "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
-        "command_timeout_s": {"type": "number", "exclusiveMinimum": 0,
-                              "description": "a remote request that takes longer counts as a dropped link"},
+        **SSH_OPTIONS,
         "keep_run_dirs": {"enum": ["failed", "all", "none"]},
         "gpus_per_run": {"type": "integer", "minimum": 0, "description": "GPUs a run gets unless resources.gpus says"},
         "nvidia_smi": {"type": "string", "minLength": 1, "description": "nvidia-smi on the hosts (default: on PATH)"},

@@ -23,6 +23,18 @@ from runctl.errors import BackendUnreachable, InputError, StartError
 from .base import RunFile
 from .transport import StagePlan, Transport
 
+# How to reach a host: target options of every backend that uses SSH (JSON Schema properties).
+SSH_OPTIONS: dict[str, Any] = {
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "user": {"type": "string", "minLength": 1},
+    "identity_file": {"type": "string", "minLength": 1},
+    "known_hosts": {"type": "string", "minLength": 1},
+    "ssh_config": {"type": "string", "minLength": 1},
+    "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+    "command_timeout_s": {"type": "number", "exclusiveMinimum": 0,
+                          "description": "a remote request that takes longer counts as a dropped link"},
+}
+
 RUNCTL_PKG = Path(__file__).resolve().parent.parent / "runctl"
 if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives inside runctl/
     RUNCTL_PKG = Path(__file__).resolve().parent.parent

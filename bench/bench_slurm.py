@@ -25,20 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import first_line
+
 EXE = [sys.executable, "-m", "runctl"]
-
-
-def first_line(cmd: list[str], cwd: Path, env: dict) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = None
-    for line in p.stdout:  # type: ignore[union-attr]
-        if first is None and not line.startswith("Submitted"):
-            first = time.perf_counter() - t0
-    p.wait()
-    if p.returncode != 0 or first is None:
-        raise RuntimeError(f"{cmd} failed")
-    return first
 
 
 def raw_first_line(tmp: Path) -> float:

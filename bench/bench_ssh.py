@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import first_line
+
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
 HOST, PORT = "10.231.0.2", 2222
 SSH = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={STATE / 'known_hosts'}",
@@ -30,19 +32,6 @@ SSH = ["ssh", "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={STATE / 'known_
 def target(work_dir: Path) -> dict:
     return {"hosts": [HOST], "port": PORT, "user": "root", "identity_file": str(STATE / "client_ed25519"),
             "known_hosts": str(STATE / "known_hosts"), "python": "/usr/bin/python3", "work_dir": str(work_dir)}
-
-
-def first_line(cmd: list[str], cwd: Path, env: dict, skip: str = "Submitted") -> float:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = None
-    for line in p.stdout:  # type: ignore[union-attr]
-        if first is None and not line.startswith(skip):
-            first = time.perf_counter() - t0
-    p.wait()
-    if p.returncode != 0 or first is None:
-        raise RuntimeError(f"{cmd} failed")
-    return first
 
 
 def make_tree(root: Path) -> None:
