@@ -18,19 +18,15 @@ from typing import Any, Iterator
 from .context import run as ctx
 from .context._writer import EventWriter, event_record
 from .errors import InputError, RunFailed
+from .portal import portal_url
 from .session import Session
 from .status import RunStatus
 from .store import RunRecord, Store
 from .workspace import load_workspace
 
-UI_URL_ENV = "RUNCTL_UI_URL"
-DEFAULT_UI_URL = "http://127.0.0.1:8765"
 _EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
 
 
-def portal_url(run_id: str) -> str:
-    """Where ``runctl ui`` shows a run (the address is fixed; the page comes with the UI)."""
-    return f"{os.environ.get(UI_URL_ENV, DEFAULT_UI_URL).rstrip('/')}/runs/{run_id}"
 
 
 class Workspace:
@@ -296,7 +292,7 @@ class Run(ctx.Run):
         return details(self._session, self._refresh())
 
     def get_portal_url(self) -> str:
-        return portal_url(self._id)
+        return portal_url(self._id, self._session.store.dir)
 
     def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: Any = None,
                     populate: bool = False) -> dict[str, Any]:

@@ -427,6 +427,28 @@ def validate(
 
 
 @app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (not loopback: a token is required)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (a free one if it is taken)."),
+    open_: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="RUNCTL_UI_TOKEN",
+                                        help="Require this token (default: a new one when not on loopback)."),
+) -> None:
+    """Serve the portal: runs, live metric charts and logs in a browser, until Ctrl-C."""
+    from .session import Session
+    from .web.server import serve
+
+    with _session() as s:
+        store_dir, ws = s.store.dir, s.ws
+
+    def announce(url: str) -> None:
+        print(url, flush=True)
+        print("runctl: serving the portal; Ctrl-C stops it", file=sys.stderr, flush=True)
+
+    serve(lambda: Session(ws), store_dir, host, port, token, open_, announce)
+
+
+@app.command()
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only print what would be removed."),
     older_than: float = typer.Option(7.0, "--older-than", metavar="DAYS", min=0,

@@ -32,6 +32,7 @@ OUTPUTS = "RUNCTL_OUTPUTS_DIR"
 SHIM = "RUNCTL_SHIM_DIR"
 FLUSH_INTERVAL = "RUNCTL_FLUSH_INTERVAL_S"
 OFFLINE = "RUNCTL_OFFLINE"
+PORTAL = "RUNCTL_UI_URL"  # the portal's address (`runctl ui`), for run.get_portal_url() in the job
 
 # Jobs of several processes (the Slurm backend): the launcher starts the job through
 # TASK_LAUNCH (a JSON list put before the job's argv: srun and the task shim), and the task
@@ -48,6 +49,7 @@ JOB_ENVIRONMENT = {
     OUTPUTS: "RUN_DIR/outputs: files written here become the run's outputs",
     SHIM: "RUN_DIR/.runctl/shim: the azureml shim (sitecustomize adds it when azureml is absent)",
     FLUSH_INTERVAL: "seconds between the event writer's flushes (default 0.5)",
+    PORTAL: "the portal's address when the run was submitted (run.get_portal_url())",
     "PYTHONPATH": "RUN_DIR/.runctl/lib first, then the job's own",
     "PYTHONUNBUFFERED": "1 unless the job sets it",
     TASK_RANK: "in a job of several processes, the process's rank (with RANK, LOCAL_RANK, WORLD_SIZE, "

@@ -246,6 +246,7 @@ def copy_outputs(session: Session, record: RunRecord, dest: Path) -> list[Path]:
 
 def details(session: Session, record: RunRecord) -> dict[str, Any]:
     """Azure ML's ``get_details()`` keys, plus runctl's own."""
+    from .portal import portal_url
     from .store import _iso
 
     store = session.store
@@ -267,6 +268,7 @@ def details(session: Session, record: RunRecord) -> dict[str, Any]:
         "exitCode": record.exit_code,
         "host": record.host,
         "snapshotId": record.snapshot_id,
+        "portal_url": portal_url(record.id, store.dir),
     }
     if record.error:
         out["error"] = {"message": record.error}

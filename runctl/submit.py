@@ -14,6 +14,7 @@ from . import protocol, staging
 from .errors import DiskFull, InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .launcher import this_process
+from .portal import portal_base
 from .session import Session
 from .snapshot import Listing, ObjectStore, check_size, git_properties, list_source, take_snapshot
 from .status import RunStatus
@@ -97,6 +98,7 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
     env, secret_env = split_secrets(job.environment_variables)
     if number is not None:
         env[protocol.RUN_NUMBER] = str(number)
+    env.setdefault(protocol.PORTAL, portal_base(backend.store_dir))
     return LaunchSpec(
         run_id=run_id,
         experiment=job.experiment,

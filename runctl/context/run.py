@@ -114,6 +114,11 @@ class Run:
     def status(self):
         return self._status
 
+    def get_portal_url(self):
+        """Where `runctl ui` shows this run (the portal's address when the run was submitted)."""
+        base = os.environ.get(P.PORTAL, "http://127.0.0.1:8765")
+        return "%s/runs/%s" % (base.rstrip("/"), self.id)
+
     def get_status(self):
         return self._status
 

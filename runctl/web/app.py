@@ -1,0 +1,244 @@
+"""The portal: a Starlette app serving the page (static/, with uPlot vendored), the JSON
+API under /api/ that the page itself uses, and server-sent events that tell a page when a
+run it shows changed. A background thread syncs the unfinished runs someone watches,
+batched per backend (``runs.refresh_many``), so a chart grows while its job runs.
+
+Threads: Starlette runs the API's plain functions in a thread pool; each thread has its
+own Store (its own SQLite connection), never one shared unguarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from runctl.errors import RunctlError
+from runctl.session import Session
+from runctl.store import Store
+
+from . import data
+
+STATIC = Path(__file__).parent / "static"
+WATCH_POLL_S = 0.25  # how often a page's watcher compares its runs (the store is local: cheap)
+SYNC_POLL_S = 0.5  # how often watched unfinished runs are synced from their backends
+HEARTBEAT_S = 15.0
+
+
+class Portal:
+    """State shared by the app's threads: where the store is, the token, the watched runs."""
+
+    def __init__(self, session_factory: Callable[[], Session], token: str | None) -> None:
+        self.session_factory = session_factory
+        self.token = token
+        self.local = threading.local()
+        self.watched: dict[str, int] = {}  # run id -> number of pages watching it
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.sync_errors: dict[str, str] = {}
+
+    @property
+    def session(self) -> Session:
+        s = getattr(self.local, "session", None)
+        if s is None:
+            s = self.local.session = self.session_factory()
+        return s
+
+    @property
+    def store(self) -> Store:
+        return self.session.store
+
+    def watch(self, run_ids: list[str], delta: int) -> None:
+        with self.lock:
+            for rid in run_ids:
+                self.watched[rid] = self.watched.get(rid, 0) + delta
+                if self.watched[rid] <= 0:
+                    del self.watched[rid]
+
+    def sync_loop(self) -> None:
+        """Sync the unfinished runs being watched, one batched status call per backend."""
+        from runctl.runs import refresh_many
+
+        session = self.session_factory()
+        try:
+            while not self.stop.wait(SYNC_POLL_S):
+                with self.lock:
+                    ids = list(self.watched)
+                if not ids:
+                    continue
+                records = []
+                for rid in ids:
+                    try:
+                        r = session.store.get(rid)
+                    except RunctlError:
+                        continue
+                    if not r.synced:
+                        records.append(r)
+                        records.extend(c for c in session.store.runs(parent_id=r.id) if not c.synced)
+                if records:
+                    errors: dict[str, str] = {}
+
+                    def note(target: str, e: Exception, errors: dict[str, str] = errors) -> None:
+                        errors[target] = str(e)  # shown nowhere yet; the runs keep their last state
+
+                    refresh_many(session, records, note)
+                    self.sync_errors = errors
+        finally:
+            session.close()
+
+
+def create_app(session_factory: Callable[[], Session], token: str | None = None) -> Starlette:
+    portal = Portal(session_factory, token)
+
+    def api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
+        """A JSON endpoint whose body runs in the thread pool; runctl's input errors are 4xx."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                result = await run_in_threadpool(fn, request)
+            except RunctlError as e:
+                status = 404 if "no run" in str(e) or "no such" in str(e) or "has no metric" in str(e) else 400
+                return JSONResponse({"error": str(e)}, status_code=status)
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(data.finite(result))
+        return endpoint
+
+    def q_list(request: Request, key: str) -> list[str]:
+        return [v for v in request.query_params.get(key, "").split(",") if v]
+
+    def experiments(request: Request) -> Any:
+        return data.experiments(portal.store)
+
+    def runs(request: Request) -> Any:
+        p = request.query_params
+        return data.runs(portal.store, p.get("experiment") or None, p.get("status") or None, p.get("tag") or None,
+                         p.get("sort", "-created"), q_list(request, "metrics"), int(p.get("limit", "500")))
+
+    def run(request: Request) -> Any:
+        from runctl.portal import portal_url
+
+        r = portal.store.resolve(request.path_params["run_id"])
+        return {**data.run_detail(portal.store, r), "portal_url": portal_url(r.id, portal.store.dir)}
+
+    def metric(request: Request) -> Any:
+        r = portal.store.resolve(request.path_params["run_id"])
+        width = int(request.query_params.get("points", data.MAX_POINTS_DEFAULT))
+        return data.metric(portal.store, r.id, request.path_params["name"], max(10, min(width, 20000)))
+
+    def logs(request: Request) -> Any:
+        r = portal.store.resolve(request.path_params["run_id"])
+        off = request.query_params.get("offset")
+        return data.log_tail(portal.store, r.id, request.query_params.get("name", "logs/std_log.txt"),
+                             int(off) if off not in (None, "") else None)
+
+    def download(request: Request) -> Any:
+        r = portal.store.resolve(request.path_params["run_id"])
+        path = data.store_file(portal.store, r.id, request.path_params["path"])
+        inline = request.query_params.get("inline") == "1"
+        return FileResponse(path, filename=None if inline else path.name,  # streamed in chunks
+                            content_disposition_type="inline" if inline else "attachment")
+
+    async def events(request: Request) -> Response:
+        """Server-sent events: ``change`` with {run: marks} whenever a watched run's status,
+        newest metric or log size moved (checked every 0.25 s, so within 1 s of the store)."""
+        ids = [i for i in request.query_params.get("runs", "").split(",") if i][:50]
+
+        async def stream() -> Any:
+            portal.watch(ids, +1)
+            last: dict[str, Any] = {}
+            beat = time.monotonic()
+            try:
+                while not portal.stop.is_set():
+                    if await request.is_disconnected():
+                        break
+                    marks = await run_in_threadpool(data.change_marks, portal.store, ids)
+                    changed = {k: v for k, v in marks.items() if last.get(k) != v}
+                    if changed:
+                        last.update(changed)
+                        yield f"event: change\ndata: {json.dumps(changed)}\n\n"
+                        beat = time.monotonic()
+                    elif time.monotonic() - beat > HEARTBEAT_S:
+                        yield ": keep-alive\n\n"
+                        beat = time.monotonic()
+                    await asyncio.sleep(WATCH_POLL_S)
+            finally:
+                portal.watch(ids, -1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    routes = [
+        Route("/api/experiments", api(experiments)),
+        Route("/api/runs", api(runs)),
+        Route("/api/runs/{run_id}", api(run)),
+        Route("/api/runs/{run_id}/metrics/{name:path}", api(metric)),
+        Route("/api/runs/{run_id}/logs", api(logs)),
+        Route("/api/runs/{run_id}/files/{path:path}", api(download)),
+        Route("/api/events", events),
+        Mount("/static", StaticFiles(directory=STATIC)),
+        Route("/", page), Route("/experiments/{name}", page), Route("/runs/{run_id}", page), Route("/compare", page),
+    ]
+    app = Starlette(routes=routes, lifespan=_lifespan(portal))
+    app.state.portal = portal
+    return _guarded(app, token) if token else app  # type: ignore[return-value]
+
+
+def _lifespan(portal: Portal) -> Any:
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        thread = threading.Thread(target=portal.sync_loop, name="runctl-ui-sync", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            portal.stop.set()
+            thread.join(timeout=5)
+
+    return lifespan
+
+
+TOKEN_COOKIE = "runctl_token"
+
+
+def _guarded(app: Starlette, token: str) -> Any:
+    """Every request must carry the token (``?token=`` once; a cookie afterwards)."""
+
+    async def guarded(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        request = Request(scope)
+        given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            await JSONResponse({"error": "this portal needs its token: open the address `runctl ui` printed"},
+                               status_code=401)(scope, receive, send)
+            return
+        if request.query_params.get("token"):
+            async def send_with_cookie(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message.setdefault("headers", []).append(
+                        (b"set-cookie", f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/".encode()))
+                await send(message)
+
+            await app(scope, receive, send_with_cookie)
+            return
+        await app(scope, receive, send)
+
+    guarded.state = app.state  # type: ignore[attr-defined]
+    return guarded

@@ -1,0 +1,239 @@
+"""The portal (`runctl ui`): its JSON API against a real server on a free loopback port,
+server-sent events, safety (paths, token, escaping), and a real headless Chromium
+(Debian's, tests/infra/up-browser.sh) watching a chart grow while its job runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .conftest import Project, require_service, wait_for
+
+XSS = "<script>alert(1)</script>"
+
+
+class Portal:
+    def __init__(self, proj: Project, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "runctl", "ui", "--port", "0", *args], cwd=proj.root,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert line.startswith("http://127.0.0.1:"), (line, self.proc.stderr.read() if self.proc.poll() else "")
+        self.url = line
+        self.base = line.split("?")[0].rstrip("/")
+
+    def get(self, path: str, **kw: Any) -> Any:
+        import httpx
+
+        return httpx.get(self.base + path, timeout=30, **kw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=20)  # (closes its pipes)
+
+
+@pytest.fixture
+def portal(project: Project) -> Iterator[Any]:
+    started: list[Portal] = []
+
+    def start(*args: str) -> Portal:
+        p = Portal(project, *args)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def finished_run(project: Project, code: str, name: str = "job.yaml", **fields: Any) -> str:
+    job = project.script_job(code, name=name, **fields)
+    r = project.cli("submit", str(job), "-q", "--wait")
+    assert r.out.strip(), r.err
+    return r.out.strip()
+
+
+def test_the_json_api(project: Project, portal: Any) -> None:
+    good = finished_run(project, """
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(5):
+            run.log("loss", 1.0 / (i + 1))
+        run.log_row("sine", x=0.5, y=0.48)
+        run.log_row("sine", x=0.1, y=0.1)
+        import os
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/model.txt", "w").write("weights")
+        print("done")
+        """, tags={"lr": "0.1", "evil": XSS})
+    bad = finished_run(project, "raise SystemExit(3)\n", name="bad.yaml")
+    p = portal()
+    assert p.get("/api/experiments").json()[0]["name"] == "test"
+    runs = p.get("/api/runs", params={"experiment": "test", "metrics": "loss"}).json()
+    assert {r["id"]: r["status"] for r in runs} == {good: "Completed", bad: "Failed"}
+    assert next(r for r in runs if r["id"] == good)["latest"]["loss"] == 0.2
+    assert [r["id"] for r in p.get("/api/runs", params={"status": "Failed"}).json()] == [bad]
+    assert [r["id"] for r in p.get("/api/runs", params={"tag": "lr:0.1"}).json()] == [good]
+    assert [r["id"] for r in p.get("/api/runs", params={"sort": "number"}).json()] == [good, bad]
+    assert p.get("/api/runs", params={"sort": "nonsense"}).status_code == 400
+    run = p.get(f"/api/runs/{good}").json()
+    assert run["tags"]["evil"] == XSS and run["portal_url"] == f"{p.base}/runs/{good}"
+    assert {m["name"]: m["kind"] for m in run["metrics"]} == {"loss": "scalar", "sine": "row"}
+    assert run["outputs"] == [{"path": "outputs/model.txt", "size": 7}]
+    loss = p.get(f"/api/runs/{good}/metrics/loss").json()
+    assert loss["y"] == [1.0, 0.5, 1 / 3, 0.25, 0.2] and loss["downsampled"] is False
+    assert p.get(f"/api/runs/{good}/metrics/sine").json()["columns"] == {"x": [0.5, 0.1], "y": [0.48, 0.1]}
+    assert "done" in p.get(f"/api/runs/{good}/logs").json()["text"]
+    r = p.get(f"/api/runs/{good}/files/outputs/model.txt")
+    assert r.status_code == 200 and r.content == b"weights" and "attachment" in r.headers["content-disposition"]
+    shown = json.loads(project.cli("show", good, "--json", check=True).out)
+    assert shown["portal_url"] == f"{p.base}/runs/{good}", "the address of the portal that runs"
+    assert p.get("/api/runs/nosuch").status_code == 404
+    for page in ("/", f"/runs/{good}", "/experiments/test", f"/compare?runs={good},{bad}"):
+        assert p.get(page).status_code == 200 and "uPlot.iife.min.js" in p.get(page).text
+    assert p.get("/static/uPlot.iife.min.js").status_code == 200, "served from the package, no CDN"
+
+
+def test_no_request_reads_outside_the_store(project: Project, portal: Any, home: Path, tmp_path: Path) -> None:
+    rid = finished_run(project, "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/a.txt','w').write('a')\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    os.symlink(secret, home / "runs" / rid / "outputs" / "link.txt")  # as if a link had got into the store
+    p = portal()
+    for path in ("outputs/../../../secret.txt", "outputs/link.txt", "../store.db", "/etc/passwd", "code/x.py",
+                 "outputs/%2e%2e/%2e%2e/x"):
+        r = p.get(f"/api/runs/{rid}/files/{path}")
+        assert r.status_code in (400, 404) and b"host secret" not in r.content, (path, r.status_code)
+    assert p.get(f"/api/runs/{rid}/logs", params={"name": "outputs/link.txt"}).status_code == 400
+
+
+def test_a_token_guards_the_portal_when_asked(project: Project, portal: Any) -> None:
+    from runctl.web.server import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    p = portal("--token", "s3cret-token")
+    assert p.url.endswith("?token=s3cret-token")
+    assert p.get("/api/experiments").status_code == 401
+    assert p.get("/api/experiments", params={"token": "wrong"}).status_code == 401
+    r = p.get("/api/experiments", params={"token": "s3cret-token"})
+    assert r.status_code == 200 and "runctl_token=" in r.headers["set-cookie"]
+    assert p.get("/api/experiments", cookies={"runctl_token": "s3cret-token"}).status_code == 200
+
+
+def test_a_million_values_are_downsampled_min_max_and_say_so(project: Project, portal: Any) -> None:
+    rid = finished_run(project, """
+        import math
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(1_000_000):
+            run.log("wave", math.sin(i / 5000.0) + (5.0 if i == 777_777 else 0.0))
+        """)
+    p = portal()
+    t0 = time.monotonic()
+    m = p.get(f"/api/runs/{rid}/metrics/wave", params={"points": 1000}).json()
+    took = time.monotonic() - t0
+    assert m["total"] == 1_000_000 and m["downsampled"] is True and m["shown"] <= 1000
+    assert "min and max" in m["method"]
+    assert max(m["y"]) == pytest.approx(5.0 + __import__("math").sin(777_777 / 5000.0)), "the spike survives"
+    assert min(m["y"]) == pytest.approx(-1.0, abs=1e-6)
+    assert m["x"] == sorted(m["x"])
+    print(f"1M-point series, downsampled to {m['shown']}: {took:.2f} s")  # (a figure, not an assertion)
+
+
+def test_server_sent_events_follow_a_live_run(project: Project, portal: Any) -> None:
+    import httpx
+
+    p = portal()
+    job = project.script_job("""
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        print("portal", run.get_portal_url(), flush=True)
+        for i in range(12):
+            run.log("i", i)
+            print("tick", i, flush=True)
+            time.sleep(0.3)
+        """)
+    rid = project.cli("submit", str(job), "-q", check=True).out.strip()
+    seen: list[dict] = []
+    with httpx.stream("GET", f"{p.base}/api/events", params={"runs": rid}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:])[rid])
+                if seen[-1]["status"] == "Completed" and seen[-1]["synced"]:
+                    break
+    seqs = [s["metrics_seq"] for s in seen]
+    assert len(seen) >= 4 and seqs == sorted(seqs) and seqs[-1] > seqs[0], seen
+    assert project.cli("metrics", rid, "--json", check=True).json()["i"] == list(range(12)), "synced by the portal"
+    assert f"portal {p.base}/runs/{rid}" in project.cli("logs", rid, check=True).out, "the job knows the address"
+
+
+def browser_ready() -> bool:
+    return shutil.which("chromium") is not None and shutil.which("chromedriver") is not None
+
+
+def test_a_browser_sees_the_chart_grow_the_log_tail_and_escaped_tags(project: Project, portal: Any,
+                                                                     tmp_path: Path) -> None:
+    require_service("headless Chromium", browser_ready(), "run tests/infra/up-browser.sh")
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.chrome.service import Service
+
+    job = project.script_job("""
+        import math, time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(60):
+            run.log_row("sine", x=i / 10.0, y=math.sin(i / 10.0))
+            if i == 40:
+                print("late line after the page loaded", flush=True)
+            time.sleep(0.25)
+        """, tags={"evil": XSS})
+    rid = project.cli("submit", str(job), "-q", check=True).out.strip()
+    p = portal()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))  # type: ignore[arg-type]
+    try:
+        driver.set_window_size(1280, 1600)
+        driver.get(f"{p.base}/runs/{rid}")
+
+        def js(expr: str) -> Any:  # read the page in one step (it re-renders as the run changes)
+            return driver.execute_script(f"return {expr};")
+
+        def points() -> int:
+            return int(js("(document.querySelector('.plot[data-points]') || {dataset: {}}).dataset.points || 0"))
+
+        def text(element_id: str) -> str:
+            return str(js(f"(document.getElementById('{element_id}') || {{}}).textContent || ''"))
+
+        first = wait_for(lambda: points() or None, timeout_s=30, what="the chart to appear")
+        assert "late line" not in text("log")
+        wait_for(lambda: points() > first + 5, timeout_s=40, what="the chart to grow without a reload")
+        wait_for(lambda: "late line after the page loaded" in text("log"), timeout_s=40,
+                 what="the log tail to show a line printed after the page loaded")
+        assert f"evil: {XSS}" in text("run-tags"), "the tag is shown as text"
+        assert js("document.querySelectorAll('#run-tags script').length") == 0
+        try:
+            _ = driver.switch_to.alert
+            pytest.fail("the tag's script ran")
+        except NoAlertPresentException:
+            pass
+        wait_for(lambda: "Completed" in text("run-status"), timeout_s=60,
+                 what="the status to turn Completed live")
+        assert points() == 60
+        driver.save_screenshot(str(tmp_path / "run-page.png"))
+        assert (tmp_path / "run-page.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
