@@ -68,9 +68,15 @@ def test_the_json_api(project: Project, portal: Any) -> None:
             run.log("loss", 1.0 / (i + 1))
         run.log_row("sine", x=0.5, y=0.48)
         run.log_row("sine", x=0.1, y=0.1)
-        import os
+        import os, struct, zlib
         os.makedirs("outputs", exist_ok=True)
         open("outputs/model.txt", "w").write("weights")
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+               + chunk(b"IDAT", zlib.compress(b"\\x00\\x80")) + chunk(b"IEND", b""))
+        open("dot.png", "wb").write(png)
+        run.log_image("dot", path="dot.png")
         print("done")
         """, tags={"lr": "0.1", "evil": XSS})
     bad = finished_run(project, "raise SystemExit(3)\n", name="bad.yaml")
@@ -85,7 +91,10 @@ def test_the_json_api(project: Project, portal: Any) -> None:
     assert p.get("/api/runs", params={"sort": "nonsense"}).status_code == 400
     run = p.get(f"/api/runs/{good}").json()
     assert run["tags"]["evil"] == XSS and run["portal_url"] == f"{p.base}/runs/{good}"
-    assert {m["name"]: m["kind"] for m in run["metrics"]} == {"loss": "scalar", "sine": "row"}
+    assert {m["name"]: m["kind"] for m in run["metrics"]} == {"loss": "scalar", "sine": "row", "dot": "image"}
+    [image] = run["images"]
+    img = p.get(f"/api/runs/{good}/files/{image['path']}", params={"inline": "1"})
+    assert img.status_code == 200 and img.content.startswith(b"\x89PNG") and "inline" in img.headers["content-disposition"]
     assert run["outputs"] == [{"path": "outputs/model.txt", "size": 7}]
     loss = p.get(f"/api/runs/{good}/metrics/loss").json()
     assert loss["y"] == [1.0, 0.5, 1 / 3, 0.25, 0.2] and loss["downsampled"] is False

@@ -146,7 +146,7 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
         r = portal.store.resolve(request.path_params["run_id"])
         path = data.store_file(portal.store, r.id, request.path_params["path"])
         inline = request.query_params.get("inline") == "1"
-        return FileResponse(path, filename=None if inline else path.name,  # streamed in chunks
+        return FileResponse(path, filename=path.name,  # streamed in chunks
                             content_disposition_type="inline" if inline else "attachment")
 
     async def events(request: Request) -> Response:
