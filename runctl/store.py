@@ -7,7 +7,9 @@ import json
 import os
 import secrets
 import sqlite3
+import struct
 import time
+from array import array
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -15,7 +17,7 @@ from typing import Any, Iterable, Iterator
 from .errors import InputError
 from .status import RunStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: metrics.packed (a batch of one metric's scalars in one row)
 DB_NAME = "runctl.db"
 
 _DDL = """
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS metrics (
     seq INTEGER PRIMARY KEY,
     run INTEGER NOT NULL,  -- runs.rk: metrics are the store's biggest table
     kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
-    step INTEGER, ts REAL, description TEXT);
+    step INTEGER, ts REAL, description TEXT,
+    packed BLOB);  -- kind 'scalars': the values, times and steps of a batch (value = their count)
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run, seq);
 CREATE TABLE IF NOT EXISTS tags (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
@@ -164,6 +167,8 @@ class Store:
                     self.db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
                 for index in ("runs_created", "runs_unique_key", "metrics_run"):
                     self.db.execute(f"DROP INDEX IF EXISTS {index}")
+            if version == 2:
+                self.db.execute("ALTER TABLE metrics ADD COLUMN packed BLOB")
             if version != SCHEMA_VERSION:
                 for stmt in _DDL.split(";"):
                     if stmt.strip():
@@ -331,10 +336,17 @@ class Store:
             if rid not in keys:
                 self._ensure_child(db, top_id, rid, ev, ids)
                 keys[rid] = _run_key(db, rid)
-            if kind == "scalar" or kind not in _RUN_EVENT_KINDS:
+            if kind == "scalars":  # a batch of one metric's values: one row, packed (no per-value work)
+                packed = pack_scalars(ev)
+                if packed is None:
+                    raise TypeError("malformed scalars event")  # ingest_events re-checks each event
+                metric_rows.append((keys[rid], kind, name, str(len(value)), None, _num(ev["t"][-1]) if ev.get("t")
+                                    else None, ev.get("d"), packed))
+            elif kind == "scalar" or kind not in _RUN_EVENT_KINDS:
                 # (a step, time or description of an odd type is stored as it is; one SQLite cannot
                 # store, a list or an object, fails the batch, and ingest_events re-checks each event)
-                metric_rows.append((keys[rid], kind, name, _json_value(value), ev.get("s"), ev.get("t"), ev.get("d")))
+                metric_rows.append((keys[rid], kind, name, _json_value(value), ev.get("s"), ev.get("t"), ev.get("d"),
+                                    None))
             elif kind == "tag":
                 if value is None:
                     db.execute("DELETE FROM tags WHERE run_id = ? AND key = ?", (rid, name))
@@ -351,7 +363,7 @@ class Store:
                 )
         if metric_rows:  # one executemany: ingesting a million values is a few seconds, not tens
             db.executemany(
-                "INSERT INTO metrics (run, kind, name, value, step, ts, description) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO metrics (run, kind, name, value, step, ts, description, packed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 metric_rows,
             )
 
@@ -426,19 +438,36 @@ class Store:
                 todo.extend(kids)
 
     def metric_events(self, run_id: str, name: str | None = None) -> Iterator[tuple[str, str, Any]]:
-        sql = "SELECT kind, name, value FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?)"
+        """(kind, name, value) of each logged value, in logging order (batches expanded)."""
+        for kind, n, value, _step, _ts, packed in self._metric_rows(run_id, name):
+            if packed is not None:
+                yield from (("scalar", n, v) for v in unpack_scalars(packed)[0])
+            else:
+                yield kind, n, json.loads(value)
+
+    def metric_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """Every logged value with its step and time, in logging order (batches expanded)."""
+        out: list[dict[str, Any]] = []
+        for kind, n, value, step, ts, packed in self._metric_rows(run_id, None):
+            if packed is None:
+                out.append({"kind": kind, "name": n, "value": value, "step": step, "ts": ts})
+                continue
+            vals, times, steps = unpack_scalars(packed)
+            for i, v in enumerate(vals):
+                out.append({"kind": "scalar", "name": n, "value": _json_value(v),
+                            "step": steps[i] if steps else None, "ts": times[i] if times else None})
+        return out
+
+    def _metric_rows(self, run_id: str, name: str | None) -> Iterator[tuple]:
+        cur = self.db.cursor()
+        cur.row_factory = None  # plain tuples: many rows
+        sql = ("SELECT kind, name, value, step, ts, packed FROM metrics "
+               "WHERE run = (SELECT rk FROM runs WHERE id = ?)")
         args: tuple = (run_id,)
         if name is not None:
             sql += " AND name = ?"
             args += (name,)
-        for kind, n, value in self.db.execute(sql + " ORDER BY seq", args):
-            yield kind, n, json.loads(value)
-
-    def metric_rows(self, run_id: str) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT kind, name, value, step, ts FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) ORDER BY seq",
-            (run_id,),
-        ).fetchall()
+        yield from cur.execute(sql + " ORDER BY seq", args)
 
     # -- tags and properties ------------------------------------------------------------
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -491,7 +520,52 @@ def valid_event(ev: Any) -> bool:
     """Does an event from events.jsonl have the field types the store needs?"""
     if not isinstance(ev, dict) or "k" not in ev or "n" not in ev or "v" not in ev:
         return False
+    if ev["k"] == "scalars":
+        return (type(ev["n"]) is str and pack_scalars(ev) is not None and isinstance(ev.get("d"), (str, type(None)))
+                and isinstance(ev.get("r"), (str, type(None))))
     return all(isinstance(ev.get(key), types) for key, types in _EVENT_TYPES.items()) and type(ev.get("s")) is not bool
+
+
+_PACK_HEAD = struct.Struct("<cIBB")  # type code of the values, count, has times, has steps
+
+
+def pack_scalars(ev: dict[str, Any]) -> bytes | None:
+    """A "scalars" event (the job's writer batches one metric's run.log() values into one
+    line: {"k": "scalars", "n", "v": [...], "t": [...], "s": [...]?}) as one blob: all floats
+    or all ints (as logged), their times, their steps. None if the event is malformed."""
+    values, times, steps = ev.get("v"), ev.get("t"), ev.get("s")
+    if type(values) is not list or not values:
+        return None
+    kinds = set(map(type, values))
+    code = "d" if kinds == {float} else "q" if kinds == {int} else None
+    n = len(values)
+    if code is None or (times is not None and (type(times) is not list or len(times) != n
+                                               or not set(map(type, times)) <= {float, int})) \
+            or (steps is not None and (type(steps) is not list or len(steps) != n or set(map(type, steps)) != {int})):
+        return None
+    try:
+        parts = [array(code, values).tobytes(), array("d", times or []).tobytes(), array("q", steps or []).tobytes()]
+    except OverflowError:
+        return None
+    return _PACK_HEAD.pack(code.encode(), n, times is not None, steps is not None) + b"".join(parts)
+
+
+def unpack_scalars(blob: bytes) -> tuple[list[Any], list[float] | None, list[int] | None]:
+    code, n, has_times, has_steps = _PACK_HEAD.unpack_from(blob)
+    at = _PACK_HEAD.size
+    values = array(code.decode())
+    values.frombytes(blob[at:at + 8 * n])
+    at += 8 * n
+    times = steps = None
+    if has_times:
+        t = array("d")
+        t.frombytes(blob[at:at + 8 * n])
+        times, at = t.tolist(), at + 8 * n
+    if has_steps:
+        st = array("q")
+        st.frombytes(blob[at:at + 8 * n])
+        steps = st.tolist()
+    return values.tolist(), times, steps
 
 
 def _text(value: Any) -> str | None:

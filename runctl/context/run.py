@@ -432,7 +432,10 @@ class Run:
                 for line in f:
                     if line.endswith(b"\n"):
                         rec = json.loads(line)
-                        out.append((rec.get("r"), rec["k"], rec["n"], rec["v"]))
+                        if rec["k"] == "scalars":  # a batch of one metric's values (_writer.encode_batch)
+                            out.extend((rec.get("r"), "scalar", rec["n"], v) for v in rec["v"])
+                        else:
+                            out.append((rec.get("r"), rec["k"], rec["n"], rec["v"]))
         elif isinstance(self._writer, MemoryWriter):
             out = [((ev[5] or {}).get("r"), ev[0], ev[1], ev[2]) for ev in self._writer.kept]
         return out

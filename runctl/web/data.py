@@ -14,7 +14,7 @@ from typing import Any
 from runctl import protocol
 from runctl.errors import InputError
 from runctl.status import RunStatus
-from runctl.store import RunRecord, Store
+from runctl.store import RunRecord, Store, unpack_scalars
 
 MAX_POINTS_DEFAULT = 2000  # a chart a couple of thousand pixels wide needs no more
 LOG_TAIL_BYTES = 256 << 10
@@ -26,9 +26,9 @@ def run_row(store: Store, r: RunRecord, metrics: list[str]) -> dict[str, Any]:
     latest = {}
     for name in metrics:
         row = store.db.execute(
-            "SELECT value FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? AND kind = 'scalar' "
-            "ORDER BY seq DESC LIMIT 1", (r.id, name)).fetchone()
-        latest[name] = json.loads(row[0]) if row else None
+            "SELECT value, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+            "AND kind IN ('scalar', 'scalars') ORDER BY seq DESC LIMIT 1", (r.id, name)).fetchone()
+        latest[name] = None if row is None else unpack_scalars(row[1])[0][-1] if row[1] else json.loads(row[0])
     return {**r.summary(), "kind": r.kind, "parent_id": r.parent_id, "tags": store.tags(r.id),
             "duration_s": (end - r.started_at) if end and r.started_at else None, "latest": latest}
 
@@ -68,8 +68,9 @@ def run_detail(store: Store, r: RunRecord) -> dict[str, Any]:
     spec = r.spec or {}
     children = [run_row(store, c, []) for c in store.runs(parent_id=r.id)]
     names = store.db.execute(
-        "SELECT name, kind, COUNT(*) FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) "
-        "GROUP BY name, kind ORDER BY MIN(seq)", (r.id,)).fetchall()
+        "SELECT name, CASE kind WHEN 'scalars' THEN 'scalar' ELSE kind END AS k, "
+        "SUM(CASE kind WHEN 'scalars' THEN CAST(value AS INTEGER) ELSE 1 END) FROM metrics "
+        "WHERE run = (SELECT rk FROM runs WHERE id = ?) GROUP BY name, k ORDER BY MIN(seq)", (r.id,)).fetchall()
     return {**run_row(store, r, []), "description": r.description, "backend": r.backend,
             "config": spec.get("job"), "job_file": spec.get("job_file"), "properties": store.properties(r.id),
             "children": children, "metrics": [{"name": n, "kind": k, "count": c} for n, k, c in names],
@@ -125,7 +126,7 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
         "SELECT DISTINCT kind FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ?", (run_id, name))}
     if not kinds:
         raise InputError(f"run {run_id} has no metric {name!r}")
-    if "scalar" in kinds:
+    if "scalar" in kinds or "scalars" in kinds:
         return scalar_series(store, run_id, name, max_points)
     from runctl.context._shape import shape_metrics
 
@@ -145,15 +146,23 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int) -> dict
     max_points/2 buckets (equal counts of values) contributes its minimum and its maximum,
     in x order: every peak and dip stays visible, and the answer says so."""
     cur = store.db.cursor()
-    cur.row_factory = None  # plain tuples: a million Row objects cost half a second more
-    rows = cur.execute(
-        "SELECT CASE WHEN value GLOB '[0-9]*' OR value GLOB '-[0-9]*' THEN CAST(value AS REAL) END, step "
-        "FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? AND kind = 'scalar' ORDER BY seq",
-        (run_id, name)).fetchall()
-    total = len(rows)
-    ys = [r[0] for r in rows]
-    use_step = total > 0 and all(r[1] is not None for r in rows)
-    xs = [r[1] for r in rows] if use_step else list(range(total))
+    cur.row_factory = None  # plain tuples: many rows
+    ys: list[Any] = []
+    steps: list[Any] = []
+    for kind, value, step, packed in cur.execute(
+            "SELECT kind, value, step, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+            "AND kind IN ('scalar', 'scalars') ORDER BY seq", (run_id, name)):
+        if packed is not None:
+            vals, _times, st = unpack_scalars(packed)
+            ys.extend(vals)
+            steps.extend(st if st is not None else [None] * len(vals))
+        else:
+            ys.append(json.loads(value))
+            steps.append(step)
+    ys = [y if type(y) in (int, float) and math.isfinite(y) else None for y in ys] if not _all_finite(ys) else ys
+    total = len(ys)
+    use_step = total > 0 and None not in steps
+    xs = steps if use_step else list(range(total))
     answer = {"name": name, "kind": "scalar", "x_label": "step" if use_step else "index", "total": total}
     if total <= max_points:
         return {**answer, "x": xs, "y": ys, "shown": total, "downsampled": False}
@@ -176,6 +185,13 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int) -> dict
             out_y.append(ys[i])
     return {**answer, "x": out_x, "y": out_y, "shown": len(out_x), "downsampled": True,
             "method": f"min and max of each of {buckets} buckets of {total // buckets} values"}
+
+
+def _all_finite(ys: list[Any]) -> bool:
+    try:
+        return math.isfinite(math.fsum(ys))
+    except (TypeError, OverflowError):
+        return False
 
 
 def log_tail(store: Store, run_id: str, name: str, offset: int | None) -> dict[str, Any]:
