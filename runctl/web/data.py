@@ -149,8 +149,8 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int) -> dict
     cur.row_factory = None  # plain tuples: many rows
     ys: list[Any] = []
     steps: list[Any] = []
-    for kind, value, step, packed in cur.execute(
-            "SELECT kind, value, step, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+    for value, step, packed in cur.execute(
+            "SELECT value, step, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
             "AND kind IN ('scalar', 'scalars') ORDER BY seq", (run_id, name)):
         if packed is not None:
             vals, _times, st = unpack_scalars(packed)
