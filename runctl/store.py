@@ -324,7 +324,7 @@ class Store:
             self._apply_events(db, run_id, events)
 
     def _apply_events(self, db: sqlite3.Connection, top_id: str, events: list[dict]) -> None:
-        metric_rows = []
+        metric_rows: list[tuple[Any, ...]] = []
         keys = {top_id: _run_key(db, top_id)}
         ids: dict[Any, str] = {None: top_id, top_id: top_id}
         for ev in events:

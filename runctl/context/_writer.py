@@ -84,7 +84,7 @@ def encode_batch(events) -> str:
     place of the first: the store keeps such a batch as one row, so a million values
     cost one JSON array to parse, not a million objects."""
     slots = []
-    groups = {}
+    groups: dict = {}
     for ev in events:
         kind, name, value, step, _ts, extra = ev
         t = type(value)
