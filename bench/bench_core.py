@@ -183,22 +183,32 @@ def bench_sync(tmp: Path) -> None:
     t0 = time.perf_counter()
     subprocess.run([*cmd, "wait", run_id], cwd=proj, env=env, capture_output=True, check=True)
     took = time.perf_counter() - t0
-    row("sync: ingest 1,000,000 logged values (one `runctl wait`)", f"{took:.1f} s ({1e6 / took / 1000:.0f}k values/s)",
+    row("sync: ingest 1,000,000 logged values (one `runctl wait`)", f"{took:.2f} s ({1e6 / took / 1000:.0f}k values/s)",
         f"events.jsonl: {size / 1e6:.0f} MB", "-")
+    t0 = time.perf_counter()
+    out = subprocess.run([*cmd, "metrics", run_id, "--json"], cwd=proj, env=env, capture_output=True, check=True).stdout
+    took = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    subprocess.run([*cmd, "--version"], cwd=proj, env=env, capture_output=True, check=True)
+    start = time.perf_counter() - t0
+    row("`runctl metrics RUN --json` of those 1,000,000 values (get_metrics' dict, printed)", f"{took:.2f} s",
+        f"`runctl --version`: {start:.2f} s; output {len(out) / 1e6:.0f} MB", "-")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--only", choices=["log", "help", "list", "snapshot", "sync"], help="one part only")
     args = ap.parse_args()
     repeat = 3 if args.quick else 10
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bench_log(tmp, 100_000, 5 if not args.quick else 3)
-        bench_help(tmp, repeat)
-        bench_list(tmp, repeat)
-        bench_snapshot(tmp, 5 if not args.quick else 3)
-        bench_sync(tmp)
+        parts = {"log": lambda: bench_log(tmp, 100_000, 5 if not args.quick else 3), "help": lambda: bench_help(tmp, repeat),
+                 "list": lambda: bench_list(tmp, repeat), "snapshot": lambda: bench_snapshot(tmp, 5 if not args.quick else 3),
+                 "sync": lambda: bench_sync(tmp)}
+        for name, part in parts.items():
+            if args.only in (None, name):
+                part()
     print("| what | runctl | peer, same machine, same run | ratio |")
     print("|---|---|---|---|")
     for r in ROWS:

@@ -97,7 +97,10 @@ def test_the_json_api(project: Project, portal: Any) -> None:
     assert img.status_code == 200 and img.content.startswith(b"\x89PNG") and "inline" in img.headers["content-disposition"]
     assert run["outputs"] == [{"path": "outputs/model.txt", "size": 7}]
     loss = p.get(f"/api/runs/{good}/metrics/loss").json()
-    assert loss["y"] == [1.0, 0.5, 1 / 3, 0.25, 0.2] and loss["downsampled"] is False
+    assert loss["y"] == [1.0, 0.5, 1 / 3, 0.25, 0.2] and loss["downsampled"] is False and loss["x"] == [0, 1, 2, 3, 4]
+    by_time = p.get(f"/api/runs/{good}/metrics/loss", params={"x": "time"}).json()
+    assert by_time["x_label"] == "time" and by_time["x"] == sorted(by_time["x"]) and by_time["x"][0] > 1.7e9
+    assert p.get(f"/api/runs/{good}/metrics/loss", params={"x": "nonsense"}).status_code == 400
     assert p.get(f"/api/runs/{good}/metrics/sine").json()["columns"] == {"x": [0.5, 0.1], "y": [0.48, 0.1]}
     assert "done" in p.get(f"/api/runs/{good}/logs").json()["text"]
     r = p.get(f"/api/runs/{good}/files/outputs/model.txt")

@@ -24,7 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from runctl.errors import RunctlError
+from runctl.errors import InputError, RunctlError
 from runctl.session import Session
 from runctl.store import Store
 
@@ -134,7 +134,10 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
     def metric(request: Request) -> Any:
         r = portal.store.resolve(request.path_params["run_id"])
         width = int(request.query_params.get("points", data.MAX_POINTS_DEFAULT))
-        return data.metric(portal.store, r.id, request.path_params["name"], max(10, min(width, 20000)))
+        x_axis = request.query_params.get("x", "step")
+        if x_axis not in ("step", "time"):
+            raise InputError(f"x={x_axis!r}: step (or the index) or time")
+        return data.metric(portal.store, r.id, request.path_params["name"], max(10, min(width, 20000)), x_axis)
 
     def logs(request: Request) -> Any:
         r = portal.store.resolve(request.path_params["run_id"])

@@ -119,7 +119,8 @@ def store_file(store: Store, run_id: str, rel: str) -> Path:
     return path
 
 
-def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DEFAULT) -> dict[str, Any]:
+def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DEFAULT,
+           x_axis: str = "step") -> dict[str, Any]:
     """One metric, ready to chart: a scalar series (downsampled min/max per bucket past
     ``max_points``), rows/tables as columns, lists as a series."""
     kinds = {k for (k,) in store.db.execute(
@@ -127,7 +128,7 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
     if not kinds:
         raise InputError(f"run {run_id} has no metric {name!r}")
     if "scalar" in kinds or "scalars" in kinds:
-        return scalar_series(store, run_id, name, max_points)
+        return scalar_series(store, run_id, name, max_points, x_axis)
     from runctl.context._shape import shape_metrics
 
     shaped = shape_metrics(store.metric_events(run_id, name)).get(name)
@@ -140,8 +141,9 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
             "shown": len(values), "downsampled": False}
 
 
-def scalar_series(store: Store, run_id: str, name: str, max_points: int) -> dict[str, Any]:
-    """x = the step where every value has one, else the value's index; y = the value (null
+def scalar_series(store: Store, run_id: str, name: str, max_points: int, x_axis: str = "step") -> dict[str, Any]:
+    """x = the step where every value has one, else the value's index (or, with ``x_axis``
+    "time", when it was logged, in seconds since the epoch); y = the value (null
     for NaN and infinities, which a chart cannot place). Past ``max_points`` values, each of
     max_points/2 buckets (equal counts of values) contributes its minimum and its maximum,
     in x order: every peak and dip stays visible, and the answer says so."""
@@ -149,21 +151,28 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int) -> dict
     cur.row_factory = None  # plain tuples: many rows
     ys: list[Any] = []
     steps: list[Any] = []
-    for value, step, packed in cur.execute(
-            "SELECT value, step, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+    times: list[Any] = []
+    for value, step, ts, packed in cur.execute(
+            "SELECT value, step, ts, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
             "AND kind IN ('scalar', 'scalars') ORDER BY seq", (run_id, name)):
         if packed is not None:
-            vals, _times, st = unpack_scalars(packed)
+            vals, tss, st = unpack_scalars(packed)
             ys.extend(vals)
             steps.extend(st if st is not None else [None] * len(vals))
+            times.extend(tss if tss is not None else [ts] * len(vals))
         else:
             ys.append(json.loads(value))
             steps.append(step)
+            times.append(ts)
     ys = [y if type(y) in (int, float) and math.isfinite(y) else None for y in ys] if not _all_finite(ys) else ys
     total = len(ys)
-    use_step = total > 0 and None not in steps
-    xs = steps if use_step else list(range(total))
-    answer = {"name": name, "kind": "scalar", "x_label": "step" if use_step else "index", "total": total}
+    if x_axis == "time" and total and None not in times:
+        xs, label = times, "time"
+    elif total and None not in steps:
+        xs, label = steps, "step"
+    else:
+        xs, label = list(range(total)), "index"
+    answer = {"name": name, "kind": "scalar", "x_label": label, "total": total}
     if total <= max_points:
         return {**answer, "x": xs, "y": ys, "shown": total, "downsampled": False}
     buckets = max(1, max_points // 2)

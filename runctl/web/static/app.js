@@ -115,7 +115,7 @@ async function runsPage(experiment) {
 function chartFor(container, series, opts) {
   // series: {x: [...], ys: [{label, values}]}
   const width = Math.max(360, container.clientWidth - 16);
-  const u = new uPlot({width, height: 240, scales: {x: {time: false}}, legend: {live: true},
+  const u = new uPlot({width, height: 240, scales: {x: {time: opts.xLabel === "time"}}, legend: {live: true},
     series: [{label: opts.xLabel || "x"}, ...series.ys.map((s, i) => ({label: s.label, stroke: PALETTE[i % PALETTE.length],
       width: 1.5, spanGaps: true, points: {show: series.x.length < 60}}))],
     axes: [{label: opts.xLabel || ""}, {}]}, [series.x, ...series.ys.map(s => s.values)], container);
@@ -170,6 +170,10 @@ async function runPage(runId) {
   const chartsDiv = el("div", {class: "charts"});
   const logPre = el("pre", {class: "log", id: "log"});
   const logName = el("select");
+  const xAxis = el("select", {id: "x-axis"}, el("option", {value: "step"}, "x: step (or index)"),
+                   el("option", {value: "time"}, "x: time"));
+  xAxis.onchange = () => { slots.forEach(s => { if (s.chart) { s.chart.destroy(); charts.splice(charts.indexOf(s.chart), 1); s.chart = null; } });
+                           refreshCharts(); };
   const outputs = el("div");
   const images = el("div", {class: "images"});
   const children = el("div");
@@ -219,7 +223,7 @@ async function runPage(runId) {
       for (const m of run.metrics.filter(m => m.kind !== "image")) {
         if (!slots.has(m.name)) { const s = chartBox(m.name); slots.set(m.name, s); chartsDiv.appendChild(s.box); }
         const data = await api("/api/runs/" + encodeURIComponent(run.id) + "/metrics/" + encodeURIComponent(m.name) + "?points=" +
-                               Math.max(200, Math.round(chartsDiv.clientWidth || 1000)));
+                               Math.max(200, Math.round(chartsDiv.clientWidth || 1000)) + "&x=" + xAxis.value);
         if (data.kind === "table" || (data.kind === "rows" && !Object.keys(data.columns).length)) continue;
         drawMetric(slots.get(m.name), data);
       }
@@ -243,7 +247,7 @@ async function runPage(runId) {
   }
   logName.onchange = () => refreshLog(true);
 
-  main.replaceChildren(header, el("h2", {}, "Metrics"), chartsDiv, el("h2", {}, "Logs ", logName), logPre,
+  main.replaceChildren(header, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "Logs ", logName), logPre,
     el("h2", {}, "Images"), images, el("h2", {}, "Outputs"), outputs, el("h2", {}, "Child runs"), children,
     el("h2", {}, "Configuration"), el("pre", {class: "config"}, JSON.stringify(run.config, null, 2)));
   renderHeader();
