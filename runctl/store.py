@@ -340,8 +340,8 @@ class Store:
                 packed = pack_scalars(ev)
                 if packed is None:
                     raise TypeError("malformed scalars event")  # ingest_events re-checks each event
-                metric_rows.append((keys[rid], kind, name, str(len(value)), None, _num(ev["t"][-1]) if ev.get("t")
-                                    else None, ev.get("d"), packed))
+                metric_rows.append((keys[rid], kind, name, str(len(value)), None, _num(ev.get("t0")), ev.get("d"),
+                                    packed))
             elif kind == "scalar" or kind not in _RUN_EVENT_KINDS:
                 # (a step, time or description of an odd type is stored as it is; one SQLite cannot
                 # store, a list or an object, fails the batch, and ingest_events re-checks each event)
@@ -526,41 +526,55 @@ def valid_event(ev: Any) -> bool:
     return all(isinstance(ev.get(key), types) for key, types in _EVENT_TYPES.items()) and type(ev.get("s")) is not bool
 
 
-_PACK_HEAD = struct.Struct("<cIBB")  # type code of the values, count, has times, has steps
+_PACK_HEAD = struct.Struct("<cIBBd")  # values' type code, count, times (0 none, 1 as floats, 2 as µs after
+#                                      t0), has steps, t0
 
 
 def pack_scalars(ev: dict[str, Any]) -> bytes | None:
     """A "scalars" event (the job's writer batches one metric's run.log() values into one
-    line: {"k": "scalars", "n", "v": [...], "t": [...], "s": [...]?}) as one blob: all floats
-    or all ints (as logged), their times, their steps. None if the event is malformed."""
-    values, times, steps = ev.get("v"), ev.get("t"), ev.get("s")
+    line: {"k": "scalars", "n", "v": [...], "t0", "dt": [µs after t0, ...] (or "t": [...]),
+    "s": [...]?}) as one blob: all floats or all ints (as logged), their times, their
+    steps. None if the event is malformed."""
+    values, steps = ev.get("v"), ev.get("s")
     if type(values) is not list or not values:
         return None
     kinds = set(map(type, values))
     code = "d" if kinds == {float} else "q" if kinds == {int} else None
     n = len(values)
-    if code is None or (times is not None and (type(times) is not list or len(times) != n
-                                               or not set(map(type, times)) <= {float, int})) \
-            or (steps is not None and (type(steps) is not list or len(steps) != n or set(map(type, steps)) != {int})):
+
+    def ints(xs: Any) -> bool:
+        return type(xs) is list and len(xs) == n and set(map(type, xs)) == {int}
+
+    if code is None or (steps is not None and not ints(steps)):
         return None
+    t0, mode, times = 0.0, 0, b""
     try:
-        parts = [array(code, values).tobytes(), array("d", times or []).tobytes(), array("q", steps or []).tobytes()]
+        if "dt" in ev:
+            if not ints(ev["dt"]) or type(ev.get("t0")) not in (int, float):
+                return None
+            t0, mode, times = float(ev["t0"]), 2, array("q", ev["dt"]).tobytes()
+        elif ev.get("t") is not None:
+            if type(ev["t"]) is not list or len(ev["t"]) != n or not set(map(type, ev["t"])) <= {float, int}:
+                return None
+            mode, times = 1, array("d", ev["t"]).tobytes()
+        body = array(code, values).tobytes() + times + array("q", steps or []).tobytes()
     except OverflowError:
         return None
-    return _PACK_HEAD.pack(code.encode(), n, times is not None, steps is not None) + b"".join(parts)
+    return _PACK_HEAD.pack(code.encode(), n, mode, steps is not None, t0) + body
 
 
 def unpack_scalars(blob: bytes) -> tuple[list[Any], list[float] | None, list[int] | None]:
-    code, n, has_times, has_steps = _PACK_HEAD.unpack_from(blob)
+    code, n, mode, has_steps, t0 = _PACK_HEAD.unpack_from(blob)
     at = _PACK_HEAD.size
     values = array(code.decode())
     values.frombytes(blob[at:at + 8 * n])
     at += 8 * n
     times = steps = None
-    if has_times:
-        t = array("d")
+    if mode:
+        t = array("d" if mode == 1 else "q")
         t.frombytes(blob[at:at + 8 * n])
-        times, at = t.tolist(), at + 8 * n
+        at += 8 * n
+        times = t.tolist() if mode == 1 else [t0 + d * 1e-6 for d in t]
     if has_steps:
         st = array("q")
         st.frombytes(blob[at:at + 8 * n])

@@ -30,8 +30,9 @@ def test_the_writer_batches_one_metrics_plain_numbers_and_keeps_the_rest_in_plac
               ("scalar", "loss", float("nan"), None, 1.8, None)]
     got = lines(events)
     assert [g["k"] for g in got] == ["scalars", "scalars", "tag", "scalar", "scalar", "scalar"]
-    assert got[0]["v"][:2] == [1.0, 0.5] and math.isnan(got[0]["v"][2]) and got[0]["t"] == [1.0, 1.3, 1.8]
-    assert got[1] == {"k": "scalars", "n": "acc", "v": [1, 2], "t": [1.1, 1.4]}
+    assert got[0]["v"][:2] == [1.0, 0.5] and math.isnan(got[0]["v"][2])
+    assert got[0]["t0"] == 1.0 and got[0]["dt"] == [0, 300000, 800000], "times as microseconds after the first"
+    assert got[1] == {"k": "scalars", "n": "acc", "v": [1, 2], "t0": 1.1, "dt": [0, 300000]}
     assert got[3]["v"] is True and got[4] == {"k": "scalar", "n": "loss", "v": 0.25, "t": 1.6, "r": "child"}
     assert got[5]["s"] == 7, "a value with a step does not join values without one"
 
@@ -49,7 +50,8 @@ def test_batches_are_stored_once_and_read_back_exactly(fake: tuple[Store, FakeBa
     epochs = [v for _, n, v in store.metric_events(rid) if n == "epoch"]
     assert epochs == [0, 1, 2, 3, 4] and all(type(v) is int for v in epochs)
     rows = [r for r in store.metric_rows(rid) if r["name"] == "epoch"]
-    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40] and [r["ts"] for r in rows] == [200.0 + i for i in range(5)]
+    assert [r["step"] for r in rows] == [0, 10, 20, 30, 40]
+    assert [round(r["ts"], 6) for r in rows] == [200.0 + i for i in range(5)]
     assert store.db.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 2, "one row per batch"
 
 
@@ -60,10 +62,14 @@ def test_a_forged_batch_is_skipped_and_its_neighbours_kept(fake: tuple[Store, Fa
               {"k": "scalars", "n": "x", "v": [1.0, 2.0], "t": [0]},
               {"k": "scalars", "n": "x", "v": [1, 2], "t": [0, 0], "s": [1, 2.5]},
               {"k": "scalars", "n": "x", "v": [2 ** 70, 1], "t": [0, 0]},
-              {"k": "scalars", "n": "x", "v": [], "t": []}]
-    (backend.run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [good, *forged, good]))
+              {"k": "scalars", "n": "x", "v": [], "t": []},
+              {"k": "scalars", "n": "x", "v": [1.0], "t0": 1.0, "dt": [0.5]},
+              {"k": "scalars", "n": "x", "v": [1.0], "t0": "now", "dt": [0]}]
+    with_times = {"k": "scalars", "n": "ok", "v": [2.0, 3.0], "t": [5.0, 6.0]}  # full times: accepted too
+    (backend.run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [good, *forged, with_times]))
     sync_run(store, backend, store.get(rid))
-    assert list(store.metric_events(rid)) == [("scalar", "ok", 1.0), ("scalar", "ok", 1.0)]
+    assert list(store.metric_events(rid)) == [("scalar", "ok", 1.0), ("scalar", "ok", 2.0), ("scalar", "ok", 3.0)]
+    assert [r["ts"] for r in store.metric_rows(rid)][1:] == [5.0, 6.0]
     assert any(k.startswith("runctl.sync_warning") for k in store.properties(rid))
 
 

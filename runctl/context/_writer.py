@@ -80,23 +80,26 @@ BATCH_MIN = 2  # this many values of one metric in one flush travel as one "scal
 def encode_batch(events) -> str:
     """The lines for ``events``, in order, except that the plain numbers run.log() gave one
     metric (same name, run and description; all floats or all ints; steps all given or
-    none) become ONE line, {"k": "scalars", "n", "v": [...], "t": [...], "s": [...]}, at the
-    place of the first: the store keeps such a batch as one row, so a million values
-    cost one JSON array to parse, not a million objects."""
+    none) become ONE line, {"k": "scalars", "n", "v": [...], "t0", "dt": [µs after t0...],
+    "s": [...]}, at the place of the first: the store keeps such a batch as one row, so a
+    million values cost one JSON array to parse, not a million objects."""
     slots = []
     groups: dict = {}
+    get = groups.get
     for ev in events:
         kind, name, value, step, _ts, extra = ev
         t = type(value)
-        if kind == "scalar" and (t is float or t is int) and (step is None or type(step) is int):
-            key = (name, t, step is None, None if extra is None else json.dumps(extra, sort_keys=True, default=repr))
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = []
-                slots.append(group)
-            group.append(ev)
-        else:
+        if kind != "scalar" or (t is not float and t is not int) or (step is not None and type(step) is not int):
             slots.append(ev)
+            continue
+        # the common case (a float, no step, no child run, no description) is keyed by the name alone
+        key = name if (t is float and step is None and extra is None) else (
+            name, t, step is None, None if extra is None else json.dumps(extra, sort_keys=True, default=repr))
+        group = get(key)
+        if group is None:
+            group = groups[key] = []
+            slots.append(group)
+        group.append(ev)
     lines = []
     for slot in slots:
         if type(slot) is not list:
@@ -104,8 +107,10 @@ def encode_batch(events) -> str:
         elif len(slot) < BATCH_MIN:
             lines.extend(map(encode_line, slot))
         else:
-            _, name, _, step, _, extra = slot[0]
-            rec = {"k": "scalars", "n": name, "v": [ev[2] for ev in slot], "t": [ev[4] for ev in slot]}
+            _, name, _, step, t0, extra = slot[0]
+            # times as microseconds after the first: half the text of full times to parse
+            rec = {"k": "scalars", "n": name, "v": [ev[2] for ev in slot], "t0": t0,
+                   "dt": [round((ev[4] - t0) * 1e6) for ev in slot]}
             if step is not None:
                 rec["s"] = [ev[3] for ev in slot]
             if extra:
