@@ -569,16 +569,17 @@ def unpack_scalars(blob: bytes) -> tuple[list[Any], list[float] | None, list[int
     values = array(code.decode())
     values.frombytes(blob[at:at + 8 * n])
     at += 8 * n
-    times = steps = None
+    times: list[float] | None = None
+    steps: list[int] | None = None
     if mode:
         t = array("d" if mode == 1 else "q")
         t.frombytes(blob[at:at + 8 * n])
         at += 8 * n
-        times = t.tolist() if mode == 1 else [t0 + d * 1e-6 for d in t]
+        times = [float(x) for x in t] if mode == 1 else [t0 + d * 1e-6 for d in t]
     if has_steps:
         st = array("q")
         st.frombytes(blob[at:at + 8 * n])
-        steps = st.tolist()
+        steps = [int(x) for x in st]
     return values.tolist(), times, steps
 
 
