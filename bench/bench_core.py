@@ -193,6 +193,16 @@ def bench_sync(tmp: Path) -> None:
     start = time.perf_counter() - t0
     row("`runctl metrics RUN --json` of those 1,000,000 values (get_metrics' dict, printed)", f"{took:.2f} s",
         f"`runctl --version`: {start:.2f} s; output {len(out) / 1e6:.0f} MB", "-")
+    os.environ["RUNCTL_HOME"] = env["RUNCTL_HOME"]
+    from runctl.api import Experiment, Workspace
+
+    ws = Workspace.from_config(str(proj))
+    run = next(iter(Experiment(ws, "syncbench").get_runs()))
+    t0 = time.perf_counter()
+    got = run.get_metrics()
+    took = time.perf_counter() - t0
+    assert len(got["loss"]) == 1_000_000
+    row("`run.get_metrics()` of those 1,000,000 values (Python API, in process)", f"{took:.2f} s", "-", "-")
 
 
 def main() -> None:
