@@ -13,7 +13,7 @@ import yaml
 from .errors import ConfigError
 from .schemacheck import load_schema, validate
 from .workspace import Workspace
-from .yamlpos import Located, load_located
+from .yamlpos import Located, _verbatim, load_located, load_value
 
 SCHEMA_FILE = "runconfig.schema.json"
 DEFAULT_MAX_RUN_DURATION_S = 2592000
@@ -63,9 +63,11 @@ def parse_set(expr: str) -> tuple[tuple[str, ...], Any]:
     if not all(parts):
         raise ConfigError("empty key in the path", file=f"--set {expr}", hint="e.g. --set environment.docker.image=python:3.11")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_value(raw, parts, f"--set {expr}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if _verbatim(parts) and not isinstance(value, (list, dict)) and not raw.lstrip().startswith("!!"):
+        value = raw  # --set arguments.0=0.10 / environment.environment_variables.X=010: as typed
     return parts, value
 
 

@@ -50,7 +50,21 @@ def dotted(path: tuple) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        event = self.peek_event()
+        node = super().compose_scalar_node(anchor)
+        node.explicit_tag = event.tag not in (None, "!")  # type: ignore[attr-defined]  # `!!int 010`
+        return node
+
+
+# Values under these paths are taken as written: a plain `0.10`, `010`, `yes`, `1_000`, `~`
+# or date reaches the script as those characters (YAML 1.1 would rewrite them to 0.1, 8,
+# true, 1000, null, a date); a value with an explicit tag (`!!int 010`) is converted.
+VERBATIM = (("arguments",), ("environment", "environment_variables"))
+
+
+def _verbatim(path: tuple) -> bool:
+    return any(len(path) > len(p) and path[:len(p)] == p for p in VERBATIM)
 
 
 MAX_DEPTH = 64
@@ -80,6 +94,15 @@ def _check_shape(text: str, file: str) -> None:
 def _mark(event: yaml.Event) -> tuple[int | None, int | None]:
     m = event.start_mark
     return (m.line + 1, m.column + 1) if m is not None else (None, None)
+
+
+def load_value(text: str, path: tuple, file: str) -> Any:
+    """One value given on the command line (``--set PATH=TEXT``), read as YAML the way the
+    job file's value at ``path`` is (verbatim where VERBATIM says)."""
+    node = yaml.compose(text, Loader=_Loader)
+    if node is None:
+        return None
+    return _build(node, path, _Loader(""), file, {}, {}, _Budget())
 
 
 def load_located(text: str, file: str) -> Located:
@@ -140,6 +163,8 @@ def _build(node: yaml.Node, path: tuple, loader: yaml.SafeLoader, file: str, vpo
             return _build_collection(node, path, loader, file, vpos, kpos, budget)
         finally:
             budget.open.discard(id(node))
+    if isinstance(node, yaml.ScalarNode) and _verbatim(path) and not getattr(node, "explicit_tag", True):
+        return node.value  # the scalar's text as written (quoted: its content)
     try:
         return loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as e:

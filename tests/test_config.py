@@ -170,3 +170,28 @@ def test_bad_memory_is_exit_2_naming_the_forms(project: Project, bad: object) ->
     assert r.rc == 2 and "resources.memory" in r.err and "512m, 4g, 2T, 1.5GiB" in r.err and "job.yaml:" in r.err, r.err
     r = project.cli("validate", str(project.job("ok.yaml", script="job.py")), "--set", f"resources.memory={bad}")
     assert r.rc == 2 and "--set resources.memory" in r.err, r.err
+
+
+def test_arguments_reach_the_script_exactly_as_written(project: Project) -> None:
+    """YAML 1.1 rewrites plain scalars (0.10 -> 0.1, 010 -> 8, yes -> true, 1_000 -> 1000,
+    ~ -> None, a date -> a date); argv holds what the user typed, except with an explicit tag."""
+    typed = ["--lr", "0.10", "--n", "010", "--flag", "yes", "--x", "1_000", ".5", "1e-4", "~", "null", "on",
+             "0x1F", "2026-11-27", "'quoted 0.10'", '"double"', "!!int 010", "!!float 1"]
+    expected = ["--lr", "0.10", "--n", "010", "--flag", "yes", "--x", "1_000", ".5", "1e-4", "~", "null", "on",
+                "0x1F", "2026-11-27", "quoted 0.10", "double", "8", "1.0"]
+    src = project.root / "src"
+    src.mkdir(exist_ok=True)
+    (src / "echo.py").write_text("import json, os, sys\n"
+                                 "print(json.dumps([sys.argv[1:], os.environ['OMP_NUM_THREADS'], os.environ['N']]))\n")
+    (project.root / "args.yaml").write_text(
+        "source_directory: src\nscript: echo.py\narguments: [" + ", ".join(typed) + "]\n"
+        "environment:\n  environment_variables: {OMP_NUM_THREADS: 08, N: 0.50}\n")
+    import json as _json
+
+    def ran(*sets: str) -> list:
+        rid = project.cli("submit", "args.yaml", "-q", "--wait", *sets, check=True).out.strip()
+        return _json.loads(project.cli("logs", rid, check=True).out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    assert ran() == [expected, "08", "0.50"]
+    assert ran("--set", "arguments=[--lr, 0.10, --n, 010, yes]", "--set", "environment.environment_variables.N=010") \
+        == [["--lr", "0.10", "--n", "010", "yes"], "08", "010"]
