@@ -55,6 +55,14 @@ def _session() -> Any:
     return Session()
 
 
+def _session_for_job(job_file: Path) -> Any:
+    """The workspace of the job: found from the job file's folder first, then from here."""
+    from .session import Session
+    from .workspace import load_workspace
+
+    return Session(load_workspace(Path(job_file).resolve().parent, None, Path.cwd()))
+
+
 def _resolve(session: Any, ref: str, refresh: bool = True) -> Any:
     from .runs import refresh as do_refresh
 
@@ -108,7 +116,7 @@ def submit(
     from .jobconfig import load_job
     from .submit import submit as do_submit
 
-    with _session() as s:
+    with _session_for_job(job_file) as s:
         sets = list(set_) + ([f"compute_target={compute}"] if compute else [])
         job = load_job(job_file, s.ws, sets)
         if max_parallel is not None and not sweep:
@@ -379,20 +387,46 @@ def rerun(
     run: str = RunArg,
     compute: Optional[str] = typer.Option(None, "--compute", "-c", help="Run it on another compute target."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run; exit with its exit code."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the run id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream its output until it ends; exit with its exit code."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the new run's id."),
+    json_: bool = JsonOpt,
 ) -> None:
-    """Submit the exact snapshot and settings of a run again."""
+    """Submit the exact snapshot and settings of a run again (with the workspace config it
+    was submitted with)."""
     from . import runs
     from .submit import rerun as do_rerun
 
-    with _session() as s:
-        new = do_rerun(s, _resolve(s, run, refresh=False), compute=compute)
-        print(new.id if quiet else f"Submitted run {new.id} (rerun of {run})")
+    with _session() as first:
+        record = _resolve(first, run, refresh=False)
+        s = _session_submitted_from(first, record)
+        new = do_rerun(s, record, compute=compute)
+        if json_:
+            _print_json({**new.summary(), "rerun_of": record.id})
+        else:
+            print(new.id if quiet else safe(f"Submitted run {new.id} (rerun of {record.id}) to {new.compute_target}"))
         sys.stdout.flush()
-        if wait:
-            new = runs.wait(s, new)
-            _report_end(new, quiet)
+        if wait or follow:
+            new = runs.follow(s, new, _stdout_bytes()) if follow else runs.wait(s, new)
+            _report_end(new, quiet or json_)
             raise typer.Exit(runs.wait_exit_code(new))
+
+
+def _session_submitted_from(session: Any, record: Any) -> Any:
+    """A rerun uses the workspace config its run was submitted with (its compute targets),
+    with this store; if that config is gone, it says so and uses the one found here."""
+    from .session import Session
+    from .workspace import load_workspace
+
+    recorded = (record.spec or {}).get("workspace_config")
+    if not recorded or str(session.ws.config_path) == recorded:
+        return session
+    if not Path(recorded).is_file():
+        print(safe(f"runctl: the workspace config run {record.id} was submitted with ({recorded}) is gone; using "
+                   f"{session.ws.config_path or 'the defaults'}"), file=sys.stderr)
+        return session
+    ws = load_workspace(None, Path(recorded))
+    ws.store_dir = session.ws.store_dir
+    return Session(ws)
 
 
 @app.command()
@@ -406,7 +440,7 @@ def validate(
     from .snapshot import human_bytes
     from .submit import check, list_job_source
 
-    with _session() as s:
+    with _session_for_job(job_file) as s:
         job = load_job(job_file, s.ws, list(set_))
         check(s, job)
         listing = list_job_source(s, job.source_directory, job.script)

@@ -165,7 +165,8 @@ def new_run(session: Session, job: JobConfig, backend: Backend, snapshot_id: str
     record, created = store.create_run(
         job.experiment, unique_key=unique_key, display_name=job.display_name, description=job.description,
         compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,
-        spec=job_document(job), run_id=run_id, parent_id=parent_id,
+        spec={**job_document(job), "workspace_config": str(session.ws.config_path) if session.ws.config_path else None},
+        run_id=run_id, parent_id=parent_id,
     )
     if not created:
         return record, False

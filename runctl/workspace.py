@@ -68,18 +68,21 @@ def default_store_dir() -> Path:
     return Path(base) / "runctl"
 
 
-def find_config(start: Path | None = None) -> Path | None:
-    here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        candidate = d / CONFIG_DIR / CONFIG_NAME
-        if candidate.is_file():
-            return candidate
+def find_config(start: Path | None = None, *more: Path) -> Path | None:
+    """The nearest .runctl/config.yaml from ``start`` up (the job file's folder, for a job),
+    then from each of ``more`` (the current directory), then the user's config."""
+    for begin in (start or Path.cwd(), *more):
+        here = begin.resolve()
+        for d in (here, *here.parents):
+            candidate = d / CONFIG_DIR / CONFIG_NAME
+            if candidate.is_file():
+                return candidate
     user = user_config_path()
     return user if user.is_file() else None
 
 
-def load_workspace(start: Path | None = None, config_path: Path | None = None) -> Workspace:
-    path = config_path or find_config(start)
+def load_workspace(start: Path | None = None, config_path: Path | None = None, *more: Path) -> Workspace:
+    path = config_path or find_config(start, *more)
     ws = Workspace(store_dir=default_store_dir())
     ws.targets["local"] = ComputeTarget("local", "local")
     if path is not None:

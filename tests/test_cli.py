@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import Project
+from .conftest import Project, run_cli
 
 
 def test_cron_style_submit_then_wait(project: Project) -> None:
@@ -176,7 +176,7 @@ def test_list_works_where_a_runs_target_is_not_configured(project: Project, tmp_
     run_id = project.cli("submit", str(job), "-q", check=True).out.strip()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    from .conftest import run_cli
+
 
     r = run_cli("list", "--json", cwd=elsewhere)
     assert r.rc == 0 and r.json()[0]["id"] == run_id
@@ -201,3 +201,26 @@ def test_multi_node_and_distributed_jobs_are_refused_where_they_cannot_run(proje
     r = project.cli("submit", str(job))
     assert r.rc == 2 and "distributed_job_config" in r.err
     assert project.cli("list", "--json").json() == []
+
+
+def test_the_workspace_is_found_from_the_job_file_and_rerun_keeps_it(project: Project, tmp_path: Path) -> None:
+    """`runctl submit /path/to/project/job.yaml` from elsewhere uses that project's config;
+    rerun uses the config its run was submitted with, and says so when it has gone."""
+    import shutil
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    proj = tmp_path / "theproject"
+    (proj / ".runctl").mkdir(parents=True)
+    (proj / ".runctl" / "config.yaml").write_text("compute_targets:\n  mine:\n    type: local\n")
+    (proj / "t.py").write_text("print('ran')\n")
+    (proj / "job.yaml").write_text("script: t.py\ncompute_target: mine\n")
+    r = run_cli("submit", str(proj / "job.yaml"), "-q", "--wait", cwd=other)
+    assert r.rc == 0, r.err
+    rid = r.out.strip()
+    assert run_cli("validate", str(proj / "job.yaml"), cwd=other).rc == 0
+    again = run_cli("rerun", rid, "--json", "--wait", cwd=other)
+    assert again.rc == 0 and again.json()["rerun_of"] == rid and again.json()["compute_target"] == "mine", again.err
+    shutil.rmtree(proj / ".runctl")
+    gone = run_cli("rerun", rid, cwd=other)
+    assert gone.rc == 2 and "is gone" in gone.err and "unknown compute target 'mine'" in gone.err, gone.err
