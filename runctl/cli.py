@@ -7,11 +7,12 @@ Heavy imports happen inside the commands that need them, so ``--help`` stays fas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 
@@ -53,6 +54,17 @@ def _session() -> Any:
     from .session import Session
 
     return Session()
+
+
+@contextlib.contextmanager
+def _detachable(run_id: str) -> Iterator[None]:
+    """Ctrl-C while following or waiting for a run stops watching it: the run goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(safe(f"\nstopped following run {run_id}; it keeps running: `runctl logs {run_id} --follow` to follow "
+                   f"it again, `runctl cancel {run_id}` to stop it"), file=sys.stderr)
+        raise typer.Exit(ExitCode.DETACHED) from None
 
 
 def _session_for_job(job_file: Path) -> Any:
@@ -142,9 +154,11 @@ def submit(
         if not created or not (wait or follow):
             return
         if follow:
-            record = runs.follow(s, record, _stdout_bytes())
+            with _detachable(record.id):
+                record = runs.follow(s, record, _stdout_bytes())
         else:
-            record = runs.wait(s, record)
+            with _detachable(record.id):
+                record = runs.wait(s, record)
         _report_end(record, quiet or json_)
         raise typer.Exit(runs.wait_exit_code(record))
 
@@ -178,7 +192,8 @@ def logs(
                          for p in sorted((root / "logs").rglob("*")) if p.is_file()})
             return
         if follow:
-            record = runs.follow(s, record, _stdout_bytes())
+            with _detachable(record.id):
+                record = runs.follow(s, record, _stdout_bytes())
             raise typer.Exit(runs.wait_exit_code(record))
         path = store_log_path(s.store, record.id)
         if path.exists():
@@ -212,7 +227,8 @@ def wait(
         records = [_resolve(s, r, refresh=False) for r in run]
         try:
             if len(records) == 1:  # one run: its log bytes reach the store as they come
-                records = [runs.wait(s, records[0], timeout_s=timeout)]
+                with _detachable(records[0].id):
+                    records = [runs.wait(s, records[0], timeout_s=timeout)]
             else:
                 records = runs.wait_many(s, records, timeout_s=timeout)
         except NotFinished as e:
@@ -318,6 +334,9 @@ def metrics(
             _metrics_csv(s, record.id, name)
             return
         m = get_metrics(s, record, name)
+        if name is not None and not m and not recursive:
+            have = sorted(get_metrics(s, record))
+            raise RunctlError(f"run {record.id} has no metric {name!r}; it has: {', '.join(have) or 'none'}")
         if recursive:
             m = {r.id: get_metrics(s, r, name) for r in [record, *_descendants(s, record)]}
             m = {k: v for k, v in m.items() if v}
@@ -406,7 +425,8 @@ def rerun(
             print(new.id if quiet else safe(f"Submitted run {new.id} (rerun of {record.id}) to {new.compute_target}"))
         sys.stdout.flush()
         if wait or follow:
-            new = runs.follow(s, new, _stdout_bytes()) if follow else runs.wait(s, new)
+            with _detachable(new.id):
+                new = runs.follow(s, new, _stdout_bytes()) if follow else runs.wait(s, new)
             _report_end(new, quiet or json_)
             raise typer.Exit(runs.wait_exit_code(new))
 
@@ -551,10 +571,6 @@ def main() -> None:
             raise
         print(safe(f"error: {e}"), file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("\ninterrupted; a run that was submitted keeps running (`runctl logs @last --follow` to follow it, "
-              "`runctl cancel @last` to stop it)", file=sys.stderr)
-        sys.exit(ExitCode.CANCELED)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)
 

@@ -23,6 +23,7 @@ class ExitCode:
     BAD_INPUT = 2
     START_FAILED = 3
     BACKEND_UNREACHABLE = 4
+    DETACHED = 5  # Ctrl-C while following or waiting: runctl stopped watching, the run goes on
     TIMED_OUT = 124
     CANCELED = 130
 

@@ -225,3 +225,32 @@ def test_the_workspace_is_found_from_the_job_file_and_rerun_keeps_it(project: Pr
     shutil.rmtree(proj / ".runctl")
     gone = run_cli("rerun", rid, cwd=other)
     assert gone.rc == 2 and "is gone" in gone.err and "unknown compute target 'mine'" in gone.err, gone.err
+
+
+def test_metrics_of_a_name_the_run_lacks_is_an_error_naming_what_it_has(project: Project) -> None:
+    job = project.script_job("from azureml.core import Run\nr = Run.get_context()\nr.log('loss', 1)\nr.log('acc', 2)\n")
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    r = project.cli("metrics", rid, "--name", "nosuch")
+    assert r.rc == 1 and "no metric 'nosuch'" in r.err and "acc, loss" in r.err, r.err
+    assert project.cli("metrics", rid, "--name", "loss", "--json", check=True).json() == {"loss": 1}
+
+
+def test_ctrl_c_while_following_detaches_and_the_run_goes_on(project: Project) -> None:
+    import signal
+    import time
+
+    job = project.script_job("import time\nprint('started', flush=True)\ntime.sleep(3)\nprint('finished', flush=True)\n")
+    p = project.popen("submit", str(job), "--follow")
+    out = ""
+    while "started" not in out:
+        line = p.stdout.readline()  # type: ignore[union-attr]
+        assert line, p.stderr.read()  # type: ignore[union-attr]
+        out += line
+    time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 5, err
+    rid = next(w for w in out.split() if w.startswith("test_"))
+    assert f"stopped following run {rid}; it keeps running" in err, err
+    assert project.cli("wait", rid, "--timeout", "30").rc == 0
+    assert "finished" in project.cli("logs", rid, check=True).out
