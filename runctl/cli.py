@@ -47,6 +47,23 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 RunArg = typer.Argument(..., metavar="RUN", help="Run id, a unique prefix of one, or @last.")
+
+
+def _plain_usage_metavars() -> None:
+    """Typer writes a required argument as {RUN} in the usage line; users expect RUN (as
+    in every other CLI's usage, and in runctl's README)."""
+    from typer.core import TyperArgument
+
+    shown = TyperArgument.make_metavar
+
+    def make_metavar(self: Any, ctx: Any, *, usage: bool = False) -> str:
+        var = shown(self, ctx, usage=usage)
+        return var[1:-1] if usage and var.startswith("{") and var.endswith("}") else var
+
+    TyperArgument.make_metavar = make_metavar  # type: ignore[method-assign]
+
+
+_plain_usage_metavars()
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 
@@ -109,8 +126,8 @@ def _stdout_bytes() -> Any:
 
 @app.command()
 def submit(
-    job_file: Path = typer.Argument(..., metavar="JOB.yaml", help="The job file (a YAML ScriptRunConfig)."),
-    compute: Optional[str] = typer.Option(None, "--compute", "-c", help="Compute target (overrides compute_target)."),
+    job_file: Path = typer.Argument(..., metavar="JOB", help="The job file (a YAML ScriptRunConfig)."),
+    compute: Optional[str] = typer.Option(None, "--compute", "-c", metavar="TARGET", help="Compute target (overrides compute_target)."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY.PATH=VALUE", help="Override a field of the job file."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run; exit with its exit code."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream its output until it ends; exit with its exit code."),
@@ -120,7 +137,7 @@ def submit(
                                          help="If an unfinished run holds KEY, print it instead of starting another."),
     sweep: List[str] = typer.Option([], "--sweep", metavar="NAME=V1,V2,...",
                                     help="Run the script once per combination, with --NAME VALUE arguments (repeatable)."),
-    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1,
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", min=1, metavar="N",
                                                help="With --sweep: at most this many runs at a time."),
 ) -> None:
     """Submit a job and print its run id (with --sweep: the sweep's parent run)."""
@@ -242,9 +259,9 @@ def wait(
 
 @app.command("list")
 def list_(
-    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
-    status_: Optional[str] = typer.Option(None, "--status", "-s", help="Only runs in this status (e.g. Running)."),
-    limit: int = typer.Option(50, "--limit", "-n", min=0, help="At most this many runs, newest first (0: all)."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", metavar="NAME", help="Only this experiment."),
+    status_: Optional[str] = typer.Option(None, "--status", "-s", metavar="STATUS", help="Only runs in this status (e.g. Running)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=0, metavar="N", help="At most this many runs, newest first (0: all)."),
     json_: bool = JsonOpt,
 ) -> None:
     """List runs, newest first."""
@@ -320,7 +337,7 @@ def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
 @app.command()
 def metrics(
     run: str = RunArg,
-    name: Optional[str] = typer.Option(None, "--name", help="Only this metric."),
+    name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="Only this metric."),
     json_: bool = typer.Option(False, "--json", help="Print the dict run.get_metrics() returns."),
     csv_: bool = typer.Option(False, "--csv", help="Print every logged value as CSV (name,step,value,time)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include child runs: {run_id: {...}}."),
@@ -404,7 +421,7 @@ def outputs(
 @app.command()
 def rerun(
     run: str = RunArg,
-    compute: Optional[str] = typer.Option(None, "--compute", "-c", help="Run it on another compute target."),
+    compute: Optional[str] = typer.Option(None, "--compute", "-c", metavar="TARGET", help="Run it on another compute target."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the run; exit with its exit code."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream its output until it ends; exit with its exit code."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the new run's id."),
@@ -451,7 +468,7 @@ def _session_submitted_from(session: Any, record: Any) -> Any:
 
 @app.command()
 def validate(
-    job_file: Path = typer.Argument(..., metavar="JOB.yaml"),
+    job_file: Path = typer.Argument(..., metavar="JOB", help="The job file to check."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY.PATH=VALUE", help="Override a field of the job file."),
     json_: bool = JsonOpt,
 ) -> None:
@@ -482,10 +499,10 @@ def validate(
 
 @app.command()
 def ui(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (not loopback: a token is required)."),
-    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (a free one if it is taken)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to listen on (not loopback: a token is required)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, metavar="PORT", help="Port (a free one if it is taken)."),
     open_: bool = typer.Option(False, "--open", help="Open the page in a browser."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="RUNCTL_UI_TOKEN",
+    token: Optional[str] = typer.Option(None, "--token", envvar="RUNCTL_UI_TOKEN", metavar="TOKEN",
                                         help="Require this token (default: a new one when not on loopback)."),
 ) -> None:
     """Serve the portal: runs, live metric charts and logs in a browser, until Ctrl-C."""
@@ -537,7 +554,7 @@ def compute_list(json_: bool = JsonOpt) -> None:
 
 
 @compute_app.command("check")
-def compute_check(name: str = typer.Argument("local", help="Compute target name.")) -> None:
+def compute_check(name: str = typer.Argument("local", metavar="[TARGET]", help="Compute target name (default: local).")) -> None:
     """Check that a compute target works from here."""
     from .errors import InputError
 
@@ -551,7 +568,7 @@ def compute_check(name: str = typer.Argument("local", help="Compute target name.
 
 
 @compute_app.command("trust")
-def compute_trust(name: str = typer.Argument(..., help="An ssh compute target.")) -> None:
+def compute_trust(name: str = typer.Argument(..., metavar="TARGET", help="An ssh compute target (every host of it).")) -> None:
     """Trust an SSH target's current host key: prints its fingerprint and adds it to known_hosts.
     Check the fingerprint with the host's administrator first: runctl never trusts on its own."""
     from .errors import InputError

@@ -254,3 +254,15 @@ def test_ctrl_c_while_following_detaches_and_the_run_goes_on(project: Project) -
     assert f"stopped following run {rid}; it keeps running" in err, err
     assert project.cli("wait", rid, "--timeout", "30").rc == 0
     assert "finished" in project.cli("logs", rid, check=True).out
+
+
+def test_help_shows_plain_metavars_and_describes_every_argument() -> None:
+    for cmd in (["submit"], ["logs"], ["rerun"], ["validate"], ["wait"], ["outputs"], ["ui"], ["list"], ["metrics"],
+                ["compute", "check"], ["compute", "trust"]):
+        out = subprocess.run([sys.executable, "-m", "runctl", *cmd, "--help"], capture_output=True, text=True,
+                             check=True).stdout
+        usage = out.splitlines()[0]
+        assert "{" not in usage and "<str>" not in out and "<int" not in out, (cmd, out)
+        args = out.split("Arguments:")[1].split("Options:")[0] if "Arguments:" in out else ""
+        for line in (ln for ln in args.splitlines() if ln.strip()):
+            assert len(line.split(None, 1)) == 2 or line.startswith("   "), (cmd, line)  # a name and its text
