@@ -247,3 +247,50 @@ def test_log_image_with_a_real_matplotlib_figure(project: Project) -> None:
 
     Run.get(Workspace.from_config(project.root), run_id).download_file(name, str(dest))
     assert dest.read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_rest_of_the_v1_import_surface(project: Project) -> None:
+    """A v1 script imports more than it uses: every name is there; what only Azure can do
+    raises one clear error naming the call and the runctl way."""
+    (project.root / "src").mkdir(exist_ok=True)
+    (project.root / "src" / "requirements.txt").write_text("torch==2.4\n# a comment\nnumpy\n")
+    job = project.script_job("""
+        import azureml.core
+        from azureml.core import (VERSION, ComputeTarget, Dataset, Datastore, Environment, Experiment, Model, Run,
+                                  RunConfiguration, ScriptRunConfig, Workspace)
+        from azureml.core.run import Run as Run2
+        from azureml.core.environment import Environment as Env2
+        from azureml.core.conda_dependencies import CondaDependencies
+        from azureml.core.dataset import Dataset as D2
+        from azureml.core.datastore import Datastore as DS2
+        from azureml.core.model import Model as M2
+        from azureml.core.compute import AmlCompute, ComputeTarget as CT2
+        from azureml.core.runconfig import RunConfiguration as RC2
+        print("version", azureml.core.VERSION)
+        env = Environment.from_pip_requirements("train", "requirements.txt")
+        env.docker.base_image = "python:3.11"
+        print("env", env.to_runctl())
+        deps = CondaDependencies.create(pip_packages=["scipy"])
+        print("deps", deps.pip_packages)
+        for call in (lambda: Dataset.get_by_name(None, "mnist"), lambda: Datastore.get(None, "blob"),
+                     lambda: Model.register(None, "m.pkl", "m"), lambda: AmlCompute(None, "gpu"),
+                     lambda: Dataset.Tabular.from_delimited_files("x")):
+            try:
+                call()
+            except azureml.core.AzureOnlyError as e:
+                print("refused", str(e))
+        run = Run.get_context()
+        run.log("ok", 1)
+        """)
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    out = project.cli("logs", rid, check=True).out
+    assert "version 1.61.0" in out
+    assert "env {'docker': {'image': 'python:3.11'}, 'python': {'pip': ['torch==2.4', 'numpy']}}" in out
+    assert "deps ['scipy']" in out
+    refused = [ln for ln in out.splitlines() if ln.startswith("refused")]
+    assert len(refused) == 5, out
+    assert "azureml.core.Dataset.Tabular.from_delimited_files" in refused[4]
+    assert "azureml.core.Dataset.get_by_name" in refused[0] and "--data" in refused[0]
+    assert "azureml.core.Datastore.get" in refused[1] and "azureml.core.Model.register" in refused[2]
+    assert "outputs" in refused[2] and ".runctl/config.yaml" in refused[3]
+    assert project.cli("metrics", rid, "--json", check=True).json() == {"ok": 1}

@@ -7,6 +7,18 @@ elsewhere using them raises an error that says so.
 
 from runctl_context import Run  # noqa: F401
 
+from ._surface import (  # noqa: F401
+    VERSION,
+    AzureOnlyError,
+    ComputeTarget,
+    CondaDependencies,
+    Dataset,
+    Datastore,
+    Environment,
+    Model,
+    RunConfiguration,
+)
+
 try:
     from runctl.api import Experiment, ScriptRunConfig, Workspace  # noqa: F401
 except ImportError:
@@ -32,4 +44,5 @@ except ImportError:
         pass
 
 
-__all__ = ["Experiment", "Run", "ScriptRunConfig", "Workspace"]
+__all__ = ["VERSION", "ComputeTarget", "Dataset", "Datastore", "Environment", "Experiment", "Model", "Run",
+           "RunConfiguration", "ScriptRunConfig", "Workspace"]

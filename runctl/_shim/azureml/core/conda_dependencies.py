@@ -1,0 +1,3 @@
+"""``azureml.core.conda_dependencies`` inside a runctl job (azureml-core absent): see _surface.py."""
+
+from ._surface import CondaDependencies  # noqa: F401

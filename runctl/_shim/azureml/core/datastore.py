@@ -1,0 +1,3 @@
+"""``azureml.core.datastore`` inside a runctl job (azureml-core absent): see _surface.py."""
+
+from ._surface import Datastore  # noqa: F401

@@ -1,0 +1,3 @@
+"""``azureml.core.model`` inside a runctl job (azureml-core absent): see _surface.py."""
+
+from ._surface import Model  # noqa: F401

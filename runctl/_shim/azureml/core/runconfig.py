@@ -1,0 +1,3 @@
+"""``azureml.core.runconfig`` inside a runctl job (azureml-core absent): see _surface.py."""
+
+from ._surface import RunConfiguration  # noqa: F401
