@@ -10,8 +10,8 @@ import os
 
 VERSION = "1.61.0"  # the last azureml-core release runctl follows (reference/azureml-v1.md)
 
-_DATA_WAY = ("pass the data's path as an argument (arguments: [--data, /path/to/data]) or mount it "
-             "(environment.docker.volumes for Docker targets)")
+_DATA_WAY = ("pass the data's path as an argument (arguments: [--data, /path/to/data]), and on a Docker "
+             "target mount it (the target's mounts: [HOST:CONTAINER])")
 _WAYS = {
     "Dataset": _DATA_WAY,
     "Datastore": _DATA_WAY,
