@@ -519,6 +519,31 @@ def ui(
     serve(lambda: Session(ws), store_dir, host, port, token, open_, announce)
 
 
+shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",
+                       no_args_is_help=True)
+app.add_typer(shim_app, name="shim")
+
+
+@shim_app.command("install")
+def shim_install(python: Optional[str] = typer.Option(None, "--python", metavar="PATH",
+                                                     help="That environment's Python (default: runctl's own).")) -> None:
+    """Let v1 scripts run with plain `python` in an environment: `Run.get_context()` is then
+    an offline run recorded in runctl's store. A real azureml-core there always wins."""
+    from .shimpath import install
+
+    print(f"installed {install(python)}")
+
+
+@shim_app.command("uninstall")
+def shim_uninstall(python: Optional[str] = typer.Option(None, "--python", metavar="PATH",
+                                                       help="That environment's Python (default: runctl's own).")) -> None:
+    """Undo `runctl shim install` in an environment."""
+    from .shimpath import uninstall
+
+    removed = uninstall(python)
+    print(f"removed {removed}" if removed else "not installed there; nothing to do")
+
+
 @app.command()
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only print what would be removed."),

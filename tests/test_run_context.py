@@ -294,3 +294,37 @@ def test_the_rest_of_the_v1_import_surface(project: Project) -> None:
     assert "azureml.core.Datastore.get" in refused[1] and "azureml.core.Model.register" in refused[2]
     assert "outputs" in refused[2] and ".runctl/config.yaml" in refused[3]
     assert project.cli("metrics", rid, "--json", check=True).json() == {"ok": 1}
+
+
+def test_shim_install_lets_a_v1_script_run_with_plain_python(tmp_path: Path, home: Path) -> None:
+    """`runctl shim install --python VENV/bin/python`: `python train.py` there imports
+    azureml.core, its run is recorded offline in the store; uninstall undoes it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    repo = Path(__file__).resolve().parent.parent
+    (Path(site) / "runctl-dev.pth").write_text(str(repo) + "\n")  # runctl importable there, as `pip install` would
+    script = tmp_path / "train.py"
+    script.write_text("from azureml.core import Run\nrun = Run.get_context()\nrun.log('loss', 0.5)\nrun.complete()\n"
+                      "print('id', run.id)\n")
+    without = subprocess.run([py, str(script)], capture_output=True, text=True)
+    assert without.returncode != 0 and "No module named 'azureml'" in without.stderr
+    r = subprocess.run([sys.executable, "-m", "runctl", "shim", "install", "--python", py], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "runctl-azureml-shim.pth" in r.stdout, r.stderr
+    ran = subprocess.run([py, str(script)], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    rid = ran.stdout.split()[-1]
+    shown = subprocess.run([sys.executable, "-m", "runctl", "metrics", rid, "--json"], capture_output=True, text=True)
+    assert json.loads(shown.stdout) == {"loss": 0.5}, shown.stderr
+    r = subprocess.run([sys.executable, "-m", "runctl", "shim", "uninstall", "--python", py], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "removed" in r.stdout
+    assert subprocess.run([py, str(script)], capture_output=True, text=True).returncode != 0
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", str(bare)], check=True)
+    r = subprocess.run([sys.executable, "-m", "runctl", "shim", "install", "--python", str(bare / "bin" / "python")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot import runctl" in r.stderr
