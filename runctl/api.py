@@ -368,10 +368,22 @@ class Run(ctx.Run):
         self._record = cancel(self._session, self._session.store.get(self._id))
 
     def complete(self, _set_status: bool = True) -> None:
+        """v1: mark the run Completed. A job still running is stopped first (runctl never
+        leaves a job running under a finished record), its output kept."""
         self._writer.flush()
+        if _set_status:
+            self._mark(RunStatus.COMPLETED, None)
 
     def fail(self, error_details: Any = None, error_code: Any = None, _set_status: bool = True) -> None:
+        """v1: mark the run Failed with ``error_details``; a job still running is stopped."""
         self._writer.flush()
+        if _set_status:
+            self._mark(RunStatus.FAILED, str(error_details) if error_details is not None else "marked failed")
+
+    def _mark(self, status: RunStatus, error: str | None) -> None:
+        from .runs import mark_from_outside
+
+        self._record = mark_from_outside(self._session, self._session.store.get(self._id), status, error)
 
     def __repr__(self) -> str:
         return f"Run(experiment={self._record.experiment!r}, id={self._id!r}, status={self._record.status.value!r})"

@@ -218,6 +218,26 @@ def cancel(session: Session, record: RunRecord) -> RunRecord:
     return refresh(session, session.store.get(record.id))
 
 
+def mark_from_outside(session: Session, record: RunRecord, status: RunStatus, error: str | None) -> RunRecord:
+    """``run.complete()`` / ``run.fail()`` on a submitted run, from the submitting side (v1):
+    the job is stopped if it still runs (its logs and metrics synced up to then), and the
+    run recorded with ``status``. A run already finished keeps the state it ended in."""
+    record = refresh(session, record)
+    if record.status.is_terminal:
+        return record
+    if record.kind == "sweep":
+        for child in session.store.runs(parent_id=record.id):
+            mark_from_outside(session, child, status, error)
+        return refresh(session, session.store.get(record.id))
+    if record.handle is not None:
+        record = cancel(session, record)
+        record = wait(session, record)
+    session.store.update(record.id, status=status, error=error, synced=True,
+                         exit_code=0 if status == RunStatus.COMPLETED else record.exit_code,
+                         ended_at=record.ended_at or time.time())
+    return session.store.get(record.id)
+
+
 def metrics(session: Session, record: RunRecord, name: str | None = None) -> dict[str, Any]:
     """Azure ML's ``get_metrics()`` shape for one run."""
     from .context._shape import shape_metrics

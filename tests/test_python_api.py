@@ -153,3 +153,44 @@ def test_show_output_works_without_a_binary_stdout(project: Project, ws: Workspa
     run = Experiment(ws, "api").submit(ScriptRunConfig(source_directory="src", script="hi.py"))
     run.wait_for_completion(show_output=True)
     assert "héllo from the job" in text_only.getvalue()
+
+
+def test_fail_and_complete_from_the_submitting_side_record_that_and_stop_the_job(project: Project, ws: Workspace) -> None:
+    """v1: `r = exp.submit(config); r.fail()` marks the run Failed (it was left Starting,
+    then Completed); the job is stopped, its output up to then kept."""
+    import os
+    import time
+
+    project.write("long.py", """
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(600):
+            run.log("i", i)
+            print("tick", i, flush=True)
+            time.sleep(0.1)
+        """)
+    exp = Experiment(ws, "api")
+    failing = exp.submit(ScriptRunConfig(source_directory="src", script="long.py"))
+    done = exp.submit(ScriptRunConfig(source_directory="src", script="long.py"))
+    deadline = time.monotonic() + 30
+    while "tick 3" not in project.cli("logs", failing.id).out and time.monotonic() < deadline:
+        time.sleep(0.2)
+    failing.fail("stopped by the notebook")
+    assert failing.get_status() == "Failed"
+    assert failing.get_details()["error"]["message"] == "stopped by the notebook"
+    assert failing.get_metrics()["i"][:3] == [0, 1, 2], "what it logged before is kept"
+    done.complete()
+    assert done.get_status() == "Completed"
+    time.sleep(1)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _runs_long_py(p)]
+    assert left == [], "no job left running under a finished record"
+    failing.complete()
+    assert failing.get_status() == "Failed", "a finished run keeps the state it ended in"
+
+
+def _runs_long_py(pid: str) -> bool:
+    try:
+        return b"long.py" in Path(f"/proc/{pid}/cmdline").read_bytes() and Path(f"/proc/{pid}/cwd").resolve().name == "code"
+    except OSError:
+        return False
