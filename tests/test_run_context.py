@@ -328,3 +328,25 @@ def test_shim_install_lets_a_v1_script_run_with_plain_python(tmp_path: Path, hom
     r = subprocess.run([sys.executable, "-m", "runctl", "shim", "install", "--python", str(bare / "bin" / "python")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "cannot import runctl" in r.stderr
+
+
+def test_a_job_whose_python_has_the_real_azureml_core_logs_to_runctl(project: Project) -> None:
+    """With azureml-core installed (a stand-in with its layout and offline Run here),
+    Run.get_context() still returns runctl's run; the SDK's other classes keep working;
+    the log says which was used."""
+    fixture = Path(__file__).parent / "fixtures" / "stand-in-azureml-core"
+    job = project.script_job("""
+        from azureml.core import Run, Workspace
+        run = Run.get_context()
+        run.log("loss", 0.25)
+        child = run.child_run("fold-1")
+        child.log("acc", 0.9)
+        child.complete()
+        print("workspace:", Workspace.describe())
+        """, environment={"environment_variables": {"PYTHONPATH": str(fixture)}})
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    out = project.cli("logs", rid, check=True).out
+    assert "runctl: azureml-core 1.61.0.stand-in is installed; Run.get_context() returns runctl's run" in out
+    assert "workspace: stand-in workspace" in out and "Attempted to log" not in out
+    assert project.cli("metrics", rid, "--json", check=True).json() == {"loss": 0.25}
+    assert out.count("runctl: azureml-core") == 1
