@@ -172,15 +172,14 @@ class Environment:
                              "from_conda_specification, from_docker_image)" % (name,))
 
     def to_runctl(self):
-        """The job file's ``environment`` section this Environment stands for."""
+        """The job file's ``environment`` section this Environment stands for (its packages,
+        ``python.conda_dependencies.pip_packages``, go in a requirements file that
+        ``environment.docker.pip_requirements`` names)."""
         out = {}
         if self.environment_variables:
             out["environment_variables"] = {str(k): str(v) for k, v in self.environment_variables.items()}
         if self.docker.base_image:
             out["docker"] = {"image": self.docker.base_image}
-        pip = list(self.python.conda_dependencies.pip_packages)
-        if pip:
-            out["python"] = {"pip": pip}
         return out
 
     def __repr__(self):
