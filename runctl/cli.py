@@ -16,7 +16,7 @@ from typing import Any, Iterator, List, Optional
 
 import typer
 
-from .errors import ExitCode, InputError, RunctlError
+from .errors import ConfigError, ExitCode, InputError, RunctlError
 
 app = typer.Typer(
     name="runctl",
@@ -148,6 +148,8 @@ def submit(
     with _session_for_job(job_file) as s:
         sets = list(set_) + ([f"compute_target={compute}"] if compute else [])
         job = load_job(job_file, s.ws, sets)
+        for note in job.notes:
+            print(safe(f"runctl: {job_file}: {note}"), file=sys.stderr)
         if max_parallel is not None and not sweep:
             raise InputError("--max-parallel: only with --sweep")
         if sweep:
@@ -519,6 +521,33 @@ def ui(
     serve(lambda: Session(ws), store_dir, host, port, token, open_, announce)
 
 
+@app.command()
+def convert(
+    config: Path = typer.Argument(..., metavar="FILE", help="An Azure ML v1 run configuration (.runconfig, run_config.yml)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="JOB",
+                                          help="Write the job file here (default: print it)."),
+) -> None:
+    """Turn an Azure ML v1 run configuration into a runctl job file, saying what was left out."""
+    import yaml
+
+    from .v1config import convert as do_convert
+
+    job, notes, _ = do_convert(config)
+    if output is not None and config.resolve().parent != output.resolve().parent:
+        src = Path(job["source_directory"])
+        job["source_directory"] = os.path.relpath(src, output.resolve().parent)
+    elif output is not None:
+        job["source_directory"] = os.path.relpath(job["source_directory"], output.resolve().parent)
+    text = yaml.safe_dump(job, sort_keys=False, default_flow_style=None)
+    for note in notes:
+        print(safe(f"runctl: {config}: {note}"), file=sys.stderr)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
+
+
 shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",
                        no_args_is_help=True)
 app.add_typer(shim_app, name="shim")
@@ -611,7 +640,8 @@ def main() -> None:
     except RunctlError as e:
         if os.environ.get("RUNCTL_DEBUG"):
             raise
-        print(safe(f"error: {e}"), file=sys.stderr)
+        for line in e.lines() if isinstance(e, ConfigError) else [str(e)]:  # a file's problems, a line each
+            print(safe(f"error: {line}"), file=sys.stderr)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)

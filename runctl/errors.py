@@ -70,6 +70,18 @@ class ConfigError(InputError):
         hint = f"; {self.hint}" if self.hint else ""
         return f"{where}{field}{self.message}{hint}"
 
+    def lines(self) -> list[str]:
+        """This problem and the file's others, a line each."""
+        return [self.render(), *(e.render() for e in self.more)]
+
+    more: tuple[ConfigError, ...] = ()  # the file's other problems, in line order
+
+    def with_more(self, others: list[ConfigError]) -> ConfigError:
+        """This error, reporting ``others`` after it (every problem of a file at once)."""
+        self.more = tuple(others)
+        self.args = ("\n".join(self.lines()),)
+        return self
+
 
 class StartError(RunctlError):
     exit_code = ExitCode.START_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import yaml
 
 from .errors import ConfigError
 from .schemacheck import load_schema, validate
+from .v1config import convert, is_v1
 from .workspace import Workspace
 from .yamlpos import Located, _verbatim, load_located, load_value
 
@@ -40,13 +42,14 @@ class JobConfig:
     # Not schema fields: where it came from, and the validated document as written.
     job_file: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # (a v1 run configuration) what was not carried over, and why
 
     @property
     def environment_variables(self) -> dict[str, str]:
         return {k: _text(v) for k, v in (self.environment.get("environment_variables") or {}).items()}
 
 
-NON_SCHEMA_FIELDS = ("job_file", "document")
+NON_SCHEMA_FIELDS = ("job_file", "document", "notes")
 
 
 def _text(v: Any) -> str:
@@ -98,12 +101,17 @@ def load_job(path: str | Path, workspace: Workspace, sets: list[str] | None = No
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read job file: {e}", file=shown) from None
     located = load_located(text, shown)
+    notes: list[str] = []
+    if is_v1(path, located.data):  # an Azure ML v1 run configuration, as it is
+        doc, notes, _ = convert(path)
+        located = Located(doc, f"{shown} (converted from v1)", {}, {})
     if not isinstance(located.data, dict):
         raise located.error((), "a job file must be a mapping of fields", "start from examples/hello/job.yaml")
     apply_sets(located, sets or [])
     validate(located, load_schema(SCHEMA_FILE))
     check_text(located)
-    return _build(located, path.resolve().parent, workspace, path.resolve())
+    job = _build(located, path.resolve().parent, workspace, path.resolve())
+    return dataclasses.replace(job, notes=tuple(notes)) if notes else job
 
 
 def job_from_mapping(doc: dict[str, Any], workspace: Workspace, origin: str, base_dir: Path) -> JobConfig:

@@ -1,4 +1,4 @@
-"""JSON Schema validation that reports the first problem as a ConfigError at its place in the file."""
+"""JSON Schema validation that reports every problem of a file as ConfigErrors at their places, in line order."""
 
 from __future__ import annotations
 
@@ -32,7 +32,17 @@ def validate(located: Located, schema: dict) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(located.data), key=_rank)
     if errors:
-        raise _to_config_error(errors[0], located, schema)
+        # every problem at once, in line order (one per place: the likeliest cause first)
+        found: dict[tuple, ConfigError] = {}
+        typos = {tuple(err.absolute_path) for err in errors if err.validator == "additionalProperties"}
+        for err in errors:
+            if err.validator in ("required", "oneOf", "anyOf", "not", "dependentSchemas") \
+                    and tuple(err.absolute_path) in typos:
+                continue  # a field missing there is most likely the misspelled one already reported
+            for e in _config_errors(err, located, schema):
+                found.setdefault((e.file, e.line, e.col, e.field), e)
+        ordered = sorted(found.values(), key=lambda e: (e.line or 0, e.col or 0))
+        raise ordered[0].with_more(ordered[1:])
     if marker is not None:
         try:
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -65,16 +75,21 @@ def _subschema(schema: dict, path: tuple) -> dict:
     return node
 
 
+def _config_errors(err: Any, located: Located, schema: dict) -> list[ConfigError]:
+    """One ConfigError per place (an unknown-fields error names each unknown field)."""
+    path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties":
+        known = sorted(_subschema(schema, path).get("properties", {}))
+        return [located.error(path + (key,), "unknown field", _unknown_field_hint(str(key), known), key=True)
+                for key in err.instance if key not in known]
+    return [_to_config_error(err, located, schema)]
+
+
 def _to_config_error(err: Any, located: Located, schema: dict) -> ConfigError:
     path = tuple(err.absolute_path)
     v = err.validator
     if v == "additionalProperties":
-        known = sorted(_subschema(schema, path).get("properties", {}))
-        extra = [k for k in err.instance if k not in known]
-        key = extra[0]
-        close = difflib.get_close_matches(str(key), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(known)}"
-        return located.error(path + (key,), "unknown field", hint, key=True)
+        return _config_errors(err, located, schema)[0]
     if v == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
@@ -105,6 +120,34 @@ def _to_config_error(err: Any, located: Located, schema: dict) -> ConfigError:
     if v in ("minimum", "exclusiveMinimum", "maximum", "minLength", "maxLength", "minItems", "maxProperties"):
         return located.error(path, err.message, "fix the value")
     return located.error(path, err.message, "see runconfig.schema.json")
+
+
+# Azure ML v1's names (RunConfiguration, ScriptRunConfig, .runconfig camelCase) -> runctl's.
+V1_NAMES = {
+    "target": "compute_target", "compute": "compute_target", "run_config": "the fields themselves (script, "
+    "arguments, compute_target, environment, ...)", "runconfig": "the fields themselves", "script_params": "arguments",
+    "maxRunDurationSeconds": "max_run_duration_seconds", "nodeCount": "node_count",
+    "sourceDirectory": "source_directory", "environmentVariables": "environment_variables",
+    "environment_variables": "environment.environment_variables", "framework": "nothing (runctl runs the script "
+    "as it is; drop it)", "communicator": "distributed_job_config (type: mpi, pytorch or tensorflow)",
+    "distributed_config": "distributed_job_config", "interpreterPath": "interpreter_path",
+    "userManagedDependencies": "user_managed_dependencies", "baseImage": "base_image", "shmSize": "shm_size",
+    "docker_image": "environment.docker.image", "use_docker": "a docker compute target",
+}
+
+
+def _unknown_field_hint(key: str, known: list[str]) -> str:
+    """What the user meant: a v1 name's runctl name, a camelCase name's snake_case one, or
+    the closest known field."""
+    if key in V1_NAMES and V1_NAMES[key] not in known or key in V1_NAMES and key not in known:
+        return f"that is Azure ML v1's name; runctl's is {V1_NAMES[key]}"
+    import re
+
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+    if snake != key and snake in known:
+        return f"did you mean {snake!r}? (runctl's fields are snake_case)"
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(known)}"
 
 
 def _mentions(options: list) -> list:

@@ -195,3 +195,85 @@ def test_arguments_reach_the_script_exactly_as_written(project: Project) -> None
     assert ran() == [expected, "08", "0.50"]
     assert ran("--set", "arguments=[--lr, 0.10, --n, 010, yes]", "--set", "environment.environment_variables.N=010") \
         == [["--lr", "0.10", "--n", "010", "yes"], "08", "010"]
+
+
+V1_RUNCONFIG = """
+script: train.py
+arguments: [--lr, 0.10, --epochs, 5]
+target: local
+framework: PyTorch
+communicator: Nccl
+maxRunDurationSeconds: 3600
+nodeCount: 1
+pytorch:
+  processCount: 2
+environment:
+  name: my-env
+  environmentVariables: {EXAMPLE: "1"}
+  python:
+    userManagedDependencies: true
+    interpreterPath: python3
+    condaDependencies:
+      dependencies:
+      - python=3.8
+      - pip: [azureml-defaults, torch==2.0]
+  docker:
+    enabled: true
+    baseImage: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04
+    shmSize: 2g
+history: {outputCollection: true}
+dataReferences:
+  mydata: {dataStoreName: workspaceblobstore}
+"""
+
+
+def test_a_v1_run_configuration_converts_and_submits_as_it_is(project: Project) -> None:
+    from runctl.v1config import convert
+
+    proj = project.root / "v1proj"
+    (proj / ".azureml").mkdir(parents=True)
+    (proj / "train.py").write_text("import os, sys\nprint('args', sys.argv[1:], os.environ['EXAMPLE'])\n")
+    cfg = proj / ".azureml" / "train.runconfig"
+    cfg.write_text(V1_RUNCONFIG)
+    job, notes, _ = convert(cfg)
+    assert job == {"source_directory": str(proj), "experiment": "v1proj", "script": "train.py",
+                   "arguments": ["--lr", "0.10", "--epochs", "5"], "compute_target": "local",
+                   "max_run_duration_seconds": 3600,
+                   "distributed_job_config": {"type": "pytorch", "process_count": 2},
+                   "environment": {"name": "my-env", "python": {"interpreter_path": "python3",
+                                                                "user_managed_dependencies": True},
+                                   "docker": {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+                                              "shm_size": "2g"},
+                                   "environment_variables": {"EXAMPLE": "1"}}}
+    joined = "\n".join(notes)
+    for left_out in ("framework", "history", "dataReferences", "torch==2.0"):
+        assert left_out in joined, (left_out, notes)
+    out = project.cli("convert", str(cfg), "-o", str(proj / "job.yaml"))
+    assert out.rc == 0 and "dataReferences: not carried over" in out.err, out.err
+    simple = V1_RUNCONFIG.replace("communicator: Nccl", "communicator: None").replace("framework: PyTorch",
+                                                                                    "framework: Python")
+    cfg.write_text(simple)
+    r = project.cli("submit", str(cfg), "-q", "--wait")
+    assert r.rc == 0 and "history: not carried over" in r.err, r.err
+    assert "args ['--lr', '0.10', '--epochs', '5'] 1" in project.cli("logs", r.out.strip(), check=True).out
+
+
+def test_v1_names_get_runctl_names_and_every_error_is_reported_in_line_order(project: Project) -> None:
+    (project.root / "src").mkdir(exist_ok=True)
+    (project.root / "src" / "t.py").write_text("pass\n")
+    (project.root / "v1names.yaml").write_text(
+        "source_directory: src\nscript: t.py\ntarget: local\nmaxRunDurationSeconds: 5\nargumnts: [1]\n"
+        "environment:\n  environmentVariables: {A: 1}\nnode_count: zero\n")
+    r = project.cli("validate", "v1names.yaml")
+    assert r.rc == 2
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert lines == [
+        "error: v1names.yaml:3:1: target: unknown field; that is Azure ML v1's name; runctl's is compute_target",
+        "error: v1names.yaml:4:1: maxRunDurationSeconds: unknown field; that is Azure ML v1's name; runctl's is "
+        "max_run_duration_seconds",
+        "error: v1names.yaml:5:1: argumnts: unknown field; did you mean 'arguments'?",
+        "error: v1names.yaml:7:3: environment.environmentVariables: unknown field; that is Azure ML v1's name; "
+        "runctl's is environment_variables",
+        "error: v1names.yaml:8:13: node_count: expected integer, got string 'zero'; fix the value's type "
+        "(Number of nodes; backends that run one node refuse more.)",
+    ], r.err
