@@ -291,6 +291,34 @@ class Run(ctx.Run):
 
         return details(self._session, self._refresh())
 
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """v1: get_details() with "logFiles" holding each log's text instead of its location."""
+        d = self.get_details()
+        d["logFiles"] = {name: Path(path).read_text(errors="replace") for name, path in d.get("logFiles", {}).items()}
+        return d
+
+    def restore_snapshot(self, snapshot_id: str | None = None, path: str | None = None) -> str:
+        """v1: the run's code snapshot (or ``snapshot_id``) as a zip file in ``path`` (default
+        the current directory); returns the zip's path."""
+        import zipfile
+
+        from .snapshot import ObjectStore
+
+        snap = snapshot_id or self._record.snapshot_id
+        if not snap:
+            raise InputError(f"run {self._id} has no snapshot (an interactive run); nothing to restore")
+        objects = ObjectStore(self._session.store.dir)
+        manifest = objects.manifest(snap)
+        dest = Path(path or ".") / f"{snap}.zip"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+            for rel, digest, _size, mode in manifest["files"]:
+                info = zipfile.ZipInfo(rel)
+                info.external_attr = (0o100000 | (mode & 0o777)) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, objects.object_path(digest).read_bytes())
+        return str(dest)
+
     def get_portal_url(self) -> str:
         return portal_url(self._id, self._session.store.dir)
 

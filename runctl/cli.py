@@ -522,6 +522,28 @@ def ui(
 
 
 @app.command()
+def models(
+    name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="Only this model's versions."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Models that runs registered (run.register_model), newest version first."""
+    from .store import _iso
+
+    with _session() as s:
+        rows = s.store.models(name)
+        if json_:
+            _print_json([{**r, "created_at": _iso(r["created_at"])} for r in rows])
+            return
+        if not rows:
+            print("no models registered" + (f" as {name!r}" if name else "") + "; a script registers one with "
+                  "run.register_model(NAME, model_path='outputs/...')", file=sys.stderr)
+            return
+        for r in rows:
+            tags = ", ".join(f"{k}={v}" for k, v in r["tags"].items())
+            print(safe(f"{r['name']}:{r['version']}  run {r['run_id']}  {r['path'] or ''}  {tags}".rstrip()))
+
+
+@app.command()
 def convert(
     config: Path = typer.Argument(..., metavar="FILE", help="An Azure ML v1 run configuration (.runconfig, run_config.yml)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="JOB",

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 from .errors import InputError
 from .status import RunStatus
 
-SCHEMA_VERSION = 3  # 3: metrics.packed (a batch of one metric's scalars in one row)
+SCHEMA_VERSION = 4  # 3: metrics.packed (a batch of one metric's scalars in one row); 4: models
 DB_NAME = "runctl.db"
 
 _DDL = """
@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS tags (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
 CREATE TABLE IF NOT EXISTS properties (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, path TEXT,
+    tags TEXT, properties TEXT, framework TEXT, framework_version TEXT, description TEXT,
+    created_at REAL NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS stat_cache (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT);
 """
@@ -108,7 +112,7 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
-_RUN_EVENT_KINDS = frozenset({"tag", "property", "display_name", "status", "run"})
+_RUN_EVENT_KINDS = frozenset({"tag", "property", "display_name", "status", "run", "model"})
 _TERMINAL_VALUES = tuple(s.value for s in RunStatus if s.is_terminal)
 _RUN_SELECT = "SELECT runs.*, experiments.name AS experiment FROM runs JOIN experiments ON experiments.id = runs.experiment_id"
 _UPDATABLE = {
@@ -354,6 +358,14 @@ class Store:
                     db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?, ?)", (rid, name, str(value)))
             elif kind == "property":
                 db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, str(value)))
+            elif kind == "model":  # run.register_model: numbered per name
+                v = value if isinstance(value, dict) else {}
+                version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
+                                     (name,)).fetchone()[0]
+                db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (name, version, rid, _text(v.get("path")), json.dumps(v.get("tags") or {}),
+                            json.dumps(v.get("properties") or {}), _text(v.get("framework")),
+                            _text(v.get("framework_version")), _text(v.get("description")), _num(ev.get("t")) or time.time()))
             elif kind == "display_name":
                 db.execute("UPDATE runs SET display_name = ? WHERE id = ?", (str(value), rid))
             elif kind == "status" and rid != top_id and value in _TERMINAL_VALUES:  # children end themselves
@@ -468,6 +480,16 @@ class Store:
             sql += " AND name = ?"
             args += (name,)
         yield from cur.execute(sql + " ORDER BY seq", args)
+
+    def models(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Registered models (run.register_model), newest version first per name."""
+        sql = "SELECT * FROM models" + (" WHERE name = ?" if name else "") + " ORDER BY name, version DESC"
+        out = []
+        for row in self.db.execute(sql, (name,) if name else ()):
+            d = dict(row)
+            d["tags"], d["properties"] = json.loads(d["tags"] or "{}"), json.loads(d["properties"] or "{}")
+            out.append(d)
+        return out
 
     # -- tags and properties ------------------------------------------------------------
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:

@@ -86,4 +86,6 @@ def test_a_version_2_store_gains_packed_metrics(tmp_path: Path) -> None:
     db.close()
     store = Store(tmp_path)
     assert "packed" in [r[1] for r in store.db.execute("PRAGMA table_info(metrics)")]
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == 3
+    from runctl.store import SCHEMA_VERSION
+
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -194,3 +194,18 @@ def _runs_long_py(pid: str) -> bool:
         return b"long.py" in Path(f"/proc/{pid}/cmdline").read_bytes() and Path(f"/proc/{pid}/cwd").resolve().name == "code"
     except OSError:
         return False
+
+
+def test_details_with_logs_restore_snapshot_and_the_workspace_of_a_run(project: Project, ws: Workspace,
+                                                                      tmp_path: Path) -> None:
+    import zipfile
+
+    project.write("hello.py", "print('hello from the job')\n")
+    run = Experiment(ws, "api").submit(ScriptRunConfig(source_directory="src", script="hello.py"))
+    run.wait_for_completion()
+    d = run.get_details_with_logs()
+    assert "hello from the job" in d["logFiles"]["logs/std_log.txt"]
+    z = run.restore_snapshot(path=str(tmp_path / "restored"))
+    with zipfile.ZipFile(z) as f:
+        assert f.read("hello.py") == b"print('hello from the job')\n"
+    assert run.experiment.workspace is ws and run.experiment.name == "api"

@@ -350,3 +350,24 @@ def test_a_job_whose_python_has_the_real_azureml_core_logs_to_runctl(project: Pr
     assert "workspace: stand-in workspace" in out and "Attempted to log" not in out
     assert project.cli("metrics", rid, "--json", check=True).json() == {"loss": 0.25}
     assert out.count("runctl: azureml-core") == 1
+
+
+def test_register_model_records_numbered_versions(project: Project) -> None:
+    job = project.script_job("""
+        import os
+        from azureml.core import Run
+        run = Run.get_context()
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/model.pkl", "w").write("weights")
+        m = run.register_model("classifier", model_path="outputs/model.pkl", tags={"acc": 0.9}, description="first")
+        print("registered", m.name, m.path)
+        run.register_model("classifier", model_path="outputs/model.pkl")
+        """)
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "registered classifier outputs/model.pkl" in project.cli("logs", rid, check=True).out
+    models = project.cli("models", "--json", check=True).json()
+    assert [(m["name"], m["version"], m["run_id"], m["path"]) for m in models] == [
+        ("classifier", 2, rid, "outputs/model.pkl"), ("classifier", 1, rid, "outputs/model.pkl")]
+    assert models[1]["tags"] == {"acc": "0.9"} and models[1]["description"] == "first"
+    assert project.cli("models", "classifier", check=True).out.startswith(f"classifier:2  run {rid}  outputs/model.pkl")
+    assert project.cli("models", "nosuch").err.startswith("no models registered as 'nosuch'")

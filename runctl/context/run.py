@@ -289,6 +289,22 @@ class Run:
         except ValueError as e:
             raise _values.LoggingError(str(e)) from None
 
+    def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
+                       model_framework_version=None, description=None, datasets=None, sample_input_dataset=None,
+                       sample_output_dataset=None, resource_configuration=None, **kwargs):
+        """v1: register a file or folder of this run (``model_path``, e.g. "outputs/model.pkl")
+        as a model: runctl's store records it, numbered per name (`runctl models`)."""
+        _values.check_name(model_name)
+        if model_path is not None:
+            _files.check_name(str(model_path))
+        value = {"path": None if model_path is None else str(model_path).replace(os.sep, "/"),
+                 "tags": {str(k): str(v) for k, v in (tags or {}).items()},
+                 "properties": {str(k): str(v) for k, v in (properties or {}).items()},
+                 "framework": model_framework, "framework_version": model_framework_version,
+                 "description": description}
+        self._pending.append(("model", model_name, value, None, _time(), self._extra))
+        return RegisteredModel(model_name, value["path"], value["tags"], self.id)
+
     def upload_file(self, name, path_or_stream, datastore_name=None):
         return self._store_file(name, path_or_stream)
 
@@ -513,6 +529,17 @@ class OfflineRun(_Announcing, Run):
     def _set(self, status):
         self._status = status
         self._writer.flush()
+
+
+class RegisteredModel(object):
+    """What ``run.register_model`` returns: the name, the path in the run, its tags (the
+    version is given when the store records it: `runctl models NAME`)."""
+
+    def __init__(self, name, path, tags, run_id):
+        self.name, self.path, self.tags, self.run_id = name, path, tags, run_id
+
+    def __repr__(self):
+        return "Model(name=%r, path=%r, run_id=%r)" % (self.name, self.path, self.run_id)
 
 
 def _offline_run():
