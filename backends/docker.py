@@ -10,6 +10,7 @@ machine or dockerd restarted; a container is removed once its run is finished an
 from __future__ import annotations
 
 import contextlib
+import re
 import hashlib
 import json
 import os
@@ -354,15 +355,38 @@ class DockerBackend(HostDirBackend):
         log_path = run_dir / "logs" / "image_build_log.txt"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
+        with docker_errors("listing images"):
+            before = set(self.client.api.images(all=True, quiet=True))
+        made: list[str] = []  # the layers this build made (" ---> ID" after a step that ran)
         with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
             for event in self.client.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
                                                rm=True, forcerm=True, decode=True, labels={LABEL_VERSION: __version__}):
                 if "stream" in event:
                     log.write(event["stream"])
+                    m = re.match(r"^ ---> ([0-9a-f]{12})\s*$", event["stream"])
+                    if m:
+                        made.append(m.group(1))
                 if "error" in event:
                     log.write(event["error"] + "\n")
-                    raise StartError(f"building the image failed: {event['error'].strip()} (full log: {log_path})")
+                    log.flush()
+                    self._drop_layers(before, made)
+                    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                    raise StartError("building the image failed: " + event["error"].strip() + "\n  "
+                                     + "\n  ".join(tail) + f"\n(the whole build log: `runctl logs RUN --json`, "
+                                     f"logs/image_build_log.txt)")
         return tag
+
+    def _drop_layers(self, before: set[str], made: list[str]) -> None:
+        """A failed build leaves the layers of its steps that ran as untagged images: remove
+        those (only images this build made, never one that existed before it)."""
+        try:
+            after = self.client.api.images(all=True, quiet=True)
+        except Exception:
+            return
+        new = [i for i in after if i not in before and any(i.split(":")[-1].startswith(p) for p in made)]
+        for image_id in reversed(new):  # children first
+            with contextlib.suppress(Exception):
+                self.client.api.remove_image(image_id, noprune=False)
 
     # -- the contract -----------------------------------------------------------------------
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:

@@ -209,6 +209,7 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         raise
     except RunctlError as e:
         for rid in run_ids:
+            _keep_logs(session, rid)  # e.g. an image build's output: `runctl logs RUN` shows why
             store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
         wrapped = StartError(f"run {run_ids[0]} failed to start: {e}" if len(run_ids) == 1 else
                              f"runs {run_ids[0]}..{run_ids[-1]} failed to start: {e}")
@@ -218,6 +219,20 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
         raise StartError(f"run {run_ids[0]} failed to start: {type(e).__name__}: {e}") from e
+
+
+def _keep_logs(session: Session, run_id: str) -> None:
+    """Best effort: what a run that failed to start wrote to its logs/ reaches the store."""
+    from .backends.base import Handle
+    from .sync import ingest_logs
+
+    record = session.store.get(run_id)
+    if record.handle is None:
+        return
+    try:
+        ingest_logs(session.store, session.backend_for(record), Handle.from_dict(record.handle), run_id, final=True)
+    except Exception:  # noqa: S110 - the start error is what the user must see
+        pass
 
 
 def _queued(session: Session, run_id: str, spec: LaunchSpec, why: str) -> None:

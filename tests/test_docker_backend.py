@@ -394,3 +394,28 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
         assert not (run_dir / "logs" / "std_log.txt").exists()
     backend.close()
     store.close()
+
+
+def test_a_failed_build_shows_its_last_lines_keeps_its_log_and_leaves_no_layers(tmp_path: Path, home: Path) -> None:
+    import uuid
+
+    import docker
+
+    proj = docker_proj(tmp_path)
+    marker = uuid.uuid4().hex  # fresh steps: nothing of this build is in the cache
+    proj.write("Dockerfile", f"FROM {IMAGE}\nRUN echo step-one-{marker} > /one\nRUN echo step-two-{marker} > /two\n"
+                             f"RUN echo about-to-fail-{marker} && exit 3\n")
+    proj.write("t.py", "print(1)\n")
+    job = proj.job(script="t.py", compute_target=TARGET, environment={"docker": {"dockerfile": "Dockerfile"}})
+    client = docker.from_env()
+    try:
+        before = set(client.api.images(all=True, quiet=True))
+        r = proj.cli("submit", str(job))
+        assert r.rc == 3 and "building the image failed" in r.err, r.err
+        assert f"about-to-fail-{marker}" in r.err, "the build's last lines are in the error"
+        rid = proj.cli("list", "--json").json()[0]["id"]
+        logs = proj.cli("logs", rid, "--json", check=True).json()
+        assert f"about-to-fail-{marker}" in logs["logs/image_build_log.txt"], "and in the run's logs"
+        assert set(client.api.images(all=True, quiet=True)) == before, "no layer of the failed build is left"
+    finally:
+        client.close()
