@@ -10,10 +10,10 @@ machine or dockerd restarted; a container is removed once its run is finished an
 from __future__ import annotations
 
 import contextlib
-import re
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -372,8 +372,8 @@ class DockerBackend(HostDirBackend):
                     self._drop_layers(before, made)
                     tail = log_path.read_text(errors="replace").splitlines()[-15:]
                     raise StartError("building the image failed: " + event["error"].strip() + "\n  "
-                                     + "\n  ".join(tail) + f"\n(the whole build log: `runctl logs RUN --json`, "
-                                     f"logs/image_build_log.txt)")
+                                     + "\n  ".join(tail) + "\n(the whole build log: `runctl logs RUN --json`, "
+                                     "logs/image_build_log.txt)")
         return tag
 
     def _drop_layers(self, before: set[str], made: list[str]) -> None:
