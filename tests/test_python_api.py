@@ -128,6 +128,8 @@ def test_interactive_run_of_a_dead_process_is_failed(project: Project) -> None:
             "run.log('a', 1)\nrun.flush()\nprint(run.id)\nos._exit(0)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=project.root, capture_output=True, text=True, check=True)
     run_id = out.stdout.strip()
+    listed = {r["id"]: r for r in project.cli("list", "--json", check=True).json()}
+    assert listed[run_id]["status"] == "Failed", "`runctl list` reconciles it, as `status` and `show` do"
     st = project.cli("status", run_id, "--json", check=True).json()
     assert st["status"] == "Failed" and "exited without run.complete()" in st["error"]
     assert project.cli("metrics", run_id, "--json", check=True).json() == {"a": 1}
