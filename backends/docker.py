@@ -274,8 +274,10 @@ class DockerBackend(HostDirBackend):
                 or self.options.get("image")):
             raise InputError(f"compute target {self.target!r} runs containers: set environment.docker.image "
                              f"(or dockerfile, or base_image), or image: in the target")
-        if docker_env.get("pip_requirements") and not docker_env.get("base_image"):
-            raise InputError("environment.docker.pip_requirements needs environment.docker.base_image")
+        for field in ("pip_requirements", "pip_packages"):
+            if docker_env.get(field) and not docker_env.get("base_image"):
+                raise InputError(f"environment.docker.{field} needs environment.docker.base_image (the image the "
+                                 f"packages are installed on)")
         image = docker_env.get("image") or (None if docker_env.get("dockerfile") or docker_env.get("base_image")
                                             else self.options.get("image"))
         self.check_capacity(spec)
@@ -339,6 +341,9 @@ class DockerBackend(HostDirBackend):
             context_dir = code / context
         else:
             requirements = (code / docker_env["pip_requirements"]).read_text() if docker_env.get("pip_requirements") else ""
+            if docker_env.get("pip_packages"):
+                requirements = requirements.rstrip("\n") + ("\n" if requirements else "") \
+                    + "\n".join(docker_env["pip_packages"]) + "\n"
             dockerfile = pip_dockerfile(docker_env["base_image"])
             key_src = json.dumps([dockerfile, requirements])
             context_dir = run_dir / ".runctl" / "build"

@@ -170,9 +170,17 @@ def _environment_dict(env: Any) -> dict[str, Any]:
         out["environment_variables"] = dict(env.environment_variables)
     docker = getattr(env, "docker", None)
     image = getattr(docker, "base_image", None) or getattr(docker, "image", None)
-    if image:
+    python = getattr(env, "python", None)
+    packages = [str(p) for p in (getattr(getattr(python, "conda_dependencies", None), "pip_packages", None) or [])
+                if not str(p).startswith("azureml-")]  # (v1's defaults; runctl's shim stands for them)
+    if image and packages:  # installed on the image, as Azure ML built it
+        out["docker"] = {"base_image": image, "pip_packages": packages}
+    elif image:
         out["docker"] = {"image": image}
-    interpreter = getattr(getattr(env, "python", None), "interpreter_path", None)
+    elif packages:
+        print(f"runctl: the environment's pip packages ({', '.join(packages)}) need a Docker image to be installed "
+              f"on (env.docker.base_image); without one the job uses the Python it finds", file=sys.stderr)
+    interpreter = getattr(python, "interpreter_path", None)
     if interpreter and interpreter != "python":
         out["python"] = {"interpreter_path": interpreter}
     return out

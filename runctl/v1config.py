@@ -128,18 +128,26 @@ def _environment(env: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if py:
         out["python"] = py
     conda = python.get("condaDependencies") or {}
-    pip = [p for dep in conda.get("dependencies") or [] if isinstance(dep, dict) for p in dep.get("pip") or []]
-    if pip:
-        notes.append(f"environment.python.condaDependencies: pip packages {', '.join(map(str, pip))}: put them in a "
-                     f"requirements.txt and set environment.docker.pip_requirements (Docker targets), or install them "
-                     f"where the job runs")
+    pip = [str(p) for dep in conda.get("dependencies") or [] if isinstance(dep, dict) for p in dep.get("pip") or []
+           if not str(p).startswith("azureml-")]  # (v1's own packages: runctl's shim stands for them)
+    docker_base = (env.get("docker") or {}).get("baseImage")
+    if pip and not docker_base:
+        notes.append(f"environment.python.condaDependencies: pip packages {', '.join(pip)} need a Docker image to "
+                     f"be installed on (environment.docker.base_image + pip_packages), or install them where the "
+                     f"job runs")
+    conda_only = [str(d) for d in conda.get("dependencies") or [] if isinstance(d, str) and not d.startswith("pip")]
+    if conda_only:
+        notes.append(f"environment.python.condaDependencies: conda packages {', '.join(conda_only)}: runctl does not "
+                     f"build conda environments; use an image that has them")
     if python.get("condaDependenciesFile"):
         notes.append(f"environment.python.condaDependenciesFile ({python['condaDependenciesFile']}): runctl does not "
                      f"build conda environments; use an image that has them (environment.docker.image)")
     docker = env.get("docker") or {}
     dk: dict[str, Any] = {}
     if docker.get("enabled") or docker.get("baseImage"):
-        if docker.get("baseImage"):
+        if docker.get("baseImage") and pip:  # the packages installed on it, as Azure ML built it
+            dk["base_image"], dk["pip_packages"] = str(docker["baseImage"]), pip
+        elif docker.get("baseImage"):
             dk["image"] = str(docker["baseImage"])
         if docker.get("shmSize"):
             dk["shm_size"] = str(docker["shmSize"])

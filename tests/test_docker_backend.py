@@ -419,3 +419,21 @@ def test_a_failed_build_shows_its_last_lines_keeps_its_log_and_leaves_no_layers(
         assert set(client.api.images(all=True, quiet=True)) == before, "no layer of the failed build is left"
     finally:
         client.close()
+
+
+def test_pip_packages_are_installed_on_the_base_image(tmp_path: Path, home: Path) -> None:
+    """environment.docker.pip_packages (what a v1 Environment's pip packages become) are
+    installed on base_image: the build's requirements hold them (the test image has no pip
+    and no network, so the install itself fails, and says so)."""
+    proj = docker_proj(tmp_path)
+    job = proj.script_job("print(1)\n", compute_target=TARGET,
+                          environment={"docker": {"base_image": IMAGE, "pip_packages": ["nosuch-runctl-pkg==1.0"]}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and "building the image failed" in r.err and "pip install" in r.err
+    rid = proj.cli("list", "--json").json()[0]["id"]
+    assert (home / "work" / rid / ".runctl" / "build" / "requirements.txt").read_text() == "nosuch-runctl-pkg==1.0\n"
+    assert "pip install" in proj.cli("logs", rid, "--json", check=True).json()["logs/image_build_log.txt"]
+    bad = proj.script_job("print(1)\n", name="bad.yaml", compute_target=TARGET,
+                          environment={"docker": {"image": IMAGE, "pip_packages": ["x"]}})
+    r = proj.cli("submit", str(bad))
+    assert r.rc == 2 and "pip_packages needs environment.docker.base_image" in r.err

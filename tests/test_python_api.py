@@ -211,3 +211,20 @@ def test_details_with_logs_restore_snapshot_and_the_workspace_of_a_run(project: 
     with zipfile.ZipFile(z) as f:
         assert f.read("hello.py") == b"print('hello from the job')\n"
     assert run.experiment.workspace is ws and run.experiment.name == "api"
+
+
+def test_an_azureml_environment_feeds_the_job(capsys: pytest.CaptureFixture[str]) -> None:
+    """An object shaped like azureml.core.Environment (the real SDK's, or the shim's) becomes
+    the job's environment: its image, with its pip packages installed on it, its variables."""
+    from types import SimpleNamespace as NS
+
+    from runctl.api import _environment_dict
+
+    env = NS(environment_variables={"SEED": "1"}, docker=NS(base_image="python:3.11"),
+             python=NS(interpreter_path="python", conda_dependencies=NS(pip_packages=["azureml-defaults", "torch"])))
+    assert _environment_dict(env) == {"environment_variables": {"SEED": "1"},
+                                      "docker": {"base_image": "python:3.11", "pip_packages": ["torch"]}}
+    no_image = NS(environment_variables={}, docker=NS(base_image=None),
+                  python=NS(interpreter_path="/opt/py/bin/python", conda_dependencies=NS(pip_packages=["torch"])))
+    assert _environment_dict(no_image) == {"python": {"interpreter_path": "/opt/py/bin/python"}}
+    assert "need a Docker image to be installed on" in capsys.readouterr().err

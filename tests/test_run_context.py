@@ -285,7 +285,7 @@ def test_the_rest_of_the_v1_import_surface(project: Project) -> None:
     rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
     out = project.cli("logs", rid, check=True).out
     assert "version 1.61.0" in out
-    assert "env {'docker': {'image': 'python:3.11'}} ['torch==2.4', 'numpy']" in out
+    assert "env {'docker': {'base_image': 'python:3.11', 'pip_packages': ['torch==2.4', 'numpy']}}" in out
     assert "deps ['scipy']" in out
     refused = [ln for ln in out.splitlines() if ln.startswith("refused")]
     assert len(refused) == 5, out

@@ -172,14 +172,15 @@ class Environment:
                              "from_conda_specification, from_docker_image)" % (name,))
 
     def to_runctl(self):
-        """The job file's ``environment`` section this Environment stands for (its packages,
-        ``python.conda_dependencies.pip_packages``, go in a requirements file that
-        ``environment.docker.pip_requirements`` names)."""
+        """The job file's ``environment`` section this Environment stands for: its pip
+        packages are installed on its Docker image (as Azure ML built it)."""
         out = {}
         if self.environment_variables:
             out["environment_variables"] = {str(k): str(v) for k, v in self.environment_variables.items()}
+        packages = [p for p in self.python.conda_dependencies.pip_packages if not p.startswith("azureml-")]
         if self.docker.base_image:
-            out["docker"] = {"image": self.docker.base_image}
+            out["docker"] = ({"base_image": self.docker.base_image, "pip_packages": packages} if packages
+                             else {"image": self.docker.base_image})
         return out
 
     def __repr__(self):
