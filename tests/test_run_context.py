@@ -371,3 +371,29 @@ def test_register_model_records_numbered_versions(project: Project) -> None:
     assert models[1]["tags"] == {"acc": "0.9"} and models[1]["description"] == "first"
     assert project.cli("models", "classifier", check=True).out.startswith(f"classifier:2  run {rid}  outputs/model.pkl")
     assert project.cli("models", "nosuch").err.startswith("no models registered as 'nosuch'")
+
+
+@pytest.mark.slow  # installs azureml-core from PyPI into a fresh venv (about 25 s)
+def test_a_job_with_the_real_azureml_core_from_pypi_logs_to_runctl(project: Project, tmp_path: Path) -> None:
+    venv = tmp_path / "azureml-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "azureml-core"],
+                         capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    job = project.script_job("""
+        import azureml.core
+        from azureml.core import Run, Workspace
+        run = Run.get_context()
+        for i in range(3):
+            run.log("loss", 1.0 / (i + 1))
+        child = run.child_run("fold-1")
+        child.log("acc", 0.5)
+        child.complete()
+        print("workspace class from", Workspace.__module__, azureml.core.__file__)
+        """, environment={"python": {"interpreter_path": str(venv / "bin" / "python")}})
+    rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    out = project.cli("logs", rid, check=True).out
+    assert "runctl: azureml-core 1." in out and "is installed; Run.get_context() returns runctl's run" in out, out
+    assert "workspace class from azureml.core.workspace" in out and str(venv) in out, "the SDK's own classes"
+    assert project.cli("metrics", rid, "--json", check=True).json() == {"loss": [1.0, 0.5, 1 / 3]}
+    assert "Attempted to log" not in out
