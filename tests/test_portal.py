@@ -244,7 +244,7 @@ def test_a_browser_sees_the_chart_grow_the_log_tail_and_escaped_tags(project: Pr
             pass
         wait_for(lambda: "Completed" in text("run-status"), timeout_s=60,
                  what="the status to turn Completed live")
-        assert points() == 60
+        wait_for(lambda: points() == 60, timeout_s=15, what="the chart to show every row once the run ended")
         driver.save_screenshot(str(tmp_path / "run-page.png"))
         assert (tmp_path / "run-page.png").stat().st_size > 10_000
     finally:
