@@ -22,8 +22,11 @@ def test_wheel_installs_backends_under_runctl_only(tmp_path: Path) -> None:
     assert "runctl/backends/base.py" in names and "runctl/backends/local.py" in names
     assert not [n for n in names if n.startswith("backends/")], "no bare top-level backends package"
     for needed in ("runctl/runconfig.schema.json", "runctl/launcher.py", "runctl/context/run.py",
-                   "runctl/_shim/sitecustomize.py", "runctl/_shim/azureml/core/__init__.py"):
-        assert needed in names
+                   "runctl/_shim/sitecustomize.py", "runctl/_shim/azureml/core/__init__.py",
+                   "runctl/_shim/azureml/core/_surface.py", "runctl/task.py", "runctl/remote_agent.py",
+                   "runctl/backends/safefs.py", "runctl/backends/slurm.py", "runctl/web/static/index.html",
+                   "runctl/web/static/app.js", "runctl/web/static/uPlot.iife.min.js", "runctl/web/static/uPlot.LICENSE"):
+        assert needed in names, needed
     schema = json.loads(zipfile.ZipFile(wheel).read("runctl/runconfig.schema.json"))
     assert schema == json.loads((REPO / "runconfig.schema.json").read_text())
 
