@@ -8,7 +8,6 @@ whether a launcher is alive (see runctl/launcher.py, "Ownership").
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -90,7 +89,7 @@ def read_status(run_dir: str) -> dict[str, Any]:
 
 def launcher_alive(run_dir: str) -> bool:
     """Does a launcher hold RUN_DIR's lock now? (It holds it for its whole life.)"""
-    return _with_free_lock(run_dir, lambda: None) is _HELD
+    return _with_free_lock(run_dir, lambda: None) == safefs.HELD
 
 
 def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | None:
@@ -109,34 +108,11 @@ def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | 
         return st
 
     result = _with_free_lock(run_dir, decide)
-    return None if result is _HELD else result  # type: ignore[return-value]
-
-
-_HELD = object()
+    return None if result == safefs.HELD else result  # type: ignore[no-any-return]
 
 
 def _with_free_lock(run_dir: str, fn: Any) -> Any:
-    """Run ``fn()`` holding the launcher lock if it is free; _HELD if a launcher holds it.
-    No run directory at all counts as free (nothing was ever made there)."""
-    try:
-        dfd = safefs.open_dir(run_dir, os.path.dirname(P.LOCK_FILE))
-    except OSError:
-        return fn() if os.path.isdir(run_dir) or not os.path.lexists(run_dir) else _HELD
-    try:
-        fd = os.open(os.path.basename(P.LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-                     | os.O_NONBLOCK, 0o644, dir_fd=dfd)
-    except OSError:
-        os.close(dfd)
-        return fn()
-    os.close(dfd)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _HELD
-        return fn()
-    finally:
-        os.close(fd)
+    return safefs.with_free_lock(run_dir, P.LOCK_FILE, fn)
 
 
 def _write_json(run_dir: str, rel: str, data: Any) -> None:

@@ -13,10 +13,11 @@ file to remote hosts, where its remote agent (runctl/remote_agent.py) reads thro
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import stat
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -112,6 +113,35 @@ def mtime(root: str, rel: str) -> float | None:
         return None
     try:
         return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+
+
+HELD = "held"  # with_free_lock's answer while another process holds the lock
+
+
+def with_free_lock(root: str, rel: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` while holding the flock on RUN_DIR/rel (the launcher lock) if no process holds
+    it; HELD if one does. No lock file (or no RUN_DIR at all) counts as free: nothing was ever
+    started there. The lock is taken on a file opened without following links."""
+    parent, name = os.path.split(rel)
+    try:
+        dfd = open_dir(root, parent)
+    except OSError:
+        return fn() if os.path.isdir(root) or not os.path.lexists(root) else HELD
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644,
+                     dir_fd=dfd)
+    except OSError:
+        return fn()
+    finally:
+        os.close(dfd)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return HELD
+        return fn()
     finally:
         os.close(fd)
 

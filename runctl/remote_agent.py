@@ -33,24 +33,7 @@ def boot_id():
 
 def lock_free(run_dir, then):
     """``then()`` while holding RUN_DIR's launcher lock if no launcher holds it; "held" otherwise."""
-    try:
-        dfd = safefs.open_dir(run_dir, P.CONTROL_DIR)
-    except OSError:
-        return then()
-    try:
-        fd = os.open(os.path.basename(P.LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
-    except OSError:
-        return then()
-    finally:
-        os.close(dfd)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return "held"
-        return then()
-    finally:
-        os.close(fd)
+    return safefs.with_free_lock(run_dir, P.LOCK_FILE, then)
 
 
 def abandon(run_dir, canceled=False):
