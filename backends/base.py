@@ -190,6 +190,13 @@ class Backend(abc.ABC):
         """Called once the run is final and fully synced: free what the job held (e.g. remove a
         container, drop RUN_DIR). Idempotent."""
 
+    def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
+        """`runctl gc` on the compute side: remove the run directories of ``finished`` (runs the
+        store holds whole) and caches unused for ``older_than_s``; what was (or, with
+        ``dry_run``, would be) removed, as (where, bytes). Backends whose compute side is this
+        machine's store and work_dir leave it to core (the default: nothing)."""
+        return []
+
     def check(self) -> list[str]:
         """Lines for ``runctl compute check``; raise BackendUnreachable if it cannot work."""
         return []

@@ -441,6 +441,13 @@ class SlurmBackend(Backend):
             return
         self.site.remove(handle.run_dir)
 
+    def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
+        """Through the login node: its object cache, ready copy, and the finished runs' dirs.
+        (Local mode stages from the store's own objects: nothing more to collect here.)"""
+        if isinstance(self.site, _Login):
+            return self.site.link.gc([h.run_dir for h in finished], older_than_s, dry_run)
+        return []
+
     def check(self) -> list[str]:
         """The controller answers; partitions with CPUs, GPUs and idle nodes; the account."""
         _, out, _ = self.slurm("sinfo", "--noheader", "--format=%P|%a|%D|%C|%G|%t")

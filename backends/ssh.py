@@ -224,6 +224,13 @@ class SSHBackend(Backend):
             return
         self.link(handle).agent({"op": "remove", "run_dir": handle.run_dir})
 
+    def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for link in self.links.values():
+            mine = [h.run_dir for h in finished if self.link(h) is link]
+            out += link.gc(mine, older_than_s, dry_run)
+        return out
+
     def check(self) -> list[str]:
         """Per host: reachable with a trusted key, its Python, free disk in work_dir."""
         lines: list[str] = []

@@ -395,6 +395,12 @@ class HostLink:
     def list_files(self, run_dir: str, reldir: str) -> list[RunFile]:
         return [RunFile(*entry) for entry in self.agent({"op": "list", "run_dir": run_dir, "reldir": reldir})["entries"]]
 
+    def gc(self, run_dirs: list[str], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
+        """runctl's agent removes ``run_dirs`` and what its cache has not used for ``older_than_s``."""
+        answer = self.agent({"op": "gc", "work_dir": self.work_dir, "runs": run_dirs, "older_than_s": older_than_s,
+                             "dry_run": dry_run})
+        return [(f"{self.alias}:{path}", int(size)) for path, size in answer["removed"]]
+
     def statuses(self, run_dirs: list[str], pending: set[str]) -> dict[str, Any]:
         """status.json, launcher alive, cancel marker of each run (one request); a ``pending``
         run that no launcher ever started is recorded abandoned, so none ever will."""

@@ -610,8 +610,12 @@ def gc(
         p = do_gc.run(s, older_than, dry_run)
         for path in p.paths:
             print(safe(path))
+        for where, _size in p.remote:
+            print(safe(where))
+        for warning in p.warnings:
+            print(safe(f"warning: {warning}"), file=sys.stderr)
         verb = "would free" if dry_run else "freed"
-        print(f"{len(p.paths)} item(s), {verb} {human_bytes(p.bytes)}", file=sys.stderr)
+        print(f"{len(p.paths) + len(p.remote)} item(s), {verb} {human_bytes(p.bytes)}", file=sys.stderr)
 
 
 @compute_app.command("list")

@@ -4,7 +4,9 @@ at is touched, and nothing young enough to belong to a submit in progress.
 - ``.incoming`` objects and ``.part`` files left by killed processes;
 - run directories whose run does not exist (a submit killed before recording it) or whose
   run is finished and synced and older than ``--older-than`` days (kept failed runs);
-- snapshots no run refers to, and the objects only they held.
+- snapshots no run refers to, and the objects only they held;
+- on compute hosts that keep their own copies (SSH hosts, Slurm login nodes): the dirs of
+  runs the store holds whole, and cache objects and ready copies unused for ``--older-than``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ YOUNG_S = 3600.0  # anything newer may belong to a submit still running
 class Plan:
     paths: list[Path] = field(default_factory=list)
     bytes: int = 0
+    remote: list[tuple[str, int]] = field(default_factory=list)  # (host:path, bytes) on compute hosts
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, p: Path) -> None:
         self.paths.append(p)
@@ -83,6 +87,29 @@ def _work_dirs(session: Session) -> list[Path]:
     return sorted(dirs)
 
 
+def remote(session: Session, older_than_days: float, dry_run: bool, out: Plan) -> None:
+    """Ask each target whose compute side keeps its own copies (SSH hosts, a Slurm login node)
+    to collect: the dirs of runs the store holds whole and finished long enough ago, and what
+    its caches have not used for as long."""
+    from .backends.base import Handle
+    from .errors import RunctlError
+
+    cutoff = time.time() - older_than_days * 86400
+    for name, target in sorted(session.ws.targets.items()):
+        if target.type in ("local", "docker"):
+            continue
+        finished = [Handle.from_dict(r.handle) for r in session.store.runs(include_children=True)
+                    if r.compute_target == name and r.synced and r.status.is_terminal and r.handle
+                    and (r.ended_at or r.created_at) < cutoff]
+        try:
+            removed = session.backend(name).gc(finished, older_than_days * 86400, dry_run)
+        except RunctlError as e:
+            out.warnings.append(f"{name}: not collected: {e}")
+            continue
+        out.remote += removed
+        out.bytes += sum(size for _, size in removed)
+
+
 def run(session: Session, older_than_days: float, dry_run: bool) -> Plan:
     p = plan(session, older_than_days)
     if not dry_run:
@@ -96,4 +123,5 @@ def run(session: Session, older_than_days: float, dry_run: bool) -> Plan:
                 os.rmdir(sub)  # only when empty
             except OSError:
                 pass
+    remote(session, older_than_days, dry_run, p)
     return p

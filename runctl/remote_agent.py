@@ -165,9 +165,72 @@ def op_mark_cancel(req):
 
 
 def op_missing(req):
+    """The digests the cache lacks; the ones it has are touched, so that `runctl gc`, which
+    removes objects unused for days, leaves alone what a submit is about to use."""
     cache = req["cache"]
     packed = _packs(cache)
-    return {"missing": [d for d in req["digests"] if d not in packed and not os.path.isfile(_obj(cache, d))]}
+    missing = []
+    for d in req["digests"]:
+        if d in packed:
+            continue
+        try:
+            os.utime(_obj(cache, d))
+        except OSError:
+            missing.append(d)
+    return {"missing": missing}
+
+
+def _du(path):
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            return sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
+        return os.lstat(path).st_size
+    except OSError:
+        return 0
+
+
+def op_gc(req):
+    """`runctl gc` on this host: the run directories runctl's store says are finished and
+    synced (``runs``), cache objects unused for ``older_than_s``, ready copies as old, other
+    versions of this agent. Never a run directory the store did not name (another store
+    may share this work_dir)."""
+    work, old_s, dry = req["work_dir"], float(req["older_than_s"]), bool(req.get("dry_run"))
+    now, removed = time.time(), []
+
+    def remove(path, age_s):
+        try:
+            if now - os.lstat(path).st_mtime <= age_s:  # (looked at again right before: a submit may use it)
+                return
+        except OSError:
+            return
+        removed.append([path, _du(path)])
+        if dry:
+            return
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    for run_dir in req.get("runs") or []:
+        if os.path.dirname(os.path.normpath(run_dir)) == os.path.normpath(work) and \
+                lock_free(run_dir, lambda: False) != "held":
+            remove(run_dir, 0)
+    cache = os.path.join(work, ".objects")
+    for sub in sorted(os.listdir(cache)) if os.path.isdir(cache) else []:
+        if len(sub) == 2 and os.path.isdir(os.path.join(cache, sub)):
+            for name in sorted(os.listdir(os.path.join(cache, sub))):
+                remove(os.path.join(cache, sub, name), old_s)
+    spares = os.path.join(work, ".spare")
+    for name in sorted(os.listdir(spares)) if os.path.isdir(spares) else []:
+        if name.startswith("ready-"):
+            remove(os.path.join(spares, name), old_s)
+    agents = os.path.join(work, ".runctl-agent")
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(agents)) if os.path.isdir(agents) else []:
+        if os.path.join(agents, name) != here:
+            remove(os.path.join(agents, name), 3600)
+    return {"removed": removed}
 
 
 def op_put(req):
@@ -514,7 +577,7 @@ def op_release_gpus(req):
 OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
        "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch,
-       "run": op_run, "mark_cancel": op_mark_cancel,
+       "run": op_run, "mark_cancel": op_mark_cancel, "gc": op_gc,
        "inventory": op_inventory}
 
 

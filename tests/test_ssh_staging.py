@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import Project
-from .test_ssh_backend import _no_strays, _sshd, target  # noqa: F401  (the same fixtures)
+from .test_ssh_backend import HOST, _no_strays, _sshd, target  # noqa: F401  (the same fixtures)
 
 LISTING = """
 import hashlib, json, os, stat
@@ -173,3 +173,24 @@ def test_a_large_upload_shows_its_progress_on_a_terminal(tmp_path: Path, home: P
     (proj.src / "weights.bin").write_bytes(os.urandom(12 << 20))
     piped = proj.cli("submit", str(job), "-q", "--wait", check=True)
     assert "uploading" not in piped.err, "no progress line into a pipe"
+
+
+def test_gc_collects_on_the_host_only_what_this_store_holds_whole(tmp_path: Path, home: Path) -> None:
+    work = tmp_path / "remote"
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(work), keep_run_dirs="all")})
+    (proj.src / "data.bin").write_bytes(os.urandom(300 << 10))
+    job = proj.script_job("print('ran')\n", compute_target="lab")
+    rid = proj.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    spare_settled(work)
+    stranger = work / "other_store_run_1"  # a run of another store sharing this work_dir
+    stranger.mkdir()
+    (stranger / "status.json").write_text('{"state": "finished"}')
+    assert (work / rid).is_dir() and list((work / ".objects").glob("??/*"))
+    dry = proj.cli("gc", "--dry-run", "--older-than", "0", check=True)
+    assert f"{HOST}:{work / rid}" in dry.out and (work / rid).is_dir(), "a dry run removes nothing"
+    r = proj.cli("gc", "--older-than", "0", check=True)
+    assert f"{HOST}:{work / rid}" in r.out and not (work / rid).exists()
+    assert not list((work / ".objects").glob("??/*")) and not list((work / ".spare").glob("ready-*"))
+    assert stranger.is_dir(), "a run directory this store did not name is never touched"
+    again = proj.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    assert "ran" in proj.cli("logs", again, check=True).out, "the next submit uploads what it needs again"
