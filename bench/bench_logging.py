@@ -67,7 +67,7 @@ def measure(python: str, mode: str, n: int, repeat: int, tmp: Path) -> dict[str,
         loops.append(res["loop_us"])
         rates.append(res["throughput"])
         if mode == "runctl":
-            logged = sum(len(e["v"]) if e["k"] == "scalars" else 1 for e in map(
+            logged = sum(e["c"] if e["k"] == "scalars" else 1 for e in map(
                 json.loads, (run_dir / "events.jsonl").read_text().splitlines()))
             assert logged == n, f"{logged} values on disk for {n} calls"
     return {"loop_us": statistics.median(loops), "throughput": statistics.median(rates)}

@@ -30,9 +30,12 @@ def test_the_writer_batches_one_metrics_plain_numbers_and_keeps_the_rest_in_plac
               ("scalar", "loss", float("nan"), None, 1.8, None)]
     got = lines(events)
     assert [g["k"] for g in got] == ["scalars", "scalars", "tag", "scalar", "scalar", "scalar"]
-    assert got[0]["v"][:2] == [1.0, 0.5] and math.isnan(got[0]["v"][2])
-    assert got[0]["t0"] == 1.0 and got[0]["dt"] == [0, 300000, 800000], "times as microseconds after the first"
-    assert got[1] == {"k": "scalars", "n": "acc", "v": [1, 2], "t0": 1.1, "dt": [0, 300000]}
+    from runctl.context._writer import unpack_line_values
+
+    loss = unpack_line_values(got[0])
+    assert loss[:2] == [1.0, 0.5] and math.isnan(loss[2]) and got[0]["c"] == 3 and got[0]["vt"] == "d"
+    assert unpack_line_values(got[1]) == [1, 2] and got[1]["vt"] == "q", "ints stay ints"
+    assert set(got[1]) == {"k", "n", "v", "c", "vt", "vb", "tb"}, "packed as the store keeps them"
     assert got[3]["v"] is True and got[4] == {"k": "scalar", "n": "loss", "v": 0.25, "t": 1.6, "r": "child"}
     assert got[5]["s"] == 7, "a value with a step does not join values without one"
 
@@ -64,7 +67,10 @@ def test_a_forged_batch_is_skipped_and_its_neighbours_kept(fake: tuple[Store, Fa
               {"k": "scalars", "n": "x", "v": [2 ** 70, 1], "t": [0, 0]},
               {"k": "scalars", "n": "x", "v": [], "t": []},
               {"k": "scalars", "n": "x", "v": [1.0], "t0": 1.0, "dt": [0.5]},
-              {"k": "scalars", "n": "x", "v": [1.0], "t0": "now", "dt": [0]}]
+              {"k": "scalars", "n": "x", "v": [1.0], "t0": "now", "dt": [0]},
+              {"k": "scalars", "n": "x", "v": None, "c": 2, "vt": "d", "vb": "AAAA"},  # 3 bytes for 2 values
+              {"k": "scalars", "n": "x", "v": None, "c": 1, "vt": "z", "vb": "AAAAAAAAAAA="},
+              {"k": "scalars", "n": "x", "v": None, "c": 1, "vt": "d", "vb": "not base64!"}]
     with_times = {"k": "scalars", "n": "ok", "v": [2.0, 3.0], "t": [5.0, 6.0]}  # full times: accepted too
     (backend.run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [good, *forged, with_times]))
     sync_run(store, backend, store.get(rid))
@@ -89,3 +95,14 @@ def test_a_version_2_store_gains_packed_metrics(tmp_path: Path) -> None:
     from runctl.store import SCHEMA_VERSION
 
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_huge_ints_and_every_reader_agree_on_a_packed_batch(fake: tuple[Store, FakeBackend, str]) -> None:
+    store, backend, rid = fake
+    events = [("scalar", "big", 2 ** 70, None, 1.0, None), ("scalar", "big", 1, None, 2.0, None),
+              ("scalar", "x", 0.5, 3, 3.0, None), ("scalar", "x", 0.25, 4, 4.0, None)]
+    (backend.run_dir / "events.jsonl").write_text(encode_batch(events) + "\n")
+    sync_run(store, backend, store.get(rid))
+    assert [v for _, n, v in store.metric_events(rid) if n == "big"] == [2 ** 70, 1], "beyond 64 bits: lines of their own"
+    rows = [r for r in store.metric_rows(rid) if r["name"] == "x"]
+    assert [(json.loads(r["value"]), r["step"], r["ts"]) for r in rows] == [(0.5, 3, 3.0), (0.25, 4, 4.0)]

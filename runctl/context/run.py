@@ -16,7 +16,7 @@ import uuid
 
 from . import _files, _ids, _values
 from ._shape import shape_metrics
-from ._writer import EventWriter, MemoryWriter
+from ._writer import EventWriter, MemoryWriter, unpack_line_values
 
 if __package__ == "runctl.context":  # in runctl itself
     from runctl import protocol as P
@@ -449,7 +449,7 @@ class Run:
                     if line.endswith(b"\n"):
                         rec = json.loads(line)
                         if rec["k"] == "scalars":  # a batch of one metric's values (_writer.encode_batch)
-                            out.extend((rec.get("r"), "scalar", rec["n"], v) for v in rec["v"])
+                            out.extend((rec.get("r"), "scalar", rec["n"], v) for v in unpack_line_values(rec))
                         else:
                             out.append((rec.get("r"), rec["k"], rec["n"], rec["v"]))
         elif isinstance(self._writer, MemoryWriter):
