@@ -14,7 +14,7 @@ import time
 from array import array
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, cast
 
 from .errors import InputError
 from .status import RunStatus
@@ -455,7 +455,7 @@ class Store:
         """(kind, name, value) of each logged value, in logging order (batches expanded)."""
         for kind, n, value, _step, _ts, packed in self._metric_rows(run_id, name):
             if packed is not None:
-                yield from (("scalar", n, v) for v in unpack_scalars(packed)[0])
+                yield from (("scalar", n, v) for v in unpack_scalars(packed, extras=False)[0])
             else:
                 yield kind, n, json.loads(value)
 
@@ -628,11 +628,15 @@ def _native(raw: bytes, code: str) -> bytes:
     return a.tobytes()
 
 
-def unpack_scalars(blob: bytes) -> tuple[list[Any], list[float] | None, list[int] | None]:
+def unpack_scalars(blob: bytes, extras: bool = True) -> tuple[list[Any], list[float] | None, list[int] | None]:
+    """(values, times, steps) of a packed batch; with ``extras`` False only the values (the
+    others as None): what get_metrics needs, at the cost of one C-level conversion."""
     code, n, mode, has_steps, t0 = _PACK_HEAD.unpack_from(blob)
     at = _PACK_HEAD.size
     values = array(code.decode())
     values.frombytes(blob[at:at + 8 * n])
+    if not extras:
+        return values.tolist(), None, None
     at += 8 * n
     times: list[float] | None = None
     steps: list[int] | None = None
@@ -640,11 +644,11 @@ def unpack_scalars(blob: bytes) -> tuple[list[Any], list[float] | None, list[int
         t = array("d" if mode == 1 else "q")
         t.frombytes(blob[at:at + 8 * n])
         at += 8 * n
-        times = [float(x) for x in t] if mode == 1 else [t0 + d * 1e-6 for d in t]
+        times = cast("list[float]", t.tolist()) if mode == 1 else [t0 + d * 1e-6 for d in t]
     if has_steps:
         st = array("q")
         st.frombytes(blob[at:at + 8 * n])
-        steps = [int(x) for x in st]
+        steps = cast("list[int]", st.tolist())
     return values.tolist(), times, steps
 
 
