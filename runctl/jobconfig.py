@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .schemacheck import load_schema, validate
 from .v1config import convert, is_v1
 from .workspace import Workspace
-from .yamlpos import Located, _verbatim, load_located, load_value
+from .yamlpos import Located, load_located, load_value
 
 SCHEMA_FILE = "runconfig.schema.json"
 DEFAULT_MAX_RUN_DURATION_S = 2592000
@@ -69,8 +69,6 @@ def parse_set(expr: str) -> tuple[tuple[str, ...], Any]:
         value = load_value(raw, parts, f"--set {expr}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if _verbatim(parts) and not isinstance(value, (list, dict)) and not raw.lstrip().startswith("!!"):
-        value = raw  # --set arguments.0=0.10 / environment.environment_variables.X=010: as typed
     return parts, value
 
 

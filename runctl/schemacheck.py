@@ -139,7 +139,7 @@ V1_NAMES = {
 def _unknown_field_hint(key: str, known: list[str]) -> str:
     """What the user meant: a v1 name's runctl name, a camelCase name's snake_case one, or
     the closest known field."""
-    if key in V1_NAMES and V1_NAMES[key] not in known or key in V1_NAMES and key not in known:
+    if key in V1_NAMES:
         return f"that is Azure ML v1's name; runctl's is {V1_NAMES[key]}"
     import re
 

@@ -33,8 +33,10 @@ IGNORED = {
     "tensorflow": "see communicator",
     "mpi": "see communicator",
     "pytorch": "see communicator",
-    "aiSuperComputer": "not reachable", "command": "", "environmentVariables": "",
+    "aiSuperComputer": "not reachable",
 }
+MAPPED = {"script", "command", "arguments", "target", "maxRunDurationSeconds", "nodeCount", "communicator",
+          "environment", "environmentVariables"}
 
 
 def is_v1(path: Path, data: Any) -> bool:
@@ -80,14 +82,11 @@ def convert(path: Path) -> tuple[dict[str, Any], list[str], Located]:
         env["environment_variables"] = {str(k): str(v) for k, v in variables.items()}
     if env:
         job["environment"] = env
-    for key in v1:
-        if key == "framework" and v1[key] in ("Python", None):
+    for key, value in v1.items():
+        if key in MAPPED or value in (None, {}, [], False, "") or (key == "framework" and value == "Python"):
             continue
-        if key in IGNORED and IGNORED[key] and v1[key] not in (None, {}, [], False, ""):
-            notes.append(f"{key}: not carried over ({IGNORED[key]})")
-        elif key not in IGNORED and key not in ("script", "arguments", "target", "maxRunDurationSeconds", "nodeCount",
-                                                "communicator", "environment") and v1[key] not in (None, {}, []):
-            notes.append(f"{key}: not a v1 run configuration field runctl knows; left out")
+        notes.append(f"{key}: not carried over ({IGNORED[key]})" if key in IGNORED
+                     else f"{key}: not a v1 run configuration field runctl knows; left out")
     return job, notes, located
 
 

@@ -46,7 +46,6 @@ class Portal:
         self.watched: dict[str, int] = {}  # run id -> number of pages watching it
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.sync_errors: dict[str, str] = {}
 
     @property
     def session(self) -> Session:
@@ -86,14 +85,8 @@ class Portal:
                     if not r.synced:
                         records.append(r)
                         records.extend(c for c in session.store.runs(parent_id=r.id) if not c.synced)
-                if records:
-                    errors: dict[str, str] = {}
-
-                    def note(target: str, e: Exception, errors: dict[str, str] = errors) -> None:
-                        errors[target] = str(e)  # shown nowhere yet; the runs keep their last state
-
-                    refresh_many(session, records, note)
-                    self.sync_errors = errors
+                if records:  # a backend that does not answer leaves its runs as they were; next pass retries
+                    refresh_many(session, records, lambda target, e: None)
         finally:
             session.close()
 
