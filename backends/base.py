@@ -18,6 +18,7 @@ BackendUnreachable (exit 4) from any method when the compute side does not answe
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -142,6 +143,15 @@ class Backend(abc.ABC):
         compute side refuses, StartError if the launcher could not start, BackendUnreachable
         if the compute side does not answer."""
 
+    def begin(self, spec: LaunchSpec, handle: Handle) -> None:  # noqa: B027 - optional hook
+        """Optional: start what is slow to start (a container) while core stages RUN_DIR, the
+        job itself waiting for ``submit``. Called once the plan is recorded; it may make
+        RUN_DIR, empty, for staging to fill. Core calls ``abort`` instead of ``submit`` if
+        staging fails."""
+
+    def abort(self, handle: Handle) -> None:  # noqa: B027 - optional hook
+        """Undo ``begin`` (staging failed): whatever it started must never run the job."""
+
     supports_arrays: bool = False  # True: ``submit_array`` starts many staged runs as one job
 
     def submit_array(self, runs: list[tuple[LaunchSpec, Handle]], max_parallel: int | None) -> list[Handle]:
@@ -157,6 +167,12 @@ class Backend(abc.ABC):
         Core passes a ``pending`` handle only once the process that was submitting it is
         gone: the backend then adopts the job if it started, and otherwise makes sure that
         it never will (the launcher protocol's "abandoned" record) and reports FAILED."""
+
+    def wait_for_change(self, handle: Handle, timeout_s: float) -> None:
+        """Sleep up to ``timeout_s`` between two looks at a run, returning early when the
+        backend can tell that the run started, printed its first output or ended (a
+        follower then shows it at once). The default just sleeps."""
+        time.sleep(timeout_s)
 
     def status_many(self, handles: list[Handle]) -> list[JobState]:
         """``status`` of many runs in one call (e.g. one ``squeue`` or one container listing), in

@@ -14,16 +14,19 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from runctl import __version__
 from runctl import protocol as P
-from runctl.errors import BackendUnreachable, InputError, StartError
+from runctl.errors import BackendUnreachable, ConfigError, InputError, StartError
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
+from .engine import Engine, EngineError, EngineUnreachable, check_url, engine_url
 from .hostdir import HostDirBackend, abandon_unstarted, finished_state, read_status, times
 
 CONTAINER_RUN_DIR = "/runctl/run"
@@ -33,12 +36,28 @@ LABEL_VERSION = "runctl.version"
 BUILT_IMAGE_REPO = "runctl-env"
 CANCEL_ESCALATE_S = 10.0
 
-# The container's command. With Python in the image, the launcher runs the job; without,
-# the command runs directly with its output in the run's log (and `timeout` for the limit).
+# The container's command. It starts at once, while runctl still stages RUN_DIR, and waits
+# for "go" on its standard input (sent once RUN_DIR is complete; the end of input instead
+# means the submitter stopped first: NOT_STARTED_EXIT, nothing ran). With Python in the
+# image, that Python starts now, waits, then runs the launcher, which reads the secret
+# variables that follow "go"; without, the command runs directly with its output in the
+# run's log (and `timeout` for the limit).
+NOT_STARTED_EXIT = 75
+WAIT_FOR_GO = ("import sys, json, os, signal, socket, subprocess, threading, time, fcntl, shutil, ctypes\n"
+               f"if sys.stdin.readline() != 'go\\n':\n    sys.exit({NOT_STARTED_EXIT})\n"
+               "sys.argv[0] = launcher = sys.argv[1] + '/.runctl/launcher.py'\n"
+               "sys.argv[1:] = ['--secrets-stdin', sys.argv[1]]\n"
+               "sys.path[0] = os.path.dirname(launcher)\n"
+               "with open(launcher, 'rb') as f:\n    code = compile(f.read(), launcher, 'exec')\n"
+               "exec(code, {'__name__': '__main__', '__file__': launcher, '__package__': None, '__builtins__': __builtins__})\n")
 BOOTSTRAP = r"""run=/runctl/run
+wait_for_go=$1
+shift
 if command -v "$RUNCTL_PYTHON" >/dev/null 2>&1; then
-    exec "$RUNCTL_PYTHON" "$run/.runctl/launcher.py" ${RUNCTL_SECRETS_STDIN:+--secrets-stdin} "$run"
+    exec "$RUNCTL_PYTHON" -c "$wait_for_go" "$run"
 fi
+IFS= read -r go || go=
+[ "$go" = go ] || exit 75
 mkdir -p "$run/outputs" "$run/logs"
 if [ -n "$RUNCTL_SECRETS_STDIN" ]; then
     echo "runctl: no $RUNCTL_PYTHON in this image, and \${env:...} secrets reach the job through the launcher" >>"$run/logs/std_log.txt"
@@ -48,34 +67,46 @@ fi
 [ -e logs ] || ln -s ../logs logs
 echo "runctl: no $RUNCTL_PYTHON in this image; running the command without the launcher" >>"$run/logs/std_log.txt"
 if [ -n "$RUNCTL_TIMEOUT_S" ] && command -v timeout >/dev/null 2>&1; then
-    exec timeout -s TERM -k "$RUNCTL_GRACE_S" "$RUNCTL_TIMEOUT_S" "$@" >>"$run/logs/std_log.txt" 2>&1
+    exec timeout -s TERM -k "$RUNCTL_GRACE_S" "$RUNCTL_TIMEOUT_S" "$@" </dev/null >>"$run/logs/std_log.txt" 2>&1
 fi
-exec "$@" >>"$run/logs/std_log.txt" 2>&1
+exec "$@" </dev/null >>"$run/logs/std_log.txt" 2>&1
 """
 
 
 @contextlib.contextmanager
 def docker_errors(what: str) -> Iterator[None]:
-    """Convert docker SDK / transport errors into runctl's, naming what was being done."""
-    docker = import_docker_sdk()
-    import requests
-
+    """Convert the daemon's errors (through runctl's Engine client, or docker-py's for pulls
+    and builds) into runctl's, naming what was being done."""
     try:
         yield
-    except docker.errors.ImageNotFound as e:
-        raise StartError(f"{what}: image not found: {e.explanation or e}") from e
-    except docker.errors.APIError as e:
-        said = str(e.explanation or e)
-        hint = ("; GPUs need the NVIDIA Container Toolkit on this host (`runctl compute check` then lists the "
-                "nvidia runtime), or set resources.gpus: 0") if "could not select device driver" in said else ""
-        raise StartError(f"{what}: the Docker daemon said: {said}{hint}") from e
-    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
+    except EngineError as e:
+        raise StartError(f"{what}: the Docker daemon said: {e.message}{_hint(e.message)}") from e
+    except EngineUnreachable as e:
         raise BackendUnreachable(unreachable_message(e)) from e
+    except Exception as e:
+        if "docker" not in sys.modules:
+            raise
+        docker = import_docker_sdk()
+        import requests
+
+        if isinstance(e, docker.errors.ImageNotFound):
+            raise StartError(f"{what}: image not found: {e.explanation or e}") from e
+        if isinstance(e, docker.errors.APIError):
+            said = str(e.explanation or e)
+            raise StartError(f"{what}: the Docker daemon said: {said}{_hint(said)}") from e
+        if isinstance(e, (docker.errors.DockerException, requests.exceptions.ConnectionError)):
+            raise BackendUnreachable(unreachable_message(e)) from e
+        raise
+
+
+def _hint(said: str) -> str:
+    return ("; GPUs need the NVIDIA Container Toolkit on this host (`runctl compute check` then lists the "
+            "nvidia runtime), or set resources.gpus: 0") if "could not select device driver" in said else ""
 
 
 def import_docker_sdk(ssh: bool = False) -> Any:
-    """Import docker-py. Unless its ssh:// transport is needed, keep it from importing paramiko
-    (about 100 ms of `runctl submit`): docker-py treats a missing paramiko as "no SSH transport"."""
+    """Import docker-py (for pulling and building images only). Keep it from importing
+    paramiko (about 100 ms): docker-py treats a missing paramiko as "no SSH transport"."""
     if ssh or "paramiko" in sys.modules or "docker" in sys.modules:
         import docker
 
@@ -86,28 +117,6 @@ def import_docker_sdk(ssh: bool = False) -> Any:
     finally:
         del sys.modules["paramiko"]
     return docker
-
-
-def _negotiated(client: Any) -> Any:
-    """Ask the daemon its API version (docker-py's "auto", done here so that a failure is
-    cleaned up: the half-open socket it leaves is freed now, quietly, not as a
-    ResourceWarning at some later garbage collection)."""
-    import gc
-    import warnings
-
-    import requests
-
-    docker = import_docker_sdk()
-    try:
-        client.api._version = client.api.version(api_version=False)["ApiVersion"]
-        return client
-    except (docker.errors.DockerException, requests.exceptions.ConnectionError) as e:
-        message = unreachable_message(e)
-    client.close()
-    with warnings.catch_warnings():  # the traceback is gone: the socket can be collected now
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    raise BackendUnreachable(message)
 
 
 def unreachable_message(e: BaseException) -> str:
@@ -131,7 +140,7 @@ def parse_gpus(value: Any) -> list[dict[str, Any]]:
 
 
 def parse_mounts(mounts: list[Any]) -> dict[str, dict[str, str]]:
-    """``host:container[:rw|ro]`` strings or {source, target, read_only} -> docker-py volumes (read-only by default)."""
+    """``host:container[:rw|ro]`` strings or {source, target, read_only} -> {source: {bind, mode}} (read-only by default)."""
     out: dict[str, dict[str, str]] = {}
     for m in mounts or []:
         if isinstance(m, str):
@@ -166,7 +175,10 @@ def check_mounts(volumes: dict[str, dict[str, str]], store_dir: Path, allowed: b
 
 
 def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str, image: str) -> dict[str, Any]:
-    """Everything the container is created with (golden-tested): one place maps job and target settings."""
+    """The container's name and its Engine API create request (golden-tested): one place maps
+    job and target settings. Its standard input stays open for the "go" (see BOOTSTRAP)."""
+    from runctl.resources import parse_memory
+
     resources = spec.resources or {}
     docker_env = (spec.environment or {}).get("docker") or {}
     user = options.get("user") or f"{os.getuid()}:{os.getgid()}"
@@ -181,36 +193,34 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
         env["RUNCTL_SECRETS_STDIN"] = "1"
     if not str(user).startswith("0") and "HOME" not in env:
         env["HOME"] = "/tmp"  # an arbitrary uid has no home in most images
-    volumes = {host_run_dir: {"bind": CONTAINER_RUN_DIR, "mode": "rw"}}
-    volumes.update(parse_mounts(options.get("mounts", [])))
-    out: dict[str, Any] = {
-        "image": image,
-        "command": ["/bin/sh", "-c", BOOTSTRAP, "runctl-boot", *spec.argv],
-        "working_dir": f"{CONTAINER_RUN_DIR}/code",
-        "environment": env,
-        "labels": {LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment, LABEL_VERSION: __version__},
-        "name": f"runctl-{spec.run_id}",
-        "volumes": volumes,
-        "user": str(user),
-        "init": True,
-        "detach": True,
-    }
+    binds = {host_run_dir: {"bind": CONTAINER_RUN_DIR, "mode": "rw"}}
+    binds.update(parse_mounts(options.get("mounts", [])))
+    host: dict[str, Any] = {"Binds": [f"{src}:{b['bind']}:{b['mode']}" for src, b in binds.items()], "Init": True}
     cpus = resources.get("cpus", options.get("cpus"))
     if cpus:
-        out["nano_cpus"] = int(float(cpus) * 1e9)
+        host["NanoCpus"] = int(float(cpus) * 1e9)
     memory = resources.get("memory", options.get("memory"))
     if memory:
-        out["mem_limit"] = memory
-        out["memswap_limit"] = memory  # no swap beyond the limit: an OOM is an OOM
+        host["Memory"] = host["MemorySwap"] = parse_memory(memory)  # no swap beyond the limit: an OOM is an OOM
     shm = docker_env.get("shm_size") or options.get("shm_size")
     if shm:
-        out["shm_size"] = shm
+        host["ShmSize"] = parse_memory(shm)
     gpus = parse_gpus(resources["gpus"] if "gpus" in resources else options.get("gpus"))
     if gpus:
-        out["device_requests"] = gpus
+        host["DeviceRequests"] = gpus
     if options.get("network"):
-        out["network_mode"] = options["network"]
-    return out
+        host["NetworkMode"] = options["network"]
+    body = {
+        "Image": image,
+        "Cmd": ["/bin/sh", "-c", BOOTSTRAP, "runctl-boot", WAIT_FOR_GO, *spec.argv],
+        "WorkingDir": f"{CONTAINER_RUN_DIR}/code",
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "Labels": {LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment, LABEL_VERSION: __version__},
+        "User": str(user),
+        "AttachStdin": True, "OpenStdin": True, "StdinOnce": True,
+        "HostConfig": host,
+    }
+    return {"name": f"runctl-{spec.run_id}", "body": body}
 
 
 def pip_dockerfile(base_image: str) -> str:
@@ -245,25 +255,40 @@ class DockerBackend(HostDirBackend):
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
-        self._client: Any = None
+        problem = check_url(engine_url(options.get("base_url")))
+        if problem:
+            raise ConfigError(problem, field="base_url", hint="remove base_url to use this machine's daemon")
+        self._engine: Engine | None = None
+        self._sdk: Any = None
+        self._starting: dict[str, _Start] = {}  # run id -> its container's start, begun while staging
 
     @property
-    def client(self) -> Any:
-        if self._client is None:
-            docker = import_docker_sdk(ssh=str(self.options.get("base_url", "")).startswith("ssh://"))
+    def engine(self) -> Engine:
+        """runctl's own client (backends/engine.py), for everything but pulls and builds."""
+        if self._engine is None:
+            self._engine = Engine(self.options.get("base_url"))
+        return self._engine
+
+    @property
+    def sdk(self) -> Any:
+        """docker-py, for pulling and building images (imported only then)."""
+        if self._sdk is None:
+            docker = import_docker_sdk()
             with docker_errors("connecting to Docker"):
-                base_url = self.options.get("base_url")
-                # A pinned version makes no request here; the server's version is then asked
-                # below, so that a daemon that is down can be reported without a leaked socket.
-                client = docker.DockerClient(base_url=base_url, version="1.24", timeout=120) if base_url \
-                    else docker.from_env(version="1.24", timeout=120)
-            self._client = _negotiated(client)
-        return self._client
+                self._sdk = docker.DockerClient(base_url=engine_url(self.options.get("base_url")), version="auto",
+                                                timeout=120)
+        return self._sdk
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for start in list(self._starting.values()):
+            start.abandon(self)
+        self._starting.clear()
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        if self._sdk is not None:
+            self._sdk.close()
+            self._sdk = None
 
     # -- images ---------------------------------------------------------------------------
     def check_job(self, spec: LaunchSpec) -> None:
@@ -292,7 +317,7 @@ class DockerBackend(HostDirBackend):
         if not any(resources.get(k) for k in ("cpus", "memory", "gpus")):
             return
         with docker_errors("asking Docker what this machine has"):
-            info = self.client.info()
+            info = self.engine.request("GET", "/info")
         if resources.get("gpus") and "nvidia" not in (info.get("Runtimes") or {}):
             raise InputError(f"resources.gpus: {resources['gpus']!r}, but the Docker daemon of target {self.target!r} "
                              f"has no nvidia runtime: install the NVIDIA Container Toolkit on this host "
@@ -303,19 +328,25 @@ class DockerBackend(HostDirBackend):
         if resources.get("cpus") and info.get("NCPU") and resources["cpus"] > info["NCPU"]:
             raise InputError(f"resources.cpus: {resources['cpus']:g}, but this machine has {info['NCPU']}; ask for fewer")
 
+    def has_image(self, name: str) -> bool:
+        with docker_errors(f"looking up image {name!r}"):
+            try:
+                self.engine.image(name)
+                return True
+            except EngineError as e:
+                if e.not_found:
+                    return False
+                raise
+
     def ensure_image(self, image: str) -> None:
         """Use the local image if present, else pull it (progress on a terminal). An image
         that cannot be had is a request this daemon refuses: InputError, before any run exists."""
+        if self.has_image(image):
+            return
         docker = import_docker_sdk()
-        with docker_errors(f"looking up image {image!r}"):
-            try:
-                self.client.images.get(image)
-                return
-            except docker.errors.ImageNotFound:
-                pass
         repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
         try:
-            for event in self.client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+            for event in self.sdk.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
                 if "error" in event:
                     raise InputError(f"cannot pull image {image!r}: {event['error']}; check the name, or build or "
                                      f"load it locally (`docker images` lists what is here)")
@@ -350,21 +381,16 @@ class DockerBackend(HostDirBackend):
             context_dir.mkdir(parents=True, exist_ok=True)
             (context_dir / "requirements.txt").write_text(requirements)
         tag = f"{BUILT_IMAGE_REPO}:{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
-        docker = import_docker_sdk()
-        with docker_errors(f"looking up image {tag!r}"):
-            try:
-                self.client.images.get(tag)
-                return tag
-            except docker.errors.ImageNotFound:
-                pass
+        if self.has_image(tag):
+            return tag
         log_path = run_dir / "logs" / "image_build_log.txt"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
         with docker_errors("listing images"):
-            before = set(self.client.api.images(all=True, quiet=True))
+            before = set(self.sdk.api.images(all=True, quiet=True))
         made: list[str] = []  # the layers this build made (" ---> ID" after a step that ran)
         with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
-            for event in self.client.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
+            for event in self.sdk.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
                                                rm=True, forcerm=True, decode=True, labels={LABEL_VERSION: __version__}):
                 if "stream" in event:
                     log.write(event["stream"])
@@ -385,80 +411,81 @@ class DockerBackend(HostDirBackend):
         """A failed build leaves the layers of its steps that ran as untagged images: remove
         those (only images this build made, never one that existed before it)."""
         try:
-            after = self.client.api.images(all=True, quiet=True)
+            after = self.sdk.api.images(all=True, quiet=True)
         except Exception:
             return
         new = [i for i in after if i not in before and any(i.split(":")[-1].startswith(p) for p in made)]
         for image_id in reversed(new):  # children first
             with contextlib.suppress(Exception):
-                self.client.api.remove_image(image_id, noprune=False)
+                self.sdk.api.remove_image(image_id, noprune=False)
 
     # -- the contract -----------------------------------------------------------------------
+    def _image_for(self, spec: LaunchSpec) -> str | None:
+        """The image to run, when it is known before RUN_DIR is staged (None: it is built
+        from the staged code's Dockerfile or requirements)."""
+        docker_env = (spec.environment or {}).get("docker") or {}
+        if docker_env.get("image"):
+            return str(docker_env["image"])
+        if docker_env.get("dockerfile") or docker_env.get("base_image"):
+            return None
+        return str(self.options["image"])
+
+    def begin(self, spec: LaunchSpec, handle: Handle) -> None:
+        """Create and start the container while core stages RUN_DIR (starting one takes most
+        of 0.2 s); its command waits for ``submit``'s "go". A job whose image is built from
+        its own code starts in ``submit`` instead."""
+        image = self._image_for(spec)
+        if image is None:
+            return
+        run_dir = Path(handle.run_dir)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()  # empty, for the bind mount; staging fills it
+        self._starting[spec.run_id] = _Start(self, spec, handle, image)
+
+    def abort(self, handle: Handle) -> None:
+        start = self._starting.pop(Path(handle.run_dir).name, None)
+        if start is not None:
+            start.abandon(self)
+        with contextlib.suppress(OSError):
+            os.rmdir(handle.run_dir)  # only if staging left it as begin() made it: empty
+
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
         run_dir = Path(handle.run_dir)
         if self.options.get("user") and os.getuid() == 0:
             _chown_tree(run_dir, str(self.options["user"]))
-        docker_env = (spec.environment or {}).get("docker") or {}
-        image = docker_env.get("image")
-        if not image:
-            image = self.build_image(spec, run_dir) if (docker_env.get("dockerfile") or docker_env.get("base_image")) \
-                else self.options["image"]
-        kwargs = container_spec(spec, self.options, str(run_dir), image)
-        if spec.secret_env:  # an open stdin that closes when we detach (docker-py sets StdinOnce then)
-            kwargs.update(stdin_open=True, detach=False)
-        with docker_errors(f"starting a container from {image!r}"):
-            container = self.client.containers.create(**kwargs)
-            try:
-                if spec.secret_env:
-                    self._start_with_secrets(container.id, spec.secret_env)
-                else:
-                    self.client.api.start(container.id)
-            except Exception:
-                container.remove(force=True)
-                raise
-        return Handle("docker", container.id, handle.run_dir, host=handle.host,
-                      extra={"image": image, "name": kwargs["name"]})
+        start = self._starting.pop(spec.run_id, None)
+        if start is None:
+            start = _Start(self, spec, handle, self._image_for(spec) or self.build_image(spec, run_dir))
+        container_id = start.go(self, spec.secret_env)
+        return Handle("docker", container_id, handle.run_dir, host=handle.host,
+                      extra={"image": start.image, "name": start.name})
 
-    def _start_with_secrets(self, container_id: str, secrets: dict[str, str]) -> None:
-        """Start the container and hand the launcher its secret variables on stdin: they are
-        never in the container's configuration (`docker inspect`) nor on disk."""
-        sock = self.client.api.attach_socket(container_id, params={"stdin": 1, "stream": 1})
-        raw = getattr(sock, "_sock", sock)
-        try:
-            self.client.api.start(container_id)
-            raw.sendall(json.dumps(secrets).encode())
-        finally:
-            raw.close()
-            sock.close()
-
-    def _container(self, handle: Handle) -> Any:
-        """The run's container, by id, else by its run-id label (a pending handle has no id
-        yet); None once removed or never made."""
-        docker = import_docker_sdk()
+    def _container(self, handle: Handle) -> dict[str, Any] | None:
+        """The run's container (as the daemon inspects it), by id, else by its run-id label
+        (a pending handle has no id yet); None once removed or never made."""
         with docker_errors("asking Docker about the run's container"):
             if handle.native_id:
-                try:
-                    return self.client.containers.get(handle.native_id)
-                except docker.errors.NotFound:
-                    pass
-            run_id = Path(handle.run_dir).name
-            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
-            return found[0] if found else None
+                with contextlib.suppress(NotFound):
+                    return _inspected(self.engine, handle.native_id)
+            found = self.engine.containers([f"{LABEL_RUN_ID}={Path(handle.run_dir).name}"])
+            with contextlib.suppress(NotFound):
+                return _inspected(self.engine, found[0]["Id"]) if found else None
+            return None  # removed between the listing and the inspection
 
     def status(self, handle: Handle) -> JobState:
         container = self._container(handle)
-        return self._state(handle, container, container.attrs.get("State", {}) if container is not None else None)
+        return self._state(handle, container, container.get("State", {}) if container is not None else None)
 
     def status_many(self, handles: list[Handle]) -> list[JobState]:
-        """One container listing for all runs (sparse: no per-container inspect); a full
-        inspect only for containers that stopped, whose exit code and OOM flag matter."""
+        """One container listing for all runs (no per-container inspect); a full inspect only
+        for containers that stopped, whose exit code and OOM flag matter."""
         with docker_errors("asking Docker about the runs' containers"):
-            listed = self.client.containers.list(all=True, sparse=True, filters={"label": LABEL_RUN_ID})
-        by_run = {c.attrs.get("Labels", {}).get(LABEL_RUN_ID): c for c in listed}
+            listed = self.engine.containers([LABEL_RUN_ID])
+        by_run = {(c.get("Labels") or {}).get(LABEL_RUN_ID): c for c in listed}
         out = []
         for h in handles:
             c = by_run.get(Path(h.run_dir).name)
-            state = c.attrs.get("State") if c is not None else None
+            state = c.get("State") if c is not None else None
             if c is None or state in ("running", "created"):
                 c_state = None if c is None else {"Running": state == "running", "Status": state}
                 out.append(self._state(h, c, c_state))
@@ -466,37 +493,42 @@ class DockerBackend(HostDirBackend):
                 out.append(self.status(h))
         return out
 
-    def _state(self, handle: Handle, container: Any, c_state: dict[str, Any] | None) -> JobState:
+    def _state(self, handle: Handle, container: dict[str, Any] | None, c_state: dict[str, Any] | None) -> JobState:
         st = read_status(handle.run_dir)
-        if handle.pending and not st and (c_state is None or c_state.get("Status") == "created"):
-            # Its submitter died before starting the container: make sure it never starts.
+        never_went = c_state is None or c_state.get("Status") == "created" or (
+            not c_state.get("Running") and c_state.get("ExitCode") == NOT_STARTED_EXIT)
+        if handle.pending and not st and never_went:
+            # Its submitter died before the job could start: make sure it never does.
             self._remove(container)
             return finished_state(abandon_unstarted(handle.run_dir) or read_status(handle.run_dir),
                                   self.cancel_requested(handle))
         cancel = self.cancel_requested(handle)
-        if cancel and c_state and c_state.get("Running"):
+        if cancel and container is not None and c_state and c_state.get("Running"):
             if self.cancel_marker_age(handle) > float(self.options.get("cancel_grace_s", 10)) + CANCEL_ESCALATE_S:
-                with docker_errors("killing the run's container"), contextlib.suppress(Exception):
-                    container.kill(signal="SIGKILL")
+                with docker_errors("killing the run's container"), contextlib.suppress(EngineError):
+                    self.engine.kill(container["Id"], "SIGKILL")
         return map_state(st, c_state, cancel)
 
     def cancel(self, handle: Handle) -> None:
         self.mark_cancel(handle)
         container = self._container(handle)
-        if container is not None and container.status == "running":
-            docker = import_docker_sdk()
-            with docker_errors("stopping the run's container"), contextlib.suppress(docker.errors.NotFound):
-                container.kill(signal="SIGTERM")  # the launcher stops the job gracefully, then exits
-        elif container is None or container.status == "created":
+        state = (container.get("State") or {}).get("Status") if container is not None else None
+        if container is not None and state == "running":
+            with docker_errors("stopping the run's container"), contextlib.suppress(EngineError):
+                self.engine.kill(container["Id"], "SIGTERM")  # the launcher stops the job gracefully, then exits
+        elif container is None or state == "created":
             if abandon_unstarted(handle.run_dir, canceled=True) is not None:
                 self._remove(container)
 
-    def _remove(self, container: Any) -> None:
+    def _remove(self, container: dict[str, Any] | None) -> None:
         if container is None:
             return
-        docker = import_docker_sdk()
-        with docker_errors("removing the run's container"), contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        with docker_errors("removing the run's container"):
+            try:
+                self.engine.remove(container["Id"])
+            except EngineError as e:
+                if not e.not_found and e.status != 409:  # gone, or already being removed
+                    raise
 
     def release(self, handle: Handle, state: JobState) -> None:
         if not (state.status == RunStatus.FAILED and self.options.get("keep_failed_containers")):
@@ -505,13 +537,81 @@ class DockerBackend(HostDirBackend):
 
     def check(self) -> list[str]:
         with docker_errors("checking Docker"):
-            version = self.client.version()
-            images = sorted(t for img in self.client.images.list() for t in img.tags)
-            runtimes = sorted((self.client.info().get("Runtimes") or {}).keys())
+            version = self.engine.request("GET", "/version")
+            images = sorted(t for img in self.engine.request("GET", "/images/json")
+                            for t in (img.get("RepoTags") or []) if t != "<none>:<none>")
+            runtimes = sorted((self.engine.request("GET", "/info").get("Runtimes") or {}).keys())
         lines = [f"Docker Engine {version.get('Version')} (API {version.get('ApiVersion')})",
                  f"runtimes: {', '.join(runtimes)}" + ("" if "nvidia" in runtimes else " (no nvidia runtime: gpus unavailable)"),
                  f"work_dir: {self.work_dir}", f"images ({len(images)}):"]
         return lines + [f"  {t}" for t in images]
+
+
+class NotFound(Exception):
+    pass
+
+
+def _inspected(engine: Engine, container_id: str) -> dict[str, Any]:
+    try:
+        return engine.inspect(container_id)
+    except EngineError as e:
+        if e.not_found:
+            raise NotFound(container_id) from e
+        raise
+
+
+class _Start:
+    """A run's container being created and started, in a thread beside staging, with its
+    standard input held open by an attach: ``go`` sends "go" (and the secret variables) and
+    closes it; ``abandon`` closes it unsent (the container's command then exits,
+    NOT_STARTED_EXIT) and removes the container."""
+
+    def __init__(self, backend: DockerBackend, spec: LaunchSpec, handle: Handle, image: str) -> None:
+        request = container_spec(spec, backend.options, handle.run_dir, image)
+        self.image, self.name, self.body = image, request["name"], request["body"]
+        self.container_id: str | None = None
+        self.sock: socket.socket | None = None
+        self.error: BaseException | None = None
+        self.engine = Engine(backend.options.get("base_url"))  # its own connection: it runs beside the caller
+        self.thread = threading.Thread(target=self._run, name=f"runctl-start-{spec.run_id}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.container_id = self.engine.create(self.name, self.body)
+            self.sock = self.engine.attach_stdin(self.container_id)
+            self.engine.start(self.container_id)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by go()
+            self.error = e
+
+    def go(self, backend: DockerBackend, secrets: dict[str, str]) -> str:
+        self.thread.join()
+        try:
+            with docker_errors(f"starting a container from {self.image!r}"):
+                if self.error is not None:
+                    raise self.error
+                assert self.sock is not None and self.container_id is not None
+                self.sock.sendall(b"go\n" + json.dumps(secrets).encode())
+            return self.container_id
+        except BaseException:
+            self.abandon(backend)
+            raise
+        finally:
+            self._close()
+
+    def abandon(self, backend: DockerBackend) -> None:
+        self.thread.join()
+        self._close()
+        if self.container_id is not None:
+            with contextlib.suppress(Exception):
+                backend._remove({"Id": self.container_id})
+
+    def _close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            self.sock = None
+        self.engine.close()
 
 
 def map_state(st: dict[str, Any], c_state: dict[str, Any] | None, cancel_requested: bool) -> JobState:

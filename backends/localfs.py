@@ -32,7 +32,11 @@ class LocalTransport(Transport):
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
         root = Path(run_dir)
         root.parent.mkdir(parents=True, exist_ok=True)
-        root.mkdir()
+        try:
+            root.mkdir()
+        except FileExistsError:  # made by the backend's begin(): only if a real, empty directory
+            if root.is_symlink() or not root.is_dir() or any(os.scandir(root)):
+                raise
         made: set[Path] = {root}
         for rel, digest, mode in plan.files:
             target = root / rel

@@ -42,7 +42,8 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
-        """Make RUN_DIR (which must not exist) from cached objects: copies, so that a job can
+        """Make RUN_DIR (which must not exist, or be the empty directory a backend's ``begin``
+        made) from cached objects: copies, so that a job can
         never alter the cache. Raise StartError (or OSError) if it cannot."""
 
     @abc.abstractmethod

@@ -162,8 +162,18 @@ def wait(session: Session, record: RunRecord, timeout_s: float | None = None,
             return record
         if deadline is not None and time.monotonic() >= deadline:
             raise NotFinished(f"run {record.id} is still {record.status} after {timeout_s:g} s")
-        time.sleep(delay)
+        _until_change(session, record, delay)
     raise AssertionError("unreachable")
+
+
+def _until_change(session: Session, record: RunRecord, delay: float) -> None:
+    """Sleep ``delay``, or less if the backend sees the run start, print or end first."""
+    from .backends.base import Handle
+
+    if record.handle and record.handle.get("native_id"):
+        session.backend_for(record).wait_for_change(Handle.from_dict(record.handle), delay)
+    else:
+        time.sleep(delay)
 
 
 FOLLOW_CHUNK_BYTES = 1 << 20

@@ -182,17 +182,23 @@ def prepare(session: Session, job: JobConfig, backend: Backend, record: RunRecor
             snapshot_id: str) -> tuple[LaunchSpec, Handle]:
     """Place the run (recorded before anything exists there: a submitter killed at any instant
     from here on leaves a run that the next refresh adopts or marks abandoned), then stage
-    its RUN_DIR. Returns what ``backend.submit`` needs."""
+    its RUN_DIR (while the backend begins what is slow to start). Returns what
+    ``backend.submit`` needs."""
     store = session.store
     spec = launch_spec(job, backend, record.id, snapshot_id, record.number,
                        staging.code_files(ObjectStore(store.dir), snapshot_id))
     backend.on_queued = functools.partial(_queued, session, record.id)
     plan = backend.plan(spec)
     store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
-    with no_space_is_an_error(Path(plan.run_dir)):
-        objects = ObjectStore(store.dir)
-        staging.stage(objects, backend.transport(plan), plan.run_dir,
-                      staging.plan(objects, snapshot_id, spec.launcher_spec()))
+    try:
+        with no_space_is_an_error(Path(plan.run_dir)):
+            backend.begin(spec, plan)
+            objects = ObjectStore(store.dir)
+            staging.stage(objects, backend.transport(plan), plan.run_dir,
+                          staging.plan(objects, snapshot_id, spec.launcher_spec()))
+    except BaseException:
+        backend.abort(plan)
+        raise
     return spec, plan
 
 

@@ -110,11 +110,11 @@ def test_container_spec_golden() -> None:
     golden = GOLDEN / "docker_container_spec.json"
     assert json.loads(json.dumps(got)) == json.loads(golden.read_text())
     default = container_spec(spec, {}, "/r", "img")
-    assert default["user"] == f"{os.getuid()}:{os.getgid()}", "runs as the submitting user by default"
+    assert default["body"]["User"] == f"{os.getuid()}:{os.getgid()}", "runs as the submitting user by default"
     no_gpu = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": 0}})
-    assert "device_requests" not in container_spec(no_gpu, {"gpus": "all"}, "/r", "i")
+    assert "DeviceRequests" not in container_spec(no_gpu, {"gpus": "all"}, "/r", "i")["body"]["HostConfig"]
     ids = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": [0, 2]}})
-    assert container_spec(ids, {}, "/r", "i")["device_requests"][0]["DeviceIDs"] == ["0", "2"]
+    assert container_spec(ids, {}, "/r", "i")["body"]["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0", "2"]
     assert pip_dockerfile("base:1") == (GOLDEN / "pip.Dockerfile").read_text()
 
 
@@ -378,8 +378,8 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     if made != "nothing":
         run_dir = stage_run_dir(backend, spec, home)
     if made == "created container":
-        kwargs = container_spec(spec, backend.options, str(run_dir), IMAGE)
-        backend.client.containers.create(**kwargs)
+        request = container_spec(spec, backend.options, str(run_dir), IMAGE)
+        backend.engine.create(request["name"], request["body"])
     state = backend.status(handle)
     assert state.status.value == "Failed" and "never ran" in (state.error or "")
     client = docker.from_env()
