@@ -5,7 +5,6 @@ The shim directory is appended to the END of sys.path, so a real installation al
 wins. A sitecustomize.py that this file shadows (later on sys.path) still runs.
 """
 
-import importlib.util
 import os
 import sys
 
@@ -22,6 +21,8 @@ def _runctl_setup():
             continue
         candidate = os.path.join(entry or ".", "sitecustomize.py")
         if os.path.isfile(candidate):
+            import importlib.util  # only then: it costs a job's start-up about 3 ms
+
             spec = importlib.util.spec_from_file_location("_runctl_chained_sitecustomize", candidate)
             if spec is not None and spec.loader is not None:
                 spec.loader.exec_module(importlib.util.module_from_spec(spec))
