@@ -40,6 +40,55 @@ def test_the_writer_batches_one_metrics_plain_numbers_and_keeps_the_rest_in_plac
     assert got[5]["s"] == 7, "a value with a step does not join values without one"
 
 
+def expanded(events: list[tuple]) -> dict[str, list[tuple[Any, Any, Any]]]:
+    """Each metric's (value, step, time) in order, from the lines encode_batch made."""
+    import array
+    import base64
+
+    out: dict[str, list[tuple[Any, Any, Any]]] = {}
+    for rec in lines(events):
+        if rec["k"] != "scalars":
+            out.setdefault(rec["n"], []).append((rec["v"], rec.get("s"), rec["t"]))
+            continue
+        cols = {}
+        for field, code in (("vb", rec["vt"]), ("tb", "d"), ("sb", "q")):
+            if field in rec:
+                cols[field] = array.array(code, base64.b64decode(rec[field])).tolist()
+        steps = cols.get("sb", [None] * rec["c"])
+        out.setdefault(rec["n"], []).extend(zip(cols["vb"], steps, cols["tb"]))
+    return out
+
+
+def test_the_column_path_and_the_general_path_agree() -> None:
+    """The usual flush (plain numbers, one run, a few names) is packed column by column;
+    anything else takes the general path: both give every metric's values in order, typed."""
+    from runctl.context import _writer
+
+    cases = [
+        [("scalar", "loss", 1.0 / (i + 1), None, 10.0 + i, None) for i in range(500)],
+        [("scalar", ("loss", "acc", "lr")[i % 3], i * 0.5, i, 10.0 + i, None) for i in range(300)],
+        [("scalar", "n", i, None, 1.0, {"r": "child"}) for i in range(50)],
+        [("scalar", "a", 1.0, None, 1.0, None), ("scalar", "b", 2.0, None, 2.0, None), ("scalar", "a", 3.0, None, 3.0, None)],
+        [("scalar", "big", 2 ** 70, None, 1.0, None), ("scalar", "big", 1, None, 2.0, None)],  # beyond 64 bits
+        [("scalar", "m", 1.0, None, 1.0, None), ("scalar", "m", 2, None, 2.0, None)],  # float then int
+        [("scalar", "m", 1.0, 1, 1.0, None), ("scalar", "m", 2.0, None, 2.0, None)],  # steps given and not
+        [("scalar", f"m{i}", 1.0, None, 1.0, None) for i in range(40)],  # many names
+    ]
+    general = _writer._uniform_batch
+    for events in cases:
+        fast = expanded(events)
+        _writer._uniform_batch = lambda e: None
+        try:
+            slow = expanded(events)
+        finally:
+            _writer._uniform_batch = general
+        assert fast == slow, events[:3]
+        for name in {e[1] for e in events}:
+            assert [v for v, _, _ in fast[name]] == [e[2] for e in events if e[1] == name]
+            assert [type(v) for v, _, _ in fast[name]] == [type(e[2]) for e in events if e[1] == name]
+    assert _writer._uniform_batch(cases[0]) is not None and _writer._uniform_batch(cases[4]) is None
+
+
 def test_batches_are_stored_once_and_read_back_exactly(fake: tuple[Store, FakeBackend, str]) -> None:
     store, backend, rid = fake
     events = [("scalar", "loss", 1.0 / (i + 1), None, 100.0 + i, None) for i in range(1000)]
