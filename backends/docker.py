@@ -58,6 +58,7 @@ if command -v "$RUNCTL_PYTHON" >/dev/null 2>&1; then
 fi
 IFS= read -r go || go=
 [ "$go" = go ] || exit 75
+cd "$run/code" || exit 127
 mkdir -p "$run/outputs" "$run/logs"
 if [ -n "$RUNCTL_SECRETS_STDIN" ]; then
     echo "runctl: no $RUNCTL_PYTHON in this image, and \${env:...} secrets reach the job through the launcher" >>"$run/logs/std_log.txt"
@@ -213,7 +214,7 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
     body = {
         "Image": image,
         "Cmd": ["/bin/sh", "-c", BOOTSTRAP, "runctl-boot", WAIT_FOR_GO, *spec.argv],
-        "WorkingDir": f"{CONTAINER_RUN_DIR}/code",
+        "WorkingDir": CONTAINER_RUN_DIR,  # not code/: the daemon would make it (as root) before staging does
         "Env": [f"{k}={v}" for k, v in env.items()],
         "Labels": {LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment, LABEL_VERSION: __version__},
         "User": str(user),

@@ -20,6 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from common import cli_env
+
 ROWS: list[tuple[str, str, str, str]] = []
 
 
@@ -111,7 +113,7 @@ def bench_list(tmp: Path, repeat: int) -> None:
         rec, _ = store.create_run(f"exp{i % 7}", status=RunStatus.COMPLETED, compute_target="local", exit_code=0)
         store.update(rec.id, synced=True)
     store.close()
-    env = dict(os.environ, RUNCTL_HOME=str(home))
+    env = cli_env(RUNCTL_HOME=str(home))
     runctl = _runctl_cmd()
     for args in (["list", "--limit", "0"], ["list", "--limit", "0", "--json"]):
         ours = median_time(lambda a=args: subprocess.run([*runctl.split(), *a], env=env, capture_output=True, check=True),
@@ -172,7 +174,7 @@ def bench_sync(tmp: Path) -> None:
     (proj / "t.py").write_text("from azureml.core import Run\nr = Run.get_context()\n"
                                "for i in range(1000000):\n    r.log('loss', 0.5, step=i)\n")
     (proj / "job.yaml").write_text("script: t.py\nexperiment: syncbench\n")
-    env = dict(os.environ, RUNCTL_HOME=str(tmp / "synchome"))
+    env = cli_env(RUNCTL_HOME=str(tmp / "synchome"))
     cmd = _runctl_cmd().split()
     run_id = subprocess.run([*cmd, "submit", "job.yaml", "-q"], cwd=proj, env=env, capture_output=True, text=True,
                             check=True).stdout.strip()

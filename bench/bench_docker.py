@@ -12,7 +12,6 @@ which also syncs the run and removes its container). Medians; Markdown on stdout
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,28 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cli_env, first_line_and_end
+
 STREAM_JOB = "import time; print(1, flush=True); time.sleep(0.5)"
 
 
 def runctl_cmd() -> list[str]:
     exe = Path(sys.executable).parent / "runctl"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "runctl"]
-
-
-def first_line_s(cmd: list[str], cwd: Path, env: dict[str, str], skip_prefix: str = "Submitted") -> tuple[float, float]:
-    """(seconds to the first job output line, seconds until the command exits)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert p.stdout is not None
-    first = None
-    for line in p.stdout:
-        if first is None and not line.startswith(skip_prefix):
-            first = time.perf_counter() - t0
-    p.wait()
-    total = time.perf_counter() - t0
-    if p.returncode != 0 or first is None:
-        raise RuntimeError(f"{cmd} failed ({p.returncode})")
-    return first, total
 
 
 def main() -> None:
@@ -59,7 +44,7 @@ def main() -> None:
         (proj / "stream.py").write_text(STREAM_JOB + "\n")
         (proj / "stream.yaml").write_text(f"script: stream.py\ncompute_target: docker-cpu\nenvironment:\n"
                                           f"  docker: {{image: '{args.image}'}}\n")
-        env = dict(os.environ, RUNCTL_HOME=str(Path(d + "-store")))
+        env = cli_env(RUNCTL_HOME=str(Path(d + "-store")))
         raw_cmd = ["docker", "run", "--rm", args.image, "python3", "-c", "print(1)"]
         raw_stream_cmd = ["docker", "run", "--rm", args.image, "python3", "-c", STREAM_JOB]
         subprocess.run(raw_cmd, check=True, capture_output=True)  # warm the page cache for both
@@ -67,10 +52,10 @@ def main() -> None:
                        stdout=subprocess.DEVNULL)
         raw_first, raw_total, ours_first, ours_follow_total, ours_total = [], [], [], [], []
         for _ in range(args.repeat):
-            raw_first.append(first_line_s(raw_stream_cmd, proj, env)[0])
-            raw_total.append(first_line_s(raw_cmd, proj, env)[1])
-            ours_first.append(first_line_s([*runctl_cmd(), "submit", "stream.yaml", "--follow"], proj, env)[0])
-            ours_follow_total.append(first_line_s([*runctl_cmd(), "submit", "job.yaml", "--follow"], proj, env)[1])
+            raw_first.append(first_line_and_end(raw_stream_cmd, proj, env)[0])
+            raw_total.append(first_line_and_end(raw_cmd, proj, env)[1])
+            ours_first.append(first_line_and_end([*runctl_cmd(), "submit", "stream.yaml", "--follow"], proj, env)[0])
+            ours_follow_total.append(first_line_and_end([*runctl_cmd(), "submit", "job.yaml", "--follow"], proj, env)[1])
             t0 = time.perf_counter()
             subprocess.run([*runctl_cmd(), "submit", "job.yaml", "--wait", "-q"], cwd=proj, env=env, check=True,
                            capture_output=True)

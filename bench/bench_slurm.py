@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import first_line
+from common import cli_env, first_line
 
 EXE = [sys.executable, "-m", "runctl"]
 
@@ -109,7 +108,7 @@ def main() -> None:
         (proj / "one.yaml").write_text("script: one.py\ncompute_target: cluster\n")
         (proj / "hold.py").write_text("import time; time.sleep(300)\n")
         (proj / "hold.yaml").write_text("script: hold.py\ncompute_target: cluster\nresources: {cpus: 1}\n")
-        env = dict(os.environ, RUNCTL_HOME=str(tmp / "store"))
+        env = cli_env(RUNCTL_HOME=str(tmp / "store"))
         subprocess.run([*EXE, "submit", "one.yaml", "--wait", "-q"], cwd=proj, env=env, check=True, capture_output=True)
         ours, raw, ours_total, raw_total = [], [], [], []
         for _ in range(args.repeat):

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import first_line
+from common import cli_env, first_line
 
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
 HOST, PORT = "10.231.0.2", 2222
@@ -154,7 +154,7 @@ def main() -> None:
                                                                    **target(tmp / "remote")}}}))
         (proj / "stream.py").write_text("import time; print(1, flush=True); time.sleep(0.5)\n")
         (proj / "stream.yaml").write_text("script: stream.py\ncompute_target: lab\n")
-        env = dict(os.environ, RUNCTL_HOME=str(tmp / "store"))
+        env = cli_env(RUNCTL_HOME=str(tmp / "store"))
         exe = [sys.executable, "-m", "runctl"]
         subprocess.run([*exe, "submit", "stream.yaml", "--wait", "-q"], cwd=proj, env=env, check=True,
                        capture_output=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import time
@@ -355,10 +356,11 @@ def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path
         client.close()
 
 
-@pytest.mark.parametrize("made", ["nothing", "run dir", "created container"])
+@pytest.mark.parametrize("made", ["nothing", "run dir", "created container", "started, no go"])
 def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: Path, made: str) -> None:
     """The instants the random kills rarely hit, made on purpose: submit died after recording
-    the plan, before the run directory / after it / after creating the container."""
+    the plan, before the run directory / after it / after creating the container / while its
+    container, started beside staging, waited for the "go" that never came."""
     import docker
 
     from runctl.backends.docker import DockerBackend
@@ -371,7 +373,7 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     store = Store(home)
     sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
     backend = DockerBackend("d", {"image": IMAGE}, home)
-    spec = LaunchSpec(run_id=f"exp_1_{made.replace(' ', '')}", experiment="exp", argv=["python3", "t.py"], env={},
+    spec = LaunchSpec(run_id=f"exp_1_{re.sub('[^a-z]', '', made)}", experiment="exp", argv=["python3", "t.py"], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)
     assert handle.pending
@@ -380,6 +382,17 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     if made == "created container":
         request = container_spec(spec, backend.options, str(run_dir), IMAGE)
         backend.engine.create(request["name"], request["body"])
+    if made == "started, no go":  # what a killed submitter leaves: its attach closes with it
+        from runctl.backends.docker import _Start
+
+        start = _Start(backend, spec, handle, IMAGE)
+        start.thread.join()
+        assert start.error is None and start.container_id
+        start._close()
+        deadline = time.monotonic() + 30
+        while backend.engine.inspect(start.container_id)["State"]["Running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.engine.inspect(start.container_id)["State"]["ExitCode"] == 75
     state = backend.status(handle)
     assert state.status.value == "Failed" and "never ran" in (state.error or "")
     client = docker.from_env()
@@ -437,3 +450,28 @@ def test_pip_packages_are_installed_on_the_base_image(tmp_path: Path, home: Path
                           environment={"docker": {"image": IMAGE, "pip_packages": ["x"]}})
     r = proj.cli("submit", str(bad))
     assert r.rc == 2 and "pip_packages needs environment.docker.base_image" in r.err
+
+
+def test_a_container_begun_beside_staging_is_removed_when_staging_fails(tmp_path: Path, home: Path) -> None:
+    """begin() starts the container while core stages RUN_DIR; abort() (staging failed)
+    leaves neither the container nor the empty RUN_DIR behind, and the job never ran."""
+    from runctl.backends.docker import DockerBackend
+
+    backend = DockerBackend("d", {"image": IMAGE}, home)
+    spec = LaunchSpec(run_id="exp_1_aborted", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
+                      grace_s=1, snapshot_id="s")
+    handle = backend.plan(spec)
+    backend.begin(spec, handle)
+    assert Path(handle.run_dir).is_dir() and not any(Path(handle.run_dir).iterdir())
+    backend.abort(handle)
+    assert not Path(handle.run_dir).exists()
+    assert backend.engine.containers(["runctl.run_id=exp_1_aborted"]) == []
+    backend.close()
+
+
+def test_a_daemon_elsewhere_is_refused_with_the_field_named(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path, base_url="ssh://gpu-box")
+    job = proj.script_job("print(1)\n", compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    res = proj.cli("submit", str(job))
+    assert res.rc == 2 and "base_url" in res.err and "ssh://gpu-box" in res.err and "SSH compute target" in res.err
+    assert proj.cli("list", "--json", check=True).json() == []
