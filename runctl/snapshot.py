@@ -193,15 +193,7 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def hash_file(path: Path, copy_to: Path | None = None) -> str:
-    """sha256 of a file; with ``copy_to``, also written there in the same single read."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f, (private.open_file(copy_to) if copy_to is not None else contextlib.nullcontext()) as out:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            if out is not None:
-                out.write(chunk)
-    return h.hexdigest()
+SMALL_FILE_BYTES = 1 << 20
 
 
 class ObjectStore:
@@ -210,40 +202,72 @@ class ObjectStore:
     def __init__(self, store_dir: Path) -> None:
         self.objects = store_dir / "objects"
         self.manifests = store_dir / "snapshots"
+        self._objects = str(self.objects)
+        self._made: set[str] = set()  # fan-out directories known to exist
 
     def object_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
-    def add_file(self, src: Path) -> str:
+    def add_file(self, src: str | Path) -> str:
         """Store a file by its content (read once: hashed while copied); returns its digest."""
-        private.makedirs(self.objects)
-        tmp = self.objects / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            digest = hash_file(src, copy_to=tmp)
-            dest = self.object_path(digest)
-            if dest.exists():
-                return digest
-            private.makedirs(dest.parent)
-            os.chmod(tmp, 0o400)
-            os.replace(tmp, dest)
-            return digest
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def add_bytes(self, data: bytes) -> str:
-        """Store ``data`` by its content; returns its digest."""
-        digest = hashlib.sha256(data).hexdigest()
-        dest = self.object_path(digest)
-        if not dest.exists():
-            private.makedirs(dest.parent)
+        with open(src, "rb") as f:
+            head = f.read(SMALL_FILE_BYTES + 1)
+            if len(head) <= SMALL_FILE_BYTES:  # most code files: one read, then as add_bytes
+                return self.add_bytes(head)
+            private.makedirs(self.objects)
             tmp = self.objects / f".incoming.{os.getpid()}.{threading.get_ident()}.tmp"
             try:
-                private.write_bytes(tmp, data)
-                os.chmod(tmp, 0o400)
-                os.replace(tmp, dest)
+                h = hashlib.sha256(head)
+                with private.open_file(tmp) as out:
+                    out.write(head)
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                        out.write(chunk)
+                digest = h.hexdigest()
+                dest = self.object_path(digest)
+                if not dest.exists():
+                    self._dir_for(digest)
+                    os.chmod(tmp, 0o400)
+                    os.replace(tmp, dest)
+                return digest
             finally:
                 tmp.unlink(missing_ok=True)
+
+    def add_bytes(self, data: bytes) -> str:
+        """Store ``data`` by its content; returns its digest. (Written beside its final name,
+        created read-only: a cold snapshot of thousands of files is mostly this, so paths are
+        plain strings here.)"""
+        digest = hashlib.sha256(data).hexdigest()
+        dest = self.object_file(digest)
+        if os.path.exists(dest):
+            return digest
+        self._dir_for(digest)
+        tmp = f"{dest}.incoming.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o400)
+        try:
+            os.fchmod(fd, 0o400)  # whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, dest)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         return digest
+
+    def object_file(self, digest: str) -> str:
+        """object_path as a string (for loops over thousands of files)."""
+        return f"{self._objects}/{digest[:2]}/{digest[2:]}"
+
+    def _dir_for(self, digest: str) -> None:
+        if digest[:2] not in self._made:
+            private.makedirs(self.objects / digest[:2])
+            self._made.add(digest[:2])
 
     def put_manifest(self, manifest: dict) -> str:
         data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
@@ -260,6 +284,7 @@ class ObjectStore:
         return json.loads((self.manifests / f"{snap_id}.json").read_bytes())
 
 
+
 def take_snapshot(
     listing: Listing,
     objects: ObjectStore,
@@ -267,16 +292,18 @@ def take_snapshot(
     cache_put: Callable[[list[tuple]], None],
 ) -> str:
     """Hash (or reuse cached hashes of) every file, store new objects, return the snapshot id."""
-    keys = [str(listing.root / e.path) for e in listing.entries if e.link is None]
+    root = str(listing.root)
+    keys = [f"{root}/{e.path}" for e in listing.entries if e.link is None]
     cached = cache_get(keys)
     now_ns = time.time_ns()
     fresh: list[tuple] = []
+    exists = os.path.exists
     for e in listing.entries:
         if e.link is not None:
             continue
-        full = listing.root / e.path
-        hit = cached.get(str(full))
-        if hit and hit[:3] == (e.size, e.mtime_ns, e.ino) and objects.object_path(hit[3]).exists():
+        full = f"{root}/{e.path}"
+        hit = cached.get(full)
+        if hit and hit[:3] == (e.size, e.mtime_ns, e.ino) and exists(objects.object_file(hit[3])):
             e.digest = hit[3]
             continue
         try:
@@ -287,7 +314,7 @@ def take_snapshot(
             raise InputError(f"{full}: cannot read this file (permission denied); make it readable, or add "
                              f"{e.path!r} to .runctlignore") from None
         if now_ns - e.mtime_ns > RACY_WINDOW_NS:
-            fresh.append((str(full), e.size, e.mtime_ns, e.ino, e.digest))
+            fresh.append((full, e.size, e.mtime_ns, e.ino, e.digest))
     if fresh:
         cache_put(fresh)
     manifest = {
