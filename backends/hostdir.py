@@ -67,19 +67,22 @@ class HostDirBackend(Backend):
             return
         shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
 
-    WATCH_EVERY_S = 0.005
+    WATCH_EVERY_S = 0.005  # while the caller polls fast (a run's first seconds) ...
+    WATCH_SLOW_S = 0.05  # ... and once it has backed off (a long wait costs 20 lstat pairs a second)
 
     def wait_for_change(self, handle: Handle, timeout_s: float) -> None:
-        """Look every 5 ms (two lstat calls) for a new status.json (the launcher replaces it
-        when the job starts and ends) or a first byte in the job's log. Later output waits
-        for the caller's poll, so a chatty job does not make its follower spin."""
+        """Look every 5 ms (two lstat calls; 50 ms once the caller polls less often than
+        every 0.1 s) for a new status.json (the launcher replaces it when the job starts and
+        ends) or a first byte in the job's log. Later output waits for the caller's poll, so
+        a chatty job does not make its follower spin."""
+        every = self.WATCH_EVERY_S if timeout_s <= 0.1 else self.WATCH_SLOW_S
         status = os.path.join(handle.run_dir, P.STATUS_FILE)
         log = os.path.join(handle.run_dir, P.LOG_FILE)
         before = _probe(status)
         log_empty = not (_probe(log) or (0,))[0]
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(self.WATCH_EVERY_S, left))
+            time.sleep(min(every, left))
             if _probe(status) != before or (log_empty and (_probe(log) or (0,))[0]):
                 return
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,34 @@ def test_run_directories_are_dropped_once_synced_except_failed_ones(project, hom
     assert not (home / "work" / ok).exists() and (home / "work" / bad.out.strip() / "code").is_dir()
     assert "fine" in project.cli("logs", ok).out, "everything needed is in the store"
     assert project.cli("rerun", ok, "-q", "--wait").rc == 0, "rerun needs only the stored snapshot"
+
+
+def test_a_follower_wakes_when_the_run_starts_prints_or_ends(tmp_path: Path) -> None:
+    """wait_for_change returns early for a new status.json or a first log byte (so `--follow`
+    shows them at once), and sleeps its whole time otherwise: later log bytes do not wake it."""
+    import threading
+
+    from runctl.backends.base import Handle
+    from runctl.backends.local import LocalBackend
+
+    backend = LocalBackend("local", {}, tmp_path / "store")
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    handle = Handle("local", "1", str(run_dir))
+
+    def later(action: Any) -> None:
+        threading.Timer(0.3, action).start()
+
+    for action in (lambda: (run_dir / "status.json").write_text('{"state": "running"}'),
+                   lambda: (run_dir / "logs" / "std_log.txt").write_text("first line\n"),
+                   lambda: (run_dir / "status.json.tmp").replace(run_dir / "status.json")):
+        if not (run_dir / "status.json.tmp").exists():
+            (run_dir / "status.json.tmp").write_text('{"state": "finished"}')
+        later(action)
+        t0 = time.monotonic()
+        backend.wait_for_change(handle, 30)
+        assert time.monotonic() - t0 < 20, "woken by the change, not by the 30 s timeout"
+    later(lambda: (run_dir / "logs" / "std_log.txt").write_text("first line\nmore\n"))
+    t0 = time.monotonic()
+    backend.wait_for_change(handle, 1.0)
+    assert time.monotonic() - t0 >= 1.0, "more output of a log that had some waits for the caller's poll"
