@@ -105,10 +105,10 @@ def _hint(said: str) -> str:
             "nvidia runtime), or set resources.gpus: 0") if "could not select device driver" in said else ""
 
 
-def import_docker_sdk(ssh: bool = False) -> Any:
+def import_docker_sdk() -> Any:
     """Import docker-py (for pulling and building images only). Keep it from importing
     paramiko (about 100 ms): docker-py treats a missing paramiko as "no SSH transport"."""
-    if ssh or "paramiko" in sys.modules or "docker" in sys.modules:
+    if "paramiko" in sys.modules or "docker" in sys.modules:
         import docker
 
         return docker

@@ -281,7 +281,7 @@ def test_dockerd_restart_mid_run(tmp_path: Path, home: Path) -> None:
     assert len(ticks) >= 6 and ticks == list(range(len(ticks)))
 
 
-def test_socket_permission_error_says_what_to_do() -> None:
+def test_socket_permission_error_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     from runctl.backends.docker import import_docker_sdk, unreachable_message
 
     docker = import_docker_sdk()
@@ -290,6 +290,18 @@ def test_socket_permission_error_says_what_to_do() -> None:
                                             "PermissionError(13, 'Permission denied'))")
     except docker.errors.DockerException as e:
         assert "add your user to the 'docker' group" in unreachable_message(e)
+    import socket
+
+    from runctl.backends import engine as engine_mod
+
+    class NoPermission(socket.socket):
+        def connect(self, address: Any) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(engine_mod.socket, "socket", NoPermission)
+    with pytest.raises(engine_mod.EngineUnreachable) as raised:  # runctl's own client, as a non-member sees it
+        engine_mod.Engine("unix:///var/run/docker.sock").request("GET", "/_ping")
+    assert "add your user to the 'docker' group" in unreachable_message(raised.value)
 
 
 def test_base_image_plus_pip_requirements_is_built_once(tmp_path: Path, home: Path) -> None:
