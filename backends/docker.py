@@ -178,8 +178,6 @@ def check_mounts(volumes: dict[str, dict[str, str]], store_dir: Path, allowed: b
 def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str, image: str) -> dict[str, Any]:
     """The container's name and its Engine API create request (golden-tested): one place maps
     job and target settings. Its standard input stays open for the "go" (see BOOTSTRAP)."""
-    from runctl.resources import parse_memory
-
     resources = spec.resources or {}
     docker_env = (spec.environment or {}).get("docker") or {}
     user = options.get("user") or f"{os.getuid()}:{os.getgid()}"
@@ -202,10 +200,10 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
         host["NanoCpus"] = int(float(cpus) * 1e9)
     memory = resources.get("memory", options.get("memory"))
     if memory:
-        host["Memory"] = host["MemorySwap"] = parse_memory(memory)  # no swap beyond the limit: an OOM is an OOM
+        host["Memory"] = host["MemorySwap"] = int(memory)  # bytes (core parsed it); no swap beyond: an OOM is an OOM
     shm = docker_env.get("shm_size") or options.get("shm_size")
     if shm:
-        host["ShmSize"] = parse_memory(shm)
+        host["ShmSize"] = shm_bytes(shm)
     gpus = parse_gpus(resources["gpus"] if "gpus" in resources else options.get("gpus"))
     if gpus:
         host["DeviceRequests"] = gpus
@@ -222,6 +220,13 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
         "HostConfig": host,
     }
     return {"name": f"runctl-{spec.run_id}", "body": body}
+
+
+def shm_bytes(text: str) -> int:
+    """shm_size as the schemas allow it (digits, then b, k, m or g; binary units) -> bytes."""
+    text = str(text).strip().lower()
+    power = "bkmg".find(text[-1]) if text[-1:].isalpha() else 0
+    return int(text.rstrip("bkmg")) * 1024 ** max(power, 0)
 
 
 def pip_dockerfile(base_image: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runctl.backends.base import LaunchSpec
-from runctl.backends.docker import container_spec, pip_dockerfile
+from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
 
 from .backend_contract import TARGET, BackendContract, BackendMethods
 from .conftest import ALIVE_JOB, REPO, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
@@ -104,7 +104,7 @@ class TestDockerMethods(BackendMethods):
 def test_container_spec_golden() -> None:
     spec = LaunchSpec(run_id="exp_1_abcd", experiment="exp", argv=["python3", "train it.py", "--x", "a'b\"c $(d)"],
                       env={"BATCH": "64"}, timeout_s=60, grace_s=2.5, snapshot_id="s",
-                      resources={"cpus": 2, "memory": "4g", "gpus": "all"},
+                      resources={"cpus": 2, "memory": 4 << 30, "gpus": "all"},  # as core parses "4g"
                       environment={"docker": {"image": "python:3.11-slim", "shm_size": "8g"}})
     got = container_spec(spec, {"user": "1000:1000", "network": "none"}, "/srv/runs/it's here/exp_1_abcd",
                          "python:3.11-slim")
@@ -117,6 +117,7 @@ def test_container_spec_golden() -> None:
     ids = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": [0, 2]}})
     assert container_spec(ids, {}, "/r", "i")["body"]["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0", "2"]
     assert pip_dockerfile("base:1") == (GOLDEN / "pip.Dockerfile").read_text()
+    assert [shm_bytes(t) for t in ("64", "64b", "2k", "8m", "8g", "1G")] == [64, 64, 2048, 8 << 20, 8 << 30, 1 << 30]
 
 
 def test_resources_env_and_readonly_mounts(tmp_path: Path, home: Path) -> None:
