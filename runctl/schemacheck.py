@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from .yamlpos import Located
 
 @cache
 def load_schema(name: str) -> dict:
-    return json.loads(resources.files("runctl").joinpath(name).read_text())
+    return json.loads((Path(__file__).parent / name).read_text())  # (importlib.resources: 2.5 ms more)
 
 
 def validate(located: Located, schema: dict) -> None:

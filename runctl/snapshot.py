@@ -58,9 +58,6 @@ class _Rules:
     """Ignore decisions for one path: later, deeper rules win; the root ignore file wins last."""
 
     def __init__(self, root: Path) -> None:
-        import pathspec
-
-        self._pathspec = pathspec
         self.root = root
         self.dir_specs: dict[str, Any] = {}
         self.final: list[Any] = []
@@ -81,12 +78,14 @@ class _Rules:
             raise InputError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
         except OSError as e:
             raise InputError(f"{path}: cannot read it ({e.strerror}); make it readable") from None
+        import pathspec  # only for a tree with ignore files (its import is 12 ms of a submit)
+
         for n, line in enumerate(lines, 1):
             try:
-                self._pathspec.GitIgnoreSpec.from_lines([line])
+                pathspec.GitIgnoreSpec.from_lines([line])
             except ValueError as e:
                 raise InputError(f"{path}:{n}: invalid pattern {line!r} ({e}); fix or remove the line") from None
-        return self._pathspec.GitIgnoreSpec.from_lines(lines)
+        return pathspec.GitIgnoreSpec.from_lines(lines)
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
         probe = rel + "/" if is_dir else rel
