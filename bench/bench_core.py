@@ -1,4 +1,5 @@
-"""Core benchmarks: run.log() cost, CLI start-up, `runctl list` with 1,000 runs, snapshot time.
+"""Core benchmarks: run.log() cost, CLI start-up, `runctl list` with 1,000 runs, a job on the
+local backend, snapshot time, a million values' sync.
 
     python bench/bench_core.py [--quick]
 
@@ -20,7 +21,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from common import cli_env
+from common import cli_env, first_line
 
 ROWS: list[tuple[str, str, str, str]] = []
 
@@ -224,16 +225,44 @@ def bench_sync(tmp: Path) -> None:
         f"`json.loads` of them from one file: {peer:.2f} s", f"{took / peer:.1f}x")
 
 
+def bench_local(tmp: Path, repeat: int) -> None:
+    """A job on the default local backend: `submit --follow` to its first line, and a
+    one-line job until `submit --wait` returns, against running the script directly."""
+    proj = tmp / "localproj"
+    proj.mkdir()
+    (proj / "stream.py").write_text("import time; print(1, flush=True); time.sleep(0.5)\n")
+    (proj / "one.py").write_text("print(1)\n")
+    (proj / "stream.yaml").write_text("script: stream.py\nexperiment: localbench\n")
+    (proj / "one.yaml").write_text("script: one.py\nexperiment: localbench\n")
+    env = cli_env(RUNCTL_HOME=str(tmp / "localhome"))
+    cmd = _runctl_cmd().split()
+    subprocess.run([*cmd, "submit", "one.yaml", "--wait", "-q"], cwd=proj, env=env, capture_output=True, check=True)
+    ours_first, raw_first, ours_total, raw_total = [], [], [], []
+    for _ in range(repeat):  # interleaved, as this machine drifts
+        ours_first.append(first_line([*cmd, "submit", "stream.yaml", "--follow"], proj, env))
+        raw_first.append(first_line(["python3", "stream.py"], proj, env))
+        ours_total.append(median_time(lambda: subprocess.run([*cmd, "submit", "one.yaml", "--wait", "-q"], cwd=proj,
+                                                             env=env, capture_output=True, check=True), 1))
+        raw_total.append(median_time(lambda: subprocess.run(["python3", "one.py"], cwd=proj, env=env,
+                                                            capture_output=True, check=True), 1))
+    med = statistics.median
+    row(f"local backend: first output line, `submit --follow` (median of {repeat})", f"{med(ours_first) * 1000:.0f} ms",
+        f"`python3 stream.py`: {med(raw_first) * 1000:.0f} ms", f"+{(med(ours_first) - med(raw_first)) * 1000:.0f} ms")
+    row(f"local backend: one-line job, `submit --wait` (median of {repeat})", f"{med(ours_total) * 1000:.0f} ms",
+        f"`python3 one.py`: {med(raw_total) * 1000:.0f} ms", f"+{(med(ours_total) - med(raw_total)) * 1000:.0f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
-    ap.add_argument("--only", choices=["log", "help", "list", "snapshot", "sync"], help="one part only")
+    ap.add_argument("--only", choices=["log", "help", "list", "local", "snapshot", "sync"], help="one part only")
     args = ap.parse_args()
     repeat = 3 if args.quick else 10
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         parts = {"log": lambda: bench_log(tmp, 100_000, 5 if not args.quick else 3), "help": lambda: bench_help(tmp, repeat),
-                 "list": lambda: bench_list(tmp, repeat), "snapshot": lambda: bench_snapshot(tmp, 5 if not args.quick else 3),
+                 "list": lambda: bench_list(tmp, repeat), "local": lambda: bench_local(tmp, repeat),
+                 "snapshot": lambda: bench_snapshot(tmp, 5 if not args.quick else 3),
                  "sync": lambda: bench_sync(tmp)}
         for name, part in parts.items():
             if args.only in (None, name):
