@@ -29,6 +29,7 @@ from .sshlink import (  # noqa: F401  (AGENT_FILES, RUNCTL_PKG, SAFEFS: where th
     HostLink,
     HostSettings,
     SSHTransport,
+    Unanswered,
     trust_host,
 )
 from .transport import Transport
@@ -59,6 +60,7 @@ class SSHBackend(Backend):
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
         self.links = {alias: HostLink(alias, options) for alias in (options.get("hosts") or [target])}
+        self.unanswered = Unanswered(store_dir / "ssh-unanswered.json", float(options.get("retry_unanswered_s", 30)))
         self.python = options.get("python", "python3")
         self._chosen: dict[str, tuple[HostLink, list[int]]] = {}  # run id -> (host, GPUs) placement chose
 
@@ -177,11 +179,17 @@ class SSHBackend(Backend):
         states: dict[str, JobState] = {}
         unreachable = []
         for alias, group in by_host.items():
+            why = self.unanswered.recent(alias)  # it failed moments ago: say so at once
+            if why is not None:
+                unreachable.append(why)
+                continue
             try:
                 answer = self.links[alias].statuses([h.run_dir for h in group], {h.run_dir for h in group if h.pending})
             except BackendUnreachable as e:
+                self.unanswered.remember(alias, str(e))
                 unreachable.append(str(e))
                 continue
+            self.unanswered.forget(alias)
             for h in group:
                 states[h.run_dir] = self._map(h, answer["runs"][h.run_dir], answer.get("boot_id"))
         if unreachable:  # never guessed: those runs keep their last state
@@ -238,6 +246,7 @@ class SSHBackend(Backend):
         for link in self.links.values():
             try:
                 lines += self._check_host(link)
+                self.unanswered.forget(link.alias)  # `runctl list` asks it again now
             except RunctlError as e:
                 failed.append(e)
                 lines.append(f"{link.alias}: NOT usable: {e}")

@@ -15,6 +15,7 @@ import os
 import posixpath
 import shlex
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,7 +34,66 @@ SSH_OPTIONS: dict[str, Any] = {
     "connect_timeout_s": {"type": "number", "exclusiveMinimum": 0},
     "command_timeout_s": {"type": "number", "exclusiveMinimum": 0,
                           "description": "a remote request that takes longer counts as a dropped link"},
+    "retry_unanswered_s": {"type": "number", "minimum": 0,
+                           "description": "after a host did not answer, `runctl list` within this long says so at "
+                                          "once instead of waiting connect_timeout_s again (default 30; 0: always ask)"},
 }
+
+
+class Unanswered:
+    """Hosts that did not answer a status request lately, kept in one small JSON file in
+    runctl's store, so that the next `runctl list` (another process) reports such a host at
+    once instead of spending its connect_timeout_s on it again. A host is asked again
+    ``retry_s`` after it last failed, at once by `runctl compute check`, and a second time
+    within the same command (a `wait` retrying really asks)."""
+
+    def __init__(self, path: Path, retry_s: float) -> None:
+        self.path = path
+        self.retry_s = retry_s
+        self.asked_anyway: set[str] = set()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+            os.replace(tmp, self.path)
+        except OSError:  # a hint only: never worth failing a command for
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def recent(self, alias: str) -> str | None:
+        """Why ``alias`` is not asked now (it failed less than retry_s ago), or None."""
+        if alias in self.asked_anyway:
+            return None
+        entry = self._read().get(alias)
+        if not isinstance(entry, dict) or not self.retry_s:
+            return None
+        ago = time.time() - float(entry.get("at", 0))
+        if not 0 <= ago < self.retry_s:
+            return None
+        self.asked_anyway.add(alias)  # a second look within this command asks for real
+        return (f"{alias}: did not answer {ago:.0f} s ago ({str(entry.get('error', ''))[:200]}); runctl asks it "
+                f"again {self.retry_s - ago:.0f} s from now, `runctl compute check` asks now")
+
+    def remember(self, alias: str, error: str) -> None:
+        data = self._read()
+        data[alias] = {"at": time.time(), "error": error}
+        self._write(data)
+
+    def forget(self, alias: str) -> None:
+        data = self._read()
+        if alias in data:
+            del data[alias]
+            self._write(data)
 
 RUNCTL_PKG = Path(__file__).resolve().parent.parent / "runctl"
 if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives inside runctl/

@@ -248,7 +248,12 @@ def test_an_unreachable_host_leaves_its_runs_as_they_were_with_a_warning(tmp_pat
     states = {run["id"]: run["status"] for run in r.json()}
     assert states == {ran: "Completed", away: "Running"}, states
     time.sleep(4)  # the slow job has ended on the host meanwhile: still nothing is guessed
-    assert {run["id"]: run["status"] for run in proj.cli("list", "--json").json()}[away] == "Running"
+    again = proj.cli("list", "--json")
+    assert {run["id"]: run["status"] for run in again.json()}[away] == "Running"
+    assert f"{lost}: did not answer" in again.err and "compute check` asks now" in again.err, \
+        "a host that failed moments ago is reported at once, not asked again"
+    checked = proj.cli("compute", "check", "lab")
+    assert checked.rc == 4 and f"{lost}: NOT usable: {lost}: connecting" in checked.err, "the check asks for real"
     _edit_handle(home, away, host=HOST)  # the host answers again
     assert proj.cli("wait", away, "--timeout", "60").rc == 0
     assert "slow" in proj.cli("logs", away, check=True).out
