@@ -197,6 +197,9 @@ class Engine:
             except OSError as e:
                 self.close()
                 raise EngineUnreachable(f"cannot reach the Docker daemon at {self.url}: {e}") from e
+            except EngineError:  # an answer that could not be read: the connection is in no known state
+                self.close()
+                raise
             if status >= 400:
                 raise EngineError(status, _message(data) or f"HTTP {status} for {method} {path}")
             if not data:
