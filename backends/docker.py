@@ -462,7 +462,15 @@ class DockerBackend(HostDirBackend):
         start = self._starting.pop(spec.run_id, None)
         if start is None:
             start = _Start(self, spec, handle, self._image_for(spec) or self.build_image(spec, run_dir))
-        container_id = start.go(self, spec.secret_env)
+        try:
+            container_id = start.go(self, spec.secret_env)
+        except Exception:
+            # Canceled while its container waited for "go" (the stop closed the stream): the run
+            # is recorded canceled before it started, not as a failure to start.
+            if self.cancel_requested(handle) and abandon_unstarted(handle.run_dir, canceled=True) is not None:
+                container_id = start.container_id or ""
+            else:
+                raise
         return Handle("docker", container_id, handle.run_dir, host=handle.host,
                       extra={"image": start.image, "name": start.name})
 

@@ -488,3 +488,41 @@ def test_a_daemon_elsewhere_is_refused_with_the_field_named(tmp_path: Path, home
     res = proj.cli("submit", str(job))
     assert res.rc == 2 and "base_url" in res.err and "ssh://gpu-box" in res.err and "SSH compute target" in res.err
     assert proj.cli("list", "--json", check=True).json() == []
+
+
+def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path: Path, home: Path) -> None:
+    """`runctl cancel` in the moment between the container's start and the "go": the job
+    never runs, and the run ends Canceled, not Failed to start."""
+    from runctl.backends.docker import DockerBackend
+    from runctl.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store import Store
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "t.py").write_text("print('job ran')\n")
+    store = Store(home)
+    sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
+    backend = DockerBackend("d", {"image": IMAGE}, home)
+    spec = LaunchSpec(run_id="exp_1_cancelwait", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
+                      grace_s=1, snapshot_id=sid)
+    handle = backend.plan(spec)
+    backend.begin(spec, handle)
+    start = backend._starting[spec.run_id]
+    start.thread.join()
+    try:
+        assert start.error is None
+        stage_run_dir(backend, spec, home)
+        backend.cancel(handle)  # what `runctl cancel` does with the pending handle
+        wait_for(lambda: not backend.engine.inspect(start.container_id)["State"]["Running"], what="the container to stop")
+        done = backend.submit(spec, handle)
+        state = backend.status(done)
+    finally:
+        if start.container_id:
+            backend._remove({"Id": start.container_id})
+    # (whether the daemon still took the "go" on the stopped container's stream is a race: both end Canceled)
+    assert state.status.value == "Canceled" and state.error in ("canceled", "canceled before it started"), state
+    assert "job ran" not in (Path(handle.run_dir) / "logs" / "std_log.txt").read_text(errors="replace") \
+        if (Path(handle.run_dir) / "logs" / "std_log.txt").exists() else True
+    backend.release(done, state)
+    assert backend.engine.containers([f"runctl.run_id={spec.run_id}"]) == []
+    backend.close()
