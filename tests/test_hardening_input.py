@@ -128,6 +128,8 @@ def test_unreadable_source_is_exit_2(tmp_path: Path) -> None:
     store.mkdir()
     for p in (tmp_path, src, store):
         os.chmod(p, 0o777)
+    import pathspec  # noqa: F401  (imported while root: nobody may not read this venv, e.g. under a 0700 mktemp)
+
     from runctl.snapshot import ObjectStore, list_source, take_snapshot
 
     err = _as_nobody(lambda: list_source(src))
