@@ -134,13 +134,13 @@ def fake(tmp_path: Path) -> tuple[Any, Any, str]:
 ALIVE_JOB = "from azureml.core import Run\nRun.get_context().log('alive', 1)\nprint('job ran')\n"
 
 
-def kill_submits_at_random(proj: Project, job: Path, kills: int, seed: int) -> list[dict]:
-    """SIGKILL `runctl submit JOB` (a job made from ALIVE_JOB) at random instants of its path
-    (a third across all of it, the rest across its second half, where the record, the run
-    directory and the launcher are made); wait for every run; check that each ended true
-    (ran, with its metric and log line, or recorded as never run). Returns the final runs."""
+def kill_submits_at_random(proj: Project, job: Path, kills: int, seed: int, sig: int = 9) -> list[dict]:
+    """SIGKILL (or ``sig``: SIGINT is a Ctrl-C) `runctl submit JOB` (a job made from
+    ALIVE_JOB) at random instants of its path (a third across all of it, the rest across its
+    second half, where the record, the run directory and the launcher are made); wait for
+    every run; check that each ended true (ran, with its metric and log line, or recorded as
+    never run). Returns the final runs."""
     import random
-    import signal
 
     t0 = time.monotonic()
     proj.cli("submit", str(job), "-q", check=True)
@@ -149,7 +149,7 @@ def kill_submits_at_random(proj: Project, job: Path, kills: int, seed: int) -> l
     for i in range(kills):
         p = proj.popen("submit", str(job), "-q")
         time.sleep(rng.uniform(0, whole * 1.1) if i % 3 == 0 else rng.uniform(whole * 0.5, whole * 1.05))
-        p.send_signal(signal.SIGKILL)
+        p.send_signal(sig)
         p.communicate()
     for r in proj.cli("list", "--json", "--limit", "0", check=True).json():
         proj.cli("wait", r["id"], "--timeout", "90")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -352,14 +353,16 @@ def test_gpus_without_the_nvidia_toolkit_say_what_to_install(tmp_path: Path, hom
         assert r.rc == 2 and said in r.err, r.err
 
 
-def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path: Path, home: Path) -> None:
-    """The crash hand-over with a real dockerd: every run ends true, and no container of a run
-    that the store calls never-started exists or ever runs."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path: Path, home: Path, sig: int) -> None:
+    """The crash hand-over with a real dockerd (SIGKILL; and Ctrl-C, which aborts a container
+    begun beside staging): every run ends true, and no container of a run that the store
+    calls never-started exists or ever runs."""
     import docker
 
     proj = docker_proj(tmp_path)
     job = proj.script_job(ALIVE_JOB, compute_target=TARGET, environment={"docker": {"image": IMAGE}})
-    final = kill_submits_at_random(proj, job, kills=16, seed=11)
+    final = kill_submits_at_random(proj, job, kills=16 if sig == signal.SIGKILL else 8, seed=11, sig=sig)
     client = docker.from_env()
     try:
         ids = {r["id"] for r in final}
