@@ -211,7 +211,8 @@ class BackendContract:
             os.symlink(os.path.join(host, "events.jsonl"), os.path.join(rd, "events.jsonl"))
             print("planted", flush=True)
             """)
-        assert proj.cli("wait", run_id, "--timeout", "60").rc == 0
+        waited = proj.cli("wait", run_id, "--timeout", "60")
+        assert waited.rc == 0, (waited.err, proj.cli("logs", run_id).out, proj.cli("status", run_id, "--json").out)
         proj.cli("cancel", run_id)  # touches the cancel marker: never through the planted .runctl
         assert sorted((p.name, p.stat().st_mode, p.read_bytes()) for p in host.iterdir()) == before
         assert "leak" not in proj.cli("metrics", run_id, "--json", check=True).json()
