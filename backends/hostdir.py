@@ -117,8 +117,18 @@ def read_status(run_dir: str) -> dict[str, Any]:
 
 
 def launcher_alive(run_dir: str) -> bool:
-    """Does a launcher hold RUN_DIR's lock now? (It holds it for its whole life.)"""
-    return _with_free_lock(run_dir, lambda: None) == safefs.HELD
+    """Does a launcher hold RUN_DIR's lock now? (It holds it for its whole life.) If the job
+    replaced .runctl with a link, the lock cannot be reached: then the launcher's pid and
+    start time in status.json say, so a hostile job cannot make a live launcher look dead.
+    Ask this BEFORE reading status.json: a launcher that is gone by now wrote its last word."""
+    held = safefs.lock_held(run_dir, P.LOCK_FILE)
+    if held is not None:
+        return held
+    from runctl.launcher import process_alive
+
+    st = read_status(run_dir)
+    pid = st.get("launcher_pid")
+    return isinstance(pid, int) and process_alive(pid, st.get("launcher_start_ticks"))
 
 
 def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | None:

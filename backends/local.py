@@ -52,8 +52,8 @@ class LocalBackend(HostDirBackend):
         return Handle("local", str(pid), handle.run_dir, host=handle.host)
 
     def status(self, handle: Handle) -> JobState:
+        alive = launcher_alive(handle.run_dir)  # first: a launcher gone by now has written its last status
         st = read_status(handle.run_dir)
-        alive = launcher_alive(handle.run_dir)
         if not st and not alive:
             st = abandon_unstarted(handle.run_dir) or read_status(handle.run_dir)
         return map_state(st, alive, self.cancel_requested(handle))

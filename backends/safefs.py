@@ -146,6 +146,36 @@ def with_free_lock(root: str, rel: str, fn: Callable[[], Any]) -> Any:
         os.close(fd)
 
 
+def lock_held(root: str, rel: str) -> bool | None:
+    """Does a process hold the flock on RUN_DIR/rel (the launcher lock)? None when that
+    cannot be told: the job replaced the lock's folder or the lock with something else (a
+    link, a FIFO). No lock file, or no RUN_DIR at all, is False: nothing was ever started."""
+    parent, name = os.path.split(rel)
+    try:
+        dfd = open_dir(root, parent)
+    except OSError:
+        if not os.path.lexists(root) or (os.path.isdir(root) and not os.path.lexists(os.path.join(root, parent))):
+            return False
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False  # free (released as the file closes)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def touch(root: str, rel: str) -> None:
     """Create RUN_DIR/rel (and its directories) without following a link the job planted."""
     parts = _components(rel)

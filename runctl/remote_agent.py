@@ -51,10 +51,22 @@ def abandon(run_dir, canceled=False):
     return None if result == "held" else result
 
 
+def launcher_alive(run_dir):
+    """The launcher lock held; or, when the job replaced .runctl so that the lock cannot be
+    reached, the launcher's pid and start time in status.json alive. (Asked before reading
+    status.json: a launcher gone by then has written its last status.)"""
+    held = safefs.lock_held(run_dir, P.LOCK_FILE)
+    if held is not None:
+        return held
+    st = safefs.read_json(run_dir, P.STATUS_FILE)
+    pid = st.get("launcher_pid")
+    return isinstance(pid, int) and launcher.process_alive(pid, st.get("launcher_start_ticks"))
+
+
 def op_status(req):
     out = {}
     for run_dir in req["runs"]:
-        alive = lock_free(run_dir, lambda: False) == "held"
+        alive = launcher_alive(run_dir)
         st = safefs.read_json(run_dir, P.STATUS_FILE)
         if not st and not alive and req.get("abandon_pending", {}).get(run_dir):
             st = abandon(run_dir) or safefs.read_json(run_dir, P.STATUS_FILE)
@@ -70,7 +82,7 @@ def op_cancel(req):
     except OSError:
         pass
     st = safefs.read_json(run_dir, P.STATUS_FILE)
-    if lock_free(run_dir, lambda: False) == "held":
+    if launcher_alive(run_dir):
         pid = st.get("launcher_pid")
         if isinstance(pid, int) and launcher.process_alive(pid, st.get("launcher_start_ticks")):
             os.kill(pid, signal.SIGTERM)
@@ -213,8 +225,7 @@ def op_gc(req):
                 os.unlink(path)
 
     for run_dir in req.get("runs") or []:
-        if os.path.dirname(os.path.normpath(run_dir)) == os.path.normpath(work) and \
-                lock_free(run_dir, lambda: False) != "held":
+        if os.path.dirname(os.path.normpath(run_dir)) == os.path.normpath(work) and not launcher_alive(run_dir):
             remove(run_dir, 0)
     cache = os.path.join(work, ".objects")
     for sub in sorted(os.listdir(cache)) if os.path.isdir(cache) else []:
@@ -520,7 +531,7 @@ def _reservation_live(path):
         age = time.time() - os.stat(path).st_mtime
     except OSError:
         return False
-    if lock_free(run_dir, lambda: False) == "held":
+    if launcher_alive(run_dir):
         return True
     st = safefs.read_json(run_dir, P.STATUS_FILE)
     return not st and age < RESERVATION_GRACE_S

@@ -226,6 +226,30 @@ class BackendContract:
             assert name in skipped
 
 
+    def test_a_job_that_hides_the_launcher_lock_still_runs_to_its_true_end(self, proj: Project, tmp_path: Path) -> None:
+        """A job replaces .runctl (where the launcher lock lives) with a link: runctl cannot
+        reach the lock, and must not take the live launcher for dead (a run marked Failed
+        while it runs, never corrected): the launcher's pid and start time say it lives."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        os.chmod(elsewhere, 0o777)
+        run_id = self.submit(proj, f"""
+            import os, time
+            rd = os.environ["RUNCTL_RUN_DIR"]
+            os.rename(os.path.join(rd, ".runctl"), os.path.join(rd, ".runctl-moved"))
+            os.symlink({str(elsewhere)!r}, os.path.join(rd, ".runctl"))
+            print("hidden", flush=True)
+            time.sleep(3)
+            print("done", flush=True)
+            """)
+        wait_for(lambda: "hidden" in proj.cli("logs", run_id).out, what="the job to hide the lock")
+        assert self.status(proj, run_id)["status"] == "Running", "a live launcher behind a planted link"
+        waited = proj.cli("wait", run_id, "--timeout", "60")
+        assert waited.rc == 0, waited.err
+        assert self.status(proj, run_id)["status"] == "Completed"
+        assert "done" in proj.cli("logs", run_id, check=True).out
+        assert list(elsewhere.iterdir()) == [], "nothing is made through the link"
+
     def test_secrets_reach_only_the_job(self, proj: Project, home: Path) -> None:
         """A ${env:NAME} secret: the job sees it; no file under the store or RUN_DIR holds it,
         and no process but the job's has it in its environment (not the launcher's)."""
