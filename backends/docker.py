@@ -39,7 +39,8 @@ CANCEL_ESCALATE_S = 10.0
 # The container's command. It starts at once, while runctl still stages RUN_DIR, and waits
 # for "go" on its standard input (sent once RUN_DIR is complete; the end of input instead
 # means the submitter stopped first: NOT_STARTED_EXIT, nothing ran). With Python in the
-# image, that Python starts now, waits, then runs the launcher, which reads the secret
+# image, that Python starts now (-S: the launcher is stdlib only, and an image's .pth files
+# can cost tens of milliseconds), waits, then runs the launcher, which reads the secret
 # variables that follow "go"; without, the command runs directly with its output in the
 # run's log (and `timeout` for the limit).
 NOT_STARTED_EXIT = 75
@@ -54,7 +55,7 @@ BOOTSTRAP = r"""run=/runctl/run
 wait_for_go=$1
 shift
 if command -v "$RUNCTL_PYTHON" >/dev/null 2>&1; then
-    exec "$RUNCTL_PYTHON" -c "$wait_for_go" "$run"
+    exec "$RUNCTL_PYTHON" -S -c "$wait_for_go" "$run"
 fi
 IFS= read -r go || go=
 [ "$go" = go ] || exit 75

@@ -43,7 +43,9 @@ class LocalBackend(HostDirBackend):
         run_dir = Path(handle.run_dir)
         try:
             out = subprocess.run(  # secrets on its stdin: never in argv, a file, or a listable environment
-                [sys.executable, str(run_dir / P.LAUNCHER_FILE), "--detach", "--secrets-stdin", str(run_dir)],
+                # -S: the launcher is stdlib only, and site's .pth files (an editable install, conda)
+                # cost 20 ms or more of every start
+                [sys.executable, "-S", str(run_dir / P.LAUNCHER_FILE), "--detach", "--secrets-stdin", str(run_dir)],
                 input=json.dumps(spec.secret_env), capture_output=True, text=True, timeout=60, check=True,
             )
             pid = int(out.stdout.strip())
