@@ -67,24 +67,9 @@ class HostDirBackend(Backend):
             return
         shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
 
-    WATCH_EVERY_S = 0.005  # while the caller polls fast (a run's first seconds) ...
-    WATCH_SLOW_S = 0.05  # ... and once it has backed off (a long wait costs 20 lstat pairs a second)
-
     def wait_for_change(self, handle: Handle, timeout_s: float) -> None:
-        """Look every 5 ms (two lstat calls; 50 ms once the caller polls less often than
-        every 0.1 s) for a new status.json (the launcher replaces it when the job starts and
-        ends) or a first byte in the job's log. Later output waits for the caller's poll, so
-        a chatty job does not make its follower spin."""
-        every = self.WATCH_EVERY_S if timeout_s <= 0.1 else self.WATCH_SLOW_S
-        status = os.path.join(handle.run_dir, P.STATUS_FILE)
-        log = os.path.join(handle.run_dir, P.LOG_FILE)
-        before = _probe(status)
-        log_empty = not (_probe(log) or (0,))[0]
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(every, left))
-            if _probe(status) != before or (log_empty and (_probe(log) or (0,))[0]):
-                return
+        """Return as soon as the run starts, prints its first byte or ends (safefs.watch)."""
+        safefs.watch(handle.run_dir, P.STATUS_FILE, P.LOG_FILE, timeout_s)
 
     def mark_cancel(self, handle: Handle) -> None:
         try:
@@ -100,16 +85,6 @@ class HostDirBackend(Backend):
     def cancel_marker_age(handle: Handle) -> float:
         t = safefs.mtime(handle.run_dir, P.CANCEL_MARKER)
         return 0.0 if t is None else time.time() - t
-
-
-def _probe(path: str) -> tuple[int, int, int] | None:
-    """(size, mtime, inode) of ``path``, never opening it (a hint only: what a job planted
-    there can at worst wake its follower early)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def read_status(run_dir: str) -> dict[str, Any]:

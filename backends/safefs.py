@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import stat
+import time
 from typing import Any, Callable, Iterator
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -174,6 +175,38 @@ def lock_held(root: str, rel: str) -> bool | None:
         return True
     finally:
         os.close(fd)
+
+
+WATCH_EVERY_S = 0.005  # while the caller polls fast (a run's first seconds) ...
+WATCH_SLOW_S = 0.05  # ... and once it has backed off (a long wait costs 20 lstat pairs a second)
+
+
+def watch(root: str, status_rel: str, log_rel: str, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for RUN_DIR/status_rel to be replaced (the launcher does so
+    when the job starts and ends) or for RUN_DIR/log_rel to get its first byte; True if one
+    happened. Two lstat calls every 5 ms (50 ms when the caller waits longer than 0.1 s);
+    nothing is opened, and what a job plants there can at worst wake its follower early.
+    Later output waits for the caller's poll, so a chatty job does not make its follower spin."""
+    every = WATCH_EVERY_S if timeout_s <= 0.1 else WATCH_SLOW_S
+    status, log = os.path.join(root, status_rel), os.path.join(root, log_rel)
+    before = _probe(status)
+    log_empty = not (_probe(log) or (0,))[0]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(every, left))
+        if _probe(status) != before or (log_empty and (_probe(log) or (0,))[0]):
+            return True
+
+
+def _probe(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def touch(root: str, rel: str) -> None:

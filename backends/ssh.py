@@ -168,6 +168,17 @@ class SSHBackend(Backend):
         return Handle(self.name, str(started["pid"]), handle.run_dir, host=link.alias,
                       extra={"boot_id": started["boot_id"], "gpus": gpus})
 
+    def wait_for_change(self, handle: Handle, timeout_s: float) -> None:
+        """The agent waits beside the run (op ``watch``) and answers as soon as the job starts,
+        prints or ends: a follower sees the first line without a poll's delay."""
+        if handle.pending or timeout_s <= 0:
+            time.sleep(max(0.0, timeout_s))
+            return
+        try:
+            self.link(handle).agent({"op": "watch", "run_dir": handle.run_dir, "timeout_s": timeout_s})
+        except BackendUnreachable:
+            pass  # the next look at the run says so (and core retries with back-off)
+
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]
 

@@ -75,6 +75,13 @@ def op_status(req):
     return {"runs": out, "boot_id": boot_id()}
 
 
+def op_watch(req):
+    """The follower's wait, done beside the run: up to timeout_s (at most 5 s) for its start,
+    first output or end (safefs.watch)."""
+    timeout = max(0.0, min(float(req.get("timeout_s") or 0), 5.0))
+    return {"changed": safefs.watch(req["run_dir"], P.STATUS_FILE, P.LOG_FILE, timeout)}
+
+
 def op_cancel(req):
     run_dir = req["run_dir"]
     try:
@@ -585,7 +592,7 @@ def op_release_gpus(req):
     return {}
 
 
-OPS = {"status": op_status, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
+OPS = {"status": op_status, "watch": op_watch, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
        "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch,
        "run": op_run, "mark_cancel": op_mark_cancel, "gc": op_gc,

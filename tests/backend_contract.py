@@ -458,3 +458,19 @@ class BackendMethods:
                 backend.status(backend.plan(spec))
         finally:
             backend.close()
+
+
+class WatchingMethods:
+    """For backends whose ``wait_for_change`` watches the run (local, Docker, SSH): a
+    follower is woken by the run's start, first output and end, not by its timeout."""
+
+    def test_a_follower_is_woken_by_the_run(self, rig: Any) -> None:
+        import time
+
+        spec = BackendMethods._spec(self, rig, "grow", "exp_1_watch")  # type: ignore[arg-type]
+        handle, _ = BackendMethods._start(self, rig, spec)  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        while not rig.backend.status(handle).status.is_terminal:
+            rig.backend.wait_for_change(handle, 30)
+            assert time.monotonic() - t0 < 25, "woken by the run, not by the 30 s timeout"
+

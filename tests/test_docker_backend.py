@@ -16,7 +16,7 @@ import pytest
 from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
 
-from .backend_contract import TARGET, BackendContract, BackendMethods
+from .backend_contract import TARGET, BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, REPO, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
@@ -75,7 +75,7 @@ class TestDockerContract(BackendContract):
         return {"environment": {"docker": {"image": IMAGE}}}
 
 
-class TestDockerMethods(BackendMethods):
+class TestDockerMethods(WatchingMethods, BackendMethods):
     @pytest.fixture
     def make_backend(self, home: Path) -> Any:
         from runctl.backends.docker import DockerBackend

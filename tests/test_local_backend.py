@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .backend_contract import BackendContract, BackendMethods
+from .backend_contract import BackendContract, BackendMethods, WatchingMethods
 
 
 class TestLocalContract(BackendContract):
@@ -20,7 +20,7 @@ class TestLocalContract(BackendContract):
         return {"type": "local"}
 
 
-class TestLocalMethods(BackendMethods):
+class TestLocalMethods(WatchingMethods, BackendMethods):
     @pytest.fixture
     def make_backend(self, home: Path) -> Any:
         from runctl.backends.local import LocalBackend

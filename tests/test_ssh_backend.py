@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .backend_contract import BackendContract, BackendMethods
+from .backend_contract import BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, Project, kill_submits_at_random, require_service
 
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
@@ -56,7 +56,7 @@ def target(**more: Any) -> dict[str, Any]:
             "known_hosts": str(STATE / "known_hosts"), "python": "/usr/bin/python3", **more}
 
 
-class TestSSHMethods(BackendMethods):
+class TestSSHMethods(WatchingMethods, BackendMethods):
     @pytest.fixture
     def make_backend(self, home: Path) -> Any:
         from runctl.backends.ssh import SSHBackend
