@@ -135,7 +135,10 @@ def once(gpus):
 once(0); once(1)
 print(json.dumps([statistics.median(once(g) for _ in range({repeat * 5})) for g in (1, 0)]))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"placement bench failed: {done.stderr[-2000:]}")
+    out = done.stdout
     with_gpu, without = json.loads(out.strip().splitlines()[-1])
     return ("placement: check + plan of a run wanting 1 GPU vs none (warm connection)", with_gpu, without)
 
