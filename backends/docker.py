@@ -263,8 +263,11 @@ class DockerBackend(HostDirBackend):
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
         super().__init__(target, options, store_dir)
         problem = check_url(engine_url(options.get("base_url")))
-        if problem:
+        if problem and options.get("base_url"):
             raise ConfigError(problem, field="base_url", hint="remove base_url to use this machine's daemon")
+        if problem:  # from DOCKER_HOST (e.g. a remote Docker context exported in the shell)
+            raise ConfigError(f"DOCKER_HOST in runctl's environment: {problem}", field="type",
+                              hint="unset DOCKER_HOST, or set base_url: unix:///var/run/docker.sock in this target")
         self._engine: Engine | None = None
         self._sdk: Any = None
         self._starting: dict[str, _Start] = {}  # run id -> its container's start, begun while staging

@@ -491,6 +491,10 @@ def test_a_daemon_elsewhere_is_refused_with_the_field_named(tmp_path: Path, home
     res = proj.cli("submit", str(job))
     assert res.rc == 2 and "base_url" in res.err and "ssh://gpu-box" in res.err and "SSH compute target" in res.err
     assert proj.cli("list", "--json", check=True).json() == []
+    plain = docker_proj(tmp_path / "plain")
+    job = plain.script_job("print(1)\n", compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    res = plain.cli("submit", str(job), env={"DOCKER_HOST": "ssh://gpu-box"})
+    assert res.rc == 2 and "DOCKER_HOST" in res.err and "unset DOCKER_HOST" in res.err, res.err
 
 
 def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path: Path, home: Path) -> None:
