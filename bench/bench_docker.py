@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--image", default="local/python:3.11-bookworm")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
-        proj = Path(d)
-        (proj / ".runctl").mkdir()
+        proj = Path(d) / "proj"  # the store beside it, in the same temporary folder (removed after)
+        (proj / ".runctl").mkdir(parents=True)
         (proj / ".runctl" / "config.yaml").write_text("compute_targets:\n  docker-cpu: {type: docker}\n")
         (proj / "one.py").write_text("print(1)\n")
         (proj / "job.yaml").write_text(f"script: one.py\ncompute_target: docker-cpu\nenvironment:\n"
@@ -44,7 +44,7 @@ def main() -> None:
         (proj / "stream.py").write_text(STREAM_JOB + "\n")
         (proj / "stream.yaml").write_text(f"script: stream.py\ncompute_target: docker-cpu\nenvironment:\n"
                                           f"  docker: {{image: '{args.image}'}}\n")
-        env = cli_env(RUNCTL_HOME=str(Path(d + "-store")))
+        env = cli_env(RUNCTL_HOME=str(Path(d) / "store"))
         raw_cmd = ["docker", "run", "--rm", args.image, "python3", "-c", "print(1)"]
         raw_stream_cmd = ["docker", "run", "--rm", args.image, "python3", "-c", STREAM_JOB]
         subprocess.run(raw_cmd, check=True, capture_output=True)  # warm the page cache for both
