@@ -50,7 +50,8 @@ class Unanswered:
     def __init__(self, path: Path, retry_s: float) -> None:
         self.path = path
         self.retry_s = retry_s
-        self.asked_anyway: set[str] = set()
+        self.looked: set[str] = set()  # aliases this command has looked up (once: later looks ask for real)
+        self.listed: set[str] = set()  # of those, the ones the file held (or this command added)
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -71,16 +72,18 @@ class Unanswered:
                 os.unlink(tmp)
 
     def recent(self, alias: str) -> str | None:
-        """Why ``alias`` is not asked now (it failed less than retry_s ago), or None."""
-        if alias in self.asked_anyway:
+        """Why ``alias`` is not asked now (it failed less than retry_s ago), or None. Only
+        the command's first look reads the file: a second one (a `wait` retrying) asks."""
+        if alias in self.looked:
             return None
+        self.looked.add(alias)
         entry = self._read().get(alias)
-        if not isinstance(entry, dict) or not self.retry_s:
+        if not isinstance(entry, dict):
             return None
+        self.listed.add(alias)
         ago = time.time() - float(entry.get("at", 0))
-        if not 0 <= ago < self.retry_s:
+        if not self.retry_s or not 0 <= ago < self.retry_s:
             return None
-        self.asked_anyway.add(alias)  # a second look within this command asks for real
         return (f"{alias}: did not answer {ago:.0f} s ago ({str(entry.get('error', ''))[:200]}); runctl asks it "
                 f"again {self.retry_s - ago:.0f} s from now, `runctl compute check` asks now")
 
@@ -88,8 +91,13 @@ class Unanswered:
         data = self._read()
         data[alias] = {"at": time.time(), "error": error}
         self._write(data)
+        self.listed.add(alias)
 
     def forget(self, alias: str) -> None:
+        """The host answered: clear its entry (no file I/O when this command's look found none)."""
+        if alias in self.looked and alias not in self.listed:
+            return
+        self.listed.discard(alias)
         data = self._read()
         if alias in data:
             del data[alias]

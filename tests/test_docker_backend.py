@@ -372,6 +372,21 @@ def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path
         client.close()
 
 
+def one_line_snapshot(tmp_path: Path, home: Path) -> str:
+    """The snapshot id of a source folder whose t.py prints 'job ran', in the store at ``home``."""
+    from runctl.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store import Store
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "t.py").write_text("print('job ran')\n")
+    store = Store(home)
+    try:
+        return take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("made", ["nothing", "run dir", "created container", "started, no go"])
 def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: Path, made: str) -> None:
     """The instants the random kills rarely hit, made on purpose: submit died after recording
@@ -380,14 +395,8 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     import docker
 
     from runctl.backends.docker import DockerBackend
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "t.py").write_text("print('job ran')\n")
-    store = Store(home)
-    sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
+    sid = one_line_snapshot(tmp_path, home)
     backend = DockerBackend("d", {"image": IMAGE}, home)
     spec = LaunchSpec(run_id=f"exp_1_{re.sub('[^a-z]', '', made)}", experiment="exp", argv=["python3", "t.py"], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
@@ -422,7 +431,6 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
         assert r.returncode == 0 and "not starting the job again" in r.stderr
         assert not (run_dir / "logs" / "std_log.txt").exists()
     backend.close()
-    store.close()
 
 
 def test_a_failed_build_shows_its_last_lines_keeps_its_log_and_leaves_no_layers(tmp_path: Path, home: Path) -> None:
@@ -501,14 +509,8 @@ def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path:
     """`runctl cancel` in the moment between the container's start and the "go": the job
     never runs, and the run ends Canceled, not Failed to start."""
     from runctl.backends.docker import DockerBackend
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
 
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "t.py").write_text("print('job ran')\n")
-    store = Store(home)
-    sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
+    sid = one_line_snapshot(tmp_path, home)
     backend = DockerBackend("d", {"image": IMAGE}, home)
     spec = LaunchSpec(run_id="exp_1_cancelwait", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
                       grace_s=1, snapshot_id=sid)
