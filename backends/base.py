@@ -72,6 +72,7 @@ class JobState:
     host: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    warning: str | None = None  # what was wrong with the compute side's record (core keeps it with the run)
 
 
 @dataclass(frozen=True)

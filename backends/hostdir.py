@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,7 +64,7 @@ class HostDirBackend(Backend):
         never_ran = read_status(handle.run_dir).get("reason") == P.ABANDONED  # nothing to debug in it
         if not never_ran and (keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED)):
             return
-        shutil.rmtree(handle.run_dir, ignore_errors=True)  # rmtree never follows links
+        safefs.remove_tree(handle.run_dir)  # never follows links, however deep the job nested folders
 
     def wait_for_change(self, handle: Handle, timeout_s: float) -> None:
         """Return as soon as the run starts, prints its first byte or ends (safefs.watch)."""
@@ -88,7 +87,8 @@ class HostDirBackend(Backend):
 
 
 def read_status(run_dir: str) -> dict[str, Any]:
-    return safefs.read_json(run_dir, P.STATUS_FILE)
+    """RUN_DIR's status.json, every field type- and range-checked (the job can write anything there)."""
+    return P.checked_status(safefs.read_json(run_dir, P.STATUS_FILE))  # type: ignore[no-any-return]
 
 
 def launcher_alive(run_dir: str) -> bool:
@@ -143,7 +143,8 @@ def _write_json(run_dir: str, rel: str, data: Any) -> None:
 
 
 def times(st: dict[str, Any]) -> dict[str, Any]:
-    return {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time")}
+    return {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time"),
+            "warning": st.get("warning")}
 
 
 def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:

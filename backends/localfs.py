@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from . import safefs
 from .transport import StagePlan, Transport
 
 
@@ -55,4 +56,4 @@ class LocalTransport(Transport):
             target.write_bytes(data)
 
     def discard(self, run_dir: str) -> None:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        safefs.remove_tree(run_dir)

@@ -57,10 +57,17 @@ def _open_file(root: str, rel: str) -> int:
         raise Unsafe(errno.EISDIR, "no file name")
     dfd = open_dir(root, "/".join(parts[:-1]))
     try:
+        # Look before opening: opening a device node (a root job can make one) has effects of
+        # its own, so only a name that is a regular file now is opened, and it must still be
+        # that very file once open (a swap in between is refused).
+        before = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISREG(before.st_mode):
+            raise Unsafe(errno.EPERM, f"{rel!r} is not a regular file")
         fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dfd)
     finally:
         os.close(dfd)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
         os.close(fd)
         raise Unsafe(errno.EPERM, f"{rel!r} is not a regular file")
     return fd
@@ -258,14 +265,39 @@ def walk(root: str, reldir: str) -> Iterator[tuple[str, int, str]]:
         os.close(top)
 
 
-def _walk_fd(dfd: int, prefix: str) -> Iterator[tuple[str, int, str]]:
-    for name in sorted(os.listdir(dfd)):
-        rel = f"{prefix}/{name}" if prefix else name
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
+MAX_DEPTH = 200  # folders deeper than this under a listed folder are reported, not entered
+MAX_ENTRIES = 1_000_000  # names listed at most under one folder (the rest are reported as one)
+
+
+def _walk_fd(top: int, base: str) -> Iterator[tuple[str, int, str]]:
+    """Depth first, in name order, without recursion (a job can nest folders thousands deep):
+    a folder below MAX_DEPTH is reported with kind "deep" and not entered."""
+    stack = [(top, base, iter(sorted(os.listdir(top))), 0)]
+    seen = 0
+    try:
+        while stack:
+            dfd, prefix, names, depth = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                if dfd != top:
+                    os.close(dfd)
+                continue
+            seen += 1
+            rel = f"{prefix}/{name}" if prefix else name
+            if seen > MAX_ENTRIES:
+                yield (base or ".", 0, "deep")
+                return
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                yield (rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
+                continue
+            if depth + 1 >= MAX_DEPTH:
+                yield (rel, 0, "deep")
+                continue
             try:
                 sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
             except OSError as e:
@@ -274,11 +306,15 @@ def _walk_fd(dfd: int, prefix: str) -> Iterator[tuple[str, int, str]]:
                     continue
                 raise
             try:
-                yield from _walk_fd(sub, rel)
-            finally:
+                names_below = iter(sorted(os.listdir(sub)))
+            except BaseException:
                 os.close(sub)
-            continue
-        yield (rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
+                raise
+            stack.append((sub, rel, names_below, depth + 1))
+    finally:
+        for dfd, _prefix, _names, _depth in stack:
+            if dfd != top:
+                os.close(dfd)
 
 
 def _in_parent(root: str, rel: str, fn: Any) -> Any:
@@ -320,3 +356,86 @@ def move_out(root: str, rel: str, dest: str) -> bool:
         os.unlink(dest)
         return False
     return True
+
+
+def remove_tree(path: str) -> bool:
+    """``rm -r path``, never following a link and without recursion (a job can nest folders
+    thousands deep, past Python's recursion limit and the open-file limit): one folder open
+    at a time, and the way back up checked to be the folder we came down from. Best effort:
+    False if something could not be removed."""
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            return False
+        try:
+            os.unlink(path)  # a link or a file where the folder was: the name goes, not its target
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        return True
+    above: list[tuple[int, int, str, Iterator[str]]] = []  # (dev, inode, name of the folder below, names left)
+    names = iter(os.listdir(fd))
+    ok = True
+    try:
+        while True:
+            sub = None
+            for name in names:
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        sub = name
+                        break
+                    os.unlink(name, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    ok = False
+            if sub is not None:
+                try:
+                    nxt = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                    nxt_names = iter(os.listdir(nxt))
+                except OSError:
+                    ok = False
+                    continue
+                here = os.fstat(fd)
+                above.append((here.st_dev, here.st_ino, sub, names))
+                os.close(fd)
+                fd, names = nxt, nxt_names
+                continue
+            if not above:
+                break
+            dev, ino, name, names = above.pop()
+            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = up
+            here = os.fstat(fd)
+            if (here.st_dev, here.st_ino) != (dev, ino):  # moved while we were inside: stop here
+                return False
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                ok = False
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return ok
+
+
+def tree_size(path: str) -> int:
+    """Bytes of the regular files under ``path``, without following links or recursion."""
+    total = 0
+    try:
+        for _rel, size, kind in walk(path, ""):
+            total += size if kind == "file" else 0
+    except OSError:
+        pass
+    return total

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,6 +29,7 @@ from runctl.status import RunStatus
 from . import safefs
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 from .hostdir import abandon_unstarted, launcher_alive, read_status
+from .hostdir import times as times_of
 from .localfs import LocalTransport
 from .sshlink import SSH_OPTIONS
 from .transport import Transport
@@ -103,7 +103,7 @@ def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python
             lines.append(f"#SBATCH --{key}={q(str(options[key]))}")
     for extra in options.get("sbatch_options") or []:
         lines.append(f"#SBATCH {extra}")
-    lines.append("")
+    lines += ["", "umask 077  # the run's files are private to its user (logs can hold secrets)"]
     if array is not None:  # this element's run: the common prefix, then the element's index
         lines.append(f'RUNCTL_ARRAY_RUN_DIR={q(run_dir)}"$SLURM_ARRAY_TASK_ID"')
     if nodes * per_node > 1:  # the launcher runs once; srun starts one task shim per process
@@ -138,7 +138,7 @@ def job_state(slurm: tuple[str, str] | None, st: dict[str, Any], cancel: bool, p
     """The ONE mapping to a run's state: the Slurm job's (state, reason) as squeue or sacct
     last saw it (None: Slurm no longer knows the job), and the launcher's status.json, which
     is the truth for how the job itself ended."""
-    times = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time")}
+    times = times_of(st)
     state, reason = slurm or ("", "")
     state = state.split()[0].rstrip("+") if state else ""  # sacct: "CANCELLED by 0"
     if state in ENDED_BY_SLURM and not (st.get("reason") == P.EXIT and st.get("exit_code") == 0):
@@ -189,7 +189,7 @@ class _Here:
         return LocalTransport(self.backend.store_dir / "objects")
 
     def make_logs_dir(self, run_dir: str) -> None:
-        os.makedirs(os.path.join(run_dir, P.LOGS_DIR), exist_ok=True)
+        os.makedirs(os.path.join(run_dir, P.LOGS_DIR), mode=0o700, exist_ok=True)
 
     def read(self, run_dir: str, rel: str, offset: int, max_bytes: int) -> bytes:
         return safefs.read_file(run_dir, rel, offset, max_bytes)
@@ -218,7 +218,7 @@ class _Here:
             abandon_unstarted(run_dir, canceled=True)
 
     def remove(self, run_dir: str) -> None:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        safefs.remove_tree(run_dir)
 
     def close(self) -> None:
         pass
@@ -290,7 +290,7 @@ class SlurmBackend(Backend):
         "qos": {"type": "string", "minLength": 1},
         "gpu_request": {"enum": ["gpus-per-node", "gres"], "description": "how GPUs are asked for"},
         "gpus_per_run": {"type": "integer", "minimum": 0},
-        "sbatch_options": {"type": "array", "items": {"type": "string", "pattern": "^--?[A-Za-z]"},
+        "sbatch_options": {"type": "array", "items": {"type": "string", "pattern": "^--?[A-Za-z][^\\n\\r]*$"},
                            "description": "more #SBATCH lines, e.g. --constraint=a100"},
         "metrics_ranks": {"enum": ["0", "all"], "description": "whose run.log() reaches the run (default rank 0)"},
         "slurm_bin": {"type": "string", "minLength": 1, "description": "directory of sbatch, squeue, scancel"},

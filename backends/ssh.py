@@ -201,16 +201,22 @@ class SSHBackend(Backend):
                 unreachable.append(str(e))
                 continue
             self.unanswered.forget(alias)
+            runs, boot_id = answer.get("runs"), answer.get("boot_id")
             for h in group:
-                states[h.run_dir] = self._map(h, answer["runs"][h.run_dir], answer.get("boot_id"))
+                run = runs.get(h.run_dir) if isinstance(runs, dict) else None
+                if not isinstance(run, dict):  # the agent's answer is hostile input too
+                    unreachable.append(f"{alias}: runctl's agent gave no usable state for {h.run_dir}")
+                    continue
+                states[h.run_dir] = self._map(h, run, boot_id if isinstance(boot_id, str) else None)
         if unreachable:  # never guessed: those runs keep their last state
             raise BackendUnreachable("; ".join(unreachable), answered=[states.get(h.run_dir) for h in handles])
         return [states[h.run_dir] for h in handles]
 
     @staticmethod
     def _map(handle: Handle, run: dict[str, Any], boot_id: str | None) -> JobState:
-        st, alive, cancel = run["status"], run["alive"], run["cancel"]
-        common = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time")}
+        st, alive, cancel = P.checked_status(run.get("status")), run.get("alive") is True, run.get("cancel") is True
+        common = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time"),
+                  "warning": st.get("warning")}
         if st.get("state") == P.FINISHED:
             status, code, error = P.final_outcome(st, cancel)
             return JobState(RunStatus(status), exit_code=code, error=error, **common)

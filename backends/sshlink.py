@@ -110,25 +110,65 @@ AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher
                ("protocol.py", "lib/runctl_protocol.py"))
 SAFEFS = Path(__file__).resolve().parent / "safefs.py"
 READ_CHUNK = 4 << 20
-# Installs the agent's files (one JSON line on stdin: {name: base64}) into argv[1], then
-# becomes the agent. Python >= 3.8, stdlib only.
+# The agent's files sit in the host's work_dir, where a job (same user) could rewrite them,
+# so runctl never runs them unchecked: this bootstrap, given on the command line each time
+# (argv: its own source, the folder, {file: sha256}, then the agent's arguments), reads each
+# file once without following links, compares it with runctl's own copy's digest, and runs
+# what it read and checked, from memory. A file missing or changed is asked for on stdin
+# (one JSON line: {name: base64}) and installed afresh. Python >= 3.8, stdlib only.
+AGENT_LOADER = "import sys;exec(sys.argv[1])"
 AGENT_BOOTSTRAP = """
-import base64, json, os, shutil, sys
-dest = sys.argv[1]
-sys.stdout.write('{"install": true}\\n')
-sys.stdout.flush()
-files = json.loads(sys.stdin.buffer.readline())
-tmp = '%s.tmp%d' % (dest, os.getpid())
-os.makedirs(os.path.join(tmp, 'lib'))
-for name, data in files.items():
-    with open(os.path.join(tmp, name), 'wb') as f:
-        f.write(base64.b64decode(data))
-try:
-    os.rename(tmp, dest)
-except OSError:
-    shutil.rmtree(tmp)
-agent = os.path.join(dest, 'remote_agent.py')
-os.execv(sys.executable, [sys.executable, '-S', '-E', agent, '--serve'])
+import base64, hashlib, json, os, shutil, sys, types
+os.umask(0o077)
+boot, dest, want, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4:]
+def ok(name, data):
+    return data is not None and hashlib.sha256(data).hexdigest() == want[name]
+def load(name):
+    try:
+        fd = os.open(os.path.join(dest, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as f:
+        return f.read(1 << 22) if os.fstat(f.fileno()).st_size < (1 << 22) else None
+files = dict((n, load(n)) for n in want)
+if not all(ok(n, d) for n, d in files.items()):
+    if args:
+        sys.exit(0)
+    sys.stdout.write('{"install": true}\\n')
+    sys.stdout.flush()
+    sent = json.loads(sys.stdin.buffer.readline())
+    files = dict((n, base64.b64decode(sent[n])) for n in want)
+    if not all(ok(n, d) for n, d in files.items()):
+        sys.stdout.write('{"error": "the agent files arrived damaged"}\\n')
+        sys.exit(1)
+    tmp = '%s.tmp%d' % (dest, os.getpid())
+    os.makedirs(os.path.join(tmp, 'lib'))
+    for name, data in files.items():
+        with open(os.path.join(tmp, name), 'wb') as f:
+            f.write(data)
+    if os.path.lexists(dest):
+        old = '%s.bad%d' % (dest, os.getpid())
+        try:
+            os.rename(dest, old)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+def module(name, rel):
+    m = types.ModuleType(name)
+    m.__file__ = os.path.join(dest, rel)
+    sys.modules[name] = m
+    exec(compile(files[rel], m.__file__, 'exec'), m.__dict__)
+    return m
+module('runctl_protocol', 'lib/runctl_protocol.py')
+module('safefs', 'safefs.py')
+module('launcher', 'launcher.py')
+agent = module('remote_agent', 'remote_agent.py')
+agent.RELAUNCH = [sys.executable, '-S', '-E', '-c', 'import sys;exec(sys.argv[1])', boot, dest, sys.argv[3]]
+sys.exit(agent.main(args or ['--serve']))
 """
 
 
@@ -376,16 +416,16 @@ class HostLink:
     _serving: tuple[Any, Any] | None = None
 
     def _start_agent(self) -> tuple[Any, Any]:
-        """Start the agent on one channel; if this version is not on the host yet, a small
-        bootstrap asks for its files, installs them and becomes the agent (no extra round
-        trip, no SFTP). The agent says {"ready": true} when it serves."""
-        script = shlex.quote(posixpath.join(self._agent_path(), "remote_agent.py"))
+        """Start the agent on one channel through AGENT_BOOTSTRAP, which checks the host's copy
+        against runctl's own and runs only what it checked (installing it first when missing
+        or changed: no extra round trip, no SFTP). The agent says {"ready": true} when it serves."""
         python = shlex.quote(self.python)
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in self._agent_files()}
         transport = self.conn.client.get_transport()
         chan = transport.open_session(timeout=self.settings.timeout_s)
         chan.settimeout(self.settings.command_timeout_s)
-        chan.exec_command(f"if [ -f {script} ]; then exec {python} -S -E {script} --serve; else exec {python} "
-                          f"-S -E -c {shlex.quote(AGENT_BOOTSTRAP)} {shlex.quote(self._agent_path())}; fi")
+        chan.exec_command(" ".join([python, "-S", "-E", "-c", shlex.quote(AGENT_LOADER), shlex.quote(AGENT_BOOTSTRAP),
+                                    shlex.quote(self._agent_path()), shlex.quote(json.dumps(digests))]))
         reader = LineReader(chan)
         hello = reader.readline()
         if hello.startswith(b'{"install"'):
@@ -393,10 +433,15 @@ class HostLink:
             send_all(chan, json.dumps(files).encode() + b"\n")
             hello = reader.readline()
         if not hello.startswith(b'{"ready"'):
+            err = b""
+            with contextlib.suppress(Exception):
+                if chan.recv_stderr_ready():
+                    err = chan.recv_stderr(2000)
             chan.close()
+            said = (hello[:300] or err[-300:]).decode(errors="replace").strip()
             raise BackendUnreachable(f"{self.alias}: runctl's agent did not start with {self.python}: "
-                                     f"{hello[:300].decode(errors='replace').strip() or 'no answer'}; set the "
-                                     f"target's python to a Python >= 3.8 on that host")
+                                     f"{said or 'no answer'}; set the target's python to a Python >= 3.8 on "
+                                     f"that host")
         self._serving = (chan, reader)
         return self._serving
 
@@ -415,7 +460,7 @@ class HostLink:
         return posixpath.join(self.work_dir, ".objects")
 
     def mkdirs(self, path: str) -> None:
-        rc, _, err = self.conn.run(f"mkdir -p {shlex.quote(path)}")
+        rc, _, err = self.conn.run(f"umask 077 && mkdir -p {shlex.quote(path)}")
         if rc != 0:
             raise StartError(f"{self.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
 

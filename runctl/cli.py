@@ -619,8 +619,13 @@ def gc(
 ) -> None:
     """Remove what runctl no longer needs: leftovers of killed submits, old run directories,
     snapshots and objects no run refers to."""
+    import math
+
     from . import gc as do_gc
     from .snapshot import human_bytes
+
+    if not math.isfinite(older_than):
+        raise InputError(f"--older-than must be a finite number of days, not {older_than} (for example --older-than 30)")
 
     with _session() as s:
         p = do_gc.run(s, older_than, dry_run)

@@ -2,8 +2,9 @@
 at is touched, and nothing young enough to belong to a submit in progress.
 
 - ``.incoming`` objects and ``.part`` files left by killed processes;
-- run directories whose run does not exist (a submit killed before recording it) or whose
-  run is finished and synced and older than ``--older-than`` days (kept failed runs);
+- run directories that this store named (a run of this store recorded that very RUN_DIR)
+  whose run is finished and synced and older than ``--older-than`` days (kept failed runs):
+  a work_dir may hold other stores' runs and the user's own folders, never touched;
 - snapshots no run refers to, and the objects only they held;
 - on compute hosts that keep their own copies (SSH hosts, Slurm login nodes): the dirs of
   runs the store holds whole, and cache objects and ready copies unused for ``--older-than``.
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import safefs
 from .session import Session
 
 YOUNG_S = 3600.0  # anything newer may belong to a submit still running
@@ -56,10 +57,11 @@ def plan(session: Session, older_than_days: float) -> Plan:
             out.add(leftover)
     for work_dir in _work_dirs(session):
         for d in sorted(work_dir.iterdir()) if work_dir.is_dir() else []:
+            # Only a folder this store named (its run's recorded RUN_DIR is this very path):
+            # a work_dir can hold a user's folders and another store's runs too.
             r = runs.get(d.name)
-            if r is None and _old(d, now, YOUNG_S):
-                out.add(d)
-            elif r is not None and r.synced and r.status.is_terminal and _old(d, now, older_than_days * 86400):
+            named = r is not None and r.handle is not None and r.handle.get("run_dir") == str(d)
+            if named and r.synced and r.status.is_terminal and _old(d, now, older_than_days * 86400):  # type: ignore[union-attr]
                 out.add(d)
     referenced = {r.snapshot_id for r in runs.values() if r.snapshot_id}
     keep_objects: set[str] = set()
@@ -115,7 +117,7 @@ def run(session: Session, older_than_days: float, dry_run: bool) -> Plan:
     if not dry_run:
         for path in p.paths:
             if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
+                safefs.remove_tree(str(path))
             else:
                 path.unlink(missing_ok=True)
         for sub in (session.store.dir / "objects").glob("??"):

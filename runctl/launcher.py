@@ -84,7 +84,7 @@ def this_process():
 def write_status(run_dir, status, name=P.STATUS_FILE):
     path = os.path.join(run_dir, name)
     tmp = path + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump(status, f)
         f.flush()
         os.fsync(f.fileno())
@@ -115,7 +115,7 @@ def collect_outputs(run_dir, code_dir):
 
 def take_lock(run_dir, wait=True):
     """The launcher lock's descriptor (held until the process exits), or None if another holds it."""
-    fd = os.open(os.path.join(run_dir, P.LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(os.path.join(run_dir, P.LOCK_FILE), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -165,11 +165,11 @@ def start_job(run_dir, spec, secrets, status, log_name=P.LOG_FILE):
     (then ``status`` says why)."""
     code_dir = os.path.join(run_dir, spec.get("cwd", P.CODE_DIR))
     for name in (P.OUTPUTS_DIR, P.LOGS_DIR):
-        os.makedirs(os.path.join(run_dir, name), exist_ok=True)
+        os.makedirs(os.path.join(run_dir, name), mode=0o700, exist_ok=True)
         link_if_absent(code_dir, name)
     env = P.job_environment(run_dir, spec, os.environ)
     env.update(secrets)
-    log_fd = os.open(os.path.join(run_dir, log_name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = os.open(os.path.join(run_dir, log_name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         argv = json.loads(os.environ[P.TASK_LAUNCH]) + spec["argv"] if os.environ.get(P.TASK_LAUNCH) else spec["argv"]
         return subprocess.Popen(argv, cwd=code_dir, env=env, stdin=subprocess.DEVNULL, stdout=log_fd,
@@ -311,7 +311,7 @@ def launch_detached(run_dir, secrets):
             if os.fork():
                 os._exit(0)
             os.write(w, b"%d\n" % os.getpid())
-            log = os.open(os.path.join(run_dir, P.LAUNCHER_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            log = os.open(os.path.join(run_dir, P.LAUNCHER_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(log, 1)

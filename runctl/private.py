@@ -27,8 +27,8 @@ def makedirs(d: Path) -> None:
 
 
 def open_file(path: Path, mode: str = "wb") -> BinaryIO:
-    """Open a store file for writing ("wb" or "ab"), created 0600."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    """Open a store file for writing ("wb" or "ab"), created 0600; a link at ``path`` is refused, never followed."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, FILE_MODE)
     os.fchmod(fd, os.fstat(fd).st_mode & FILE_MODE)
     return os.fdopen(fd, mode)  # type: ignore[return-value]

@@ -112,3 +112,44 @@ def final_outcome(st, cancel_requested):
         return COMPLETED_STATUS, 0, None
     error = st.get("error") or ("killed by signal %s" % st["signal"] if st.get("signal") else "exit code %s" % code)
     return FAILED_STATUS, code, str(error)
+
+
+# What each status.json field may hold. The file is the job's to change (a hostile or broken
+# job can write anything there), so every reader passes it through ``checked_status``.
+_INT_FIELDS = {"launcher_pid": (1, 1 << 31), "pid": (1, 1 << 31), "pgid": (1, 1 << 31),
+               "launcher_start_ticks": (0, 1 << 62), "exit_code": (-(1 << 31), 1 << 31), "signal": (1, 128)}
+_TIME_FIELDS = ("start_time", "end_time")
+_TEXT_FIELDS = {"host": 255, "error": 4000, "warning": 4000}
+MAX_TIME_S = 1e11  # year 5138: a later time is not a time the launcher wrote
+
+
+def checked_status(st):
+    """status.json as read (a dict) -> the same with every field of the wrong type or out of
+    range dropped; what was dropped is said in its ``warning``. Never raises."""
+    if not isinstance(st, dict):
+        return {}
+    out, dropped = {}, []
+    for key, value in st.items():
+        if key in _INT_FIELDS:
+            lo, hi = _INT_FIELDS[key]
+            ok = value is None or (type(value) is int and lo <= value < hi)
+        elif key in _TIME_FIELDS:
+            ok = value is None or (type(value) in (int, float) and 0 <= value < MAX_TIME_S)
+        elif key in _TEXT_FIELDS:
+            ok = value is None or isinstance(value, str)
+            if ok and value is not None and len(value) > _TEXT_FIELDS[key]:
+                value = value[:_TEXT_FIELDS[key]] + "..."
+        elif key == "state":
+            ok = value in (STARTING, RUNNING, STOPPING, FINISHED)
+        elif key == "reason":
+            ok = value is None or value in (EXIT, CANCELED, TIMEOUT, START_FAILED, LAUNCHER_ERROR, ABANDONED)
+        else:
+            continue  # a field this version does not know: ignored
+        if ok:
+            out[key] = value
+        else:
+            dropped.append(key)
+    if dropped:
+        note = "status.json had unusable values (%s), ignored" % ", ".join(sorted(dropped))
+        out["warning"] = "%s; %s" % (out["warning"], note) if out.get("warning") else note
+    return out

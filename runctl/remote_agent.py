@@ -31,6 +31,10 @@ def boot_id():
         return None
 
 
+def read_status(run_dir):
+    return P.checked_status(safefs.read_json(run_dir, P.STATUS_FILE))
+
+
 def lock_free(run_dir, then):
     """``then()`` while holding RUN_DIR's launcher lock if no launcher holds it; "held" otherwise."""
     return safefs.with_free_lock(run_dir, P.LOCK_FILE, then)
@@ -38,7 +42,7 @@ def lock_free(run_dir, then):
 
 def abandon(run_dir, canceled=False):
     def decide():
-        st = safefs.read_json(run_dir, P.STATUS_FILE)
+        st = read_status(run_dir)
         if st or safefs.exists(run_dir, P.STATUS_FILE):
             return st
         st = {"state": P.FINISHED, "reason": P.ABANDONED, "exit_code": None, "end_time": time.time(),
@@ -58,7 +62,7 @@ def launcher_alive(run_dir):
     held = safefs.lock_held(run_dir, P.LOCK_FILE)
     if held is not None:
         return held
-    st = safefs.read_json(run_dir, P.STATUS_FILE)
+    st = read_status(run_dir)
     pid = st.get("launcher_pid")
     return isinstance(pid, int) and launcher.process_alive(pid, st.get("launcher_start_ticks"))
 
@@ -67,9 +71,9 @@ def op_status(req):
     out = {}
     for run_dir in req["runs"]:
         alive = launcher_alive(run_dir)
-        st = safefs.read_json(run_dir, P.STATUS_FILE)
+        st = read_status(run_dir)
         if not st and not alive and req.get("abandon_pending", {}).get(run_dir):
-            st = abandon(run_dir) or safefs.read_json(run_dir, P.STATUS_FILE)
+            st = abandon(run_dir) or read_status(run_dir)
         out[run_dir] = {"status": st, "alive": alive, "cancel": safefs.exists(run_dir, P.CANCEL_MARKER),
                         "exists": os.path.isdir(run_dir)}
     return {"runs": out, "boot_id": boot_id()}
@@ -88,7 +92,7 @@ def op_cancel(req):
         safefs.touch(run_dir, P.CANCEL_MARKER)
     except OSError:
         pass
-    st = safefs.read_json(run_dir, P.STATUS_FILE)
+    st = read_status(run_dir)
     if launcher_alive(run_dir):
         pid = st.get("launcher_pid")
         if isinstance(pid, int) and launcher.process_alive(pid, st.get("launcher_start_ticks")):
@@ -178,7 +182,7 @@ def op_mark_cancel(req):
         safefs.touch(run_dir, P.CANCEL_MARKER)
     except OSError:
         pass
-    if not safefs.read_json(run_dir, P.STATUS_FILE):
+    if not read_status(run_dir):
         abandon(run_dir, canceled=True)
     return {}
 
@@ -202,7 +206,7 @@ def op_missing(req):
 def _du(path):
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            return sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(path) for f in fs)
+            return safefs.tree_size(path)
         return os.lstat(path).st_size
     except OSError:
         return 0
@@ -214,6 +218,8 @@ def op_gc(req):
     versions of this agent. Never a run directory the store did not name (another store
     may share this work_dir)."""
     work, old_s, dry = req["work_dir"], float(req["older_than_s"]), bool(req.get("dry_run"))
+    if not (0 <= old_s < float("inf")):  # nan would make every age "old"
+        raise ValueError("older_than_s must be a finite number >= 0, not %r" % (req["older_than_s"],))
     now, removed = time.time(), []
 
     def remove(path, age_s):
@@ -226,7 +232,7 @@ def op_gc(req):
         if dry:
             return
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            safefs.remove_tree(path)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -404,7 +410,7 @@ def _start_background(req):
                    "spare": bool(req.get("spare"))}, f)
     os.replace(todo, os.path.join(spares, "next.json"))
     with open(os.devnull, "r+b") as null:
-        subprocess.Popen([sys.executable, "-S", "-E", os.path.abspath(__file__), "--spare", spares],
+        subprocess.Popen(RELAUNCH + ["--spare", spares],
                          stdin=null, stdout=null, stderr=null, start_new_session=True, close_fds=True)
 
 
@@ -477,7 +483,7 @@ def op_list(req):
 
 
 def op_remove(req):
-    shutil.rmtree(req["run_dir"], ignore_errors=True)
+    safefs.remove_tree(req["run_dir"])
     return {}
 
 
@@ -540,7 +546,7 @@ def _reservation_live(path):
         return False
     if launcher_alive(run_dir):
         return True
-    st = safefs.read_json(run_dir, P.STATUS_FILE)
+    st = read_status(run_dir)
     return not st and age < RESERVATION_GRACE_S
 
 
@@ -599,6 +605,10 @@ OPS = {"status": op_status, "watch": op_watch, "cancel": op_cancel, "missing": o
        "inventory": op_inventory}
 
 
+# How to start this agent again (the background builder): set by runctl's bootstrap, which
+# runs only a copy it checked against runctl's own; a plain start of this file runs it as is.
+RELAUNCH = [sys.executable, "-S", "-E", os.path.abspath(__file__)]
+
 MAX_LIFETIME_S = 600  # a request whose SSH session died (a cut link) must not leave the agent waiting forever
 
 
@@ -613,7 +623,9 @@ def main(argv):
     """One request from stdin; or, with --serve, one JSON request per line until stdin closes
     (one agent process per SSH connection: no Python start-up per request)."""
     if argv[:1] == ["--spare"]:
+        os.umask(0o077)
         return make_spare(argv[1])
+    os.umask(0o077)  # what runctl makes on a shared host is private to its user (the job inherits this too)
     if "--serve" not in argv:
         signal.alarm(MAX_LIFETIME_S)
         sys.stdout.write(json.dumps(answer(json.loads(sys.stdin.read()))))

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
-from . import private, protocol
+from . import answers, private, protocol
 from .status import RunStatus
 from .store import RunRecord, Store, sync_warning
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, Handle, JobState
+    from .backends.base import Backend, Handle, JobState, RunFile
 
 CHUNK_BYTES = 8 << 20
 EVENTS_FILE = protocol.EVENTS_FILE
@@ -63,8 +63,7 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         record = store.get(record.id)
         if record.synced:
             return record
-        if state is None:
-            state = backend.status(handle)
+        state = answers.state(backend.status(handle) if state is None else state)
         final = state.status.is_terminal
         ingest_events(store, backend, handle, record.id, final)
         ingest_logs(store, backend, handle, record.id, final)
@@ -86,7 +85,7 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
     ingested if it is whole JSON."""
     while True:
         offset = store.events_offset(run_id)
-        data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
+        data = answers.read(backend, handle, EVENTS_FILE, offset, CHUNK_BYTES)
         end = data.rfind(b"\n")
         if end < 0 and len(data) >= CHUNK_BYTES:  # one line longer than a chunk
             line_end = _next_line(backend, handle, offset + len(data))
@@ -119,7 +118,7 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
 
 
 def _file_end(backend: Backend, handle: Handle, offset: int) -> int:
-    while chunk := backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES):
+    while chunk := answers.read(backend, handle, EVENTS_FILE, offset, CHUNK_BYTES):
         offset += len(chunk)
     return offset
 
@@ -127,7 +126,7 @@ def _file_end(backend: Backend, handle: Handle, offset: int) -> int:
 def _next_line(backend: Backend, handle: Handle, offset: int) -> int | None:
     """The offset just after the next newline at or after ``offset`` (None: none yet)."""
     while True:
-        data = backend.read(handle, EVENTS_FILE, offset, CHUNK_BYTES)
+        data = answers.read(backend, handle, EVENTS_FILE, offset, CHUNK_BYTES)
         if not data:
             return None
         cut = data.find(b"\n")
@@ -161,9 +160,8 @@ def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, fin
     """Append what each log file gained since the last sync. A file the job rewrote in place
     (its bytes before our offset changed) is fetched again whole."""
     dest_root = store.run_dir(run_id)
-    for f in backend.list_files(handle, "logs"):
-        if f.kind != "file":
-            continue
+    files, _skipped = answers.list_files(backend, handle, protocol.LOGS_DIR)  # (recorded at the end, with outputs')
+    for f in files:
         dest = dest_root / f.path
         have = dest.stat().st_size if dest.exists() else 0
         if have and (f.size != have or final) and not _same_tail(backend, handle, f.path, dest, have, final):
@@ -189,7 +187,7 @@ def _same_tail(backend: Backend, handle: Handle, rel: str, dest: Path, have: int
         while offset < have:
             n = min(CHUNK_BYTES, have - offset)
             mine.seek(offset)
-            if backend.read(handle, rel, offset, n) != mine.read(n):
+            if answers.read(backend, handle, rel, offset, n) != mine.read(n):
                 return False
             offset += n
     return True
@@ -212,30 +210,48 @@ def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -
     skips are recorded as the run's ``runctl.skipped_files`` property."""
     children = store.descendants(run_id)
     skipped: list[str] = []
-    for f in (f for d in FETCHED_AT_END for f in backend.list_files(handle, d)):
-        dest = _store_path(store, run_id, f.path, children)
-        if f.kind != "file" or dest is None:
-            skipped.append(f"{f.path} ({f.kind if f.kind != 'file' else 'not a child run of this run'})")
-            continue
-        if dest.exists() and dest.stat().st_size == f.size:
-            continue
-        private.makedirs(dest.parent)
-        if backend.move_file(handle, f.path, dest):
-            private.protect(dest)
-            continue
-        _fetch_whole(backend, handle, f.path, f.size, dest)
-    if skipped:
-        text = json.dumps(skipped)
-        if len(text) > 1000:
-            text = json.dumps(skipped[:20] + [f"... and {len(skipped) - 20} more"])[:1000]
-        store.add_properties(run_id, {"runctl.skipped_files": text})
+    for reldir in (protocol.LOGS_DIR, *FETCHED_AT_END):
+        files, not_files = answers.list_files(backend, handle, reldir)
+        skipped += not_files
+        for f in files if reldir != protocol.LOGS_DIR else ():
+            dest = _store_path(store, run_id, f.path, children)
+            if dest is None:
+                skipped.append(f"{f.path} (not a child run of this run)")
+                continue
+            _fetch_output(backend, handle, f, dest)
+    _record_skipped(store, run_id, skipped)
+
+
+def _fetch_output(backend: Backend, handle: Handle, f: RunFile, dest: Path) -> None:
+    if dest.exists() and dest.stat().st_size == f.size:
+        return
+    private.makedirs(dest.parent)
+    if backend.move_file(handle, f.path, dest):
+        private.protect(dest)
+        return
+    _fetch_whole(backend, handle, f.path, f.size, dest)
+
+
+def _record_skipped(store: Store, run_id: str, skipped: list[str]) -> None:
+    """The run's ``runctl.skipped_files`` property: a JSON list of at most 4000 characters."""
+    if not skipped:
+        return
+    shown: list[str] = []
+    for i, entry in enumerate(skipped):
+        entry = entry if len(entry) <= 300 else entry[:300] + "..."
+        rest = [f"... and {len(skipped) - i - 1} more"] if i < len(skipped) - 1 else []
+        if len(json.dumps([*shown, entry, *rest])) > 4000:
+            shown.append(f"... and {len(skipped) - i} more")
+            break
+        shown.append(entry)
+    store.add_properties(run_id, {"runctl.skipped_files": json.dumps(shown)})
 
 
 def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start: int, end: int) -> None:
     """Write bytes [start, end) of RUN_DIR/rel to ``out``, in chunks (less if the file is shorter)."""
     offset = start
     while offset < end:
-        chunk = backend.read(handle, rel, offset, min(CHUNK_BYTES, end - offset))
+        chunk = answers.read(backend, handle, rel, offset, min(CHUNK_BYTES, end - offset))
         if not chunk:
             return
         out.write(chunk)
@@ -243,9 +259,10 @@ def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start:
 
 
 def _store_path(store: Store, run_id: str, rel: str, children: set[str]) -> Path | None:
+    """Where RUN_DIR/rel (checked by answers.path_problem) goes in the store."""
     parts = rel.split("/")
     if parts[0] == "runs":  # a child run's file: runs/<child id>/<name>, only for this run's children
-        if len(parts) < 3 or parts[1] not in children:
+        if len(parts) < 4 or parts[1] not in children or parts[2] not in (protocol.LOGS_DIR, *FETCHED_AT_END[:2]):
             return None
         return store.run_dir(parts[1]) / "/".join(parts[2:])
     return store.run_dir(run_id) / rel
@@ -265,6 +282,8 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
                       ended_at=state.ended_at or time.time())
     if any(getattr(record, k) != v for k, v in values.items()):
         store.update(record.id, **values)
+    if state.warning:
+        store.add_properties(record.id, {"runctl.status_warning": state.warning})
     if status.is_terminal:
         store.finish_children(record.id, status, values["ended_at"])
 

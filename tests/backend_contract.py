@@ -8,6 +8,7 @@ standard library, so they run in any image with Python >= 3.8.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -441,6 +442,70 @@ class BackendMethods:
         for p in [*Path(handle.run_dir).rglob("*"), *rig.home.rglob("*")]:
             if p.is_file() and not p.is_symlink():
                 assert secret.encode() not in p.read_bytes(), p
+
+    def test_core_treats_every_answer_as_hostile(self, rig: Any, tmp_path: Path) -> None:
+        """Core's sync over this backend, with its answers poisoned as a job that rewrote the
+        backend's agent could: names that leave the store, odd kinds and sizes, reads longer
+        than asked, a state of the wrong types. Nothing lands outside the run's store folder,
+        every skip is recorded, and the run ends with what could be trusted."""
+        from dataclasses import replace
+
+        from runctl.backends.base import RunFile
+        from runctl.store import Store
+        from runctl.sync import sync_run
+
+        handle, _ = self._start(rig, self._spec(rig, "grow", "exp_1_hostile"))
+        self._until_final(rig, handle)
+        real = rig.backend
+        outside = tmp_path / "outside"
+        hostile_names = {
+            "{d}/../../../../outside/escaped": "an empty, '.' or '..' component",
+            str(outside / "absolute"): "an absolute path",
+            "{d}/nul\0name": "a NUL in the name",
+            "{d}/./dot": "an empty, '.' or '..' component",
+            "{d}//empty": "an empty, '.' or '..' component",
+            "{d}/" + "n" * 300: "a name too long for the store",
+            "elsewhere/file": "not under {d}/",
+        }
+
+        class Hostile:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def list_files(self, h: Any, reldir: str) -> list[Any]:
+                bad = [RunFile(name.format(d=reldir), 5) for name in hostile_names]
+                bad += [RunFile(f"{reldir}/negative", -1), RunFile(f"{reldir}/huge", 10**30),
+                        RunFile(f"{reldir}/strange", 3, "door"), RunFile(f"{reldir}/notint", "5")]  # type: ignore[arg-type]
+                return real.list_files(h, reldir) + bad  # type: ignore[no-any-return]
+
+            def read(self, h: Any, rel: str, offset: int, max_bytes: int) -> bytes:
+                data = real.read(h, rel, offset, max_bytes)
+                return data + b"MORE THAN ASKED" * 10 if data else data  # type: ignore[no-any-return]
+
+            def move_file(self, h: Any, rel: str, dest: Path) -> bool:
+                return False  # copy through read: the longer answers are exercised
+
+            def status(self, h: Any) -> Any:
+                return replace(real.status(h), exit_code=10**30, started_at=float("nan"), ended_at="yesterday",
+                               error={"not": "text"}, host=7)
+
+        store = Store(tmp_path / "hostile-store")
+        record, _ = store.create_run("exp", handle=handle.to_dict(), compute_target="under-test")
+        record = sync_run(store, Hostile(), record, blocking=True)  # type: ignore[arg-type]
+        assert record.synced and record.status.value == "Completed", record
+        assert record.exit_code is None and record.started_at is None and record.error is None and record.host is None
+        assert not outside.exists(), "nothing is written outside the store"
+        run_dir = store.run_dir(record.id)
+        assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()
+                      and not p.name.startswith(".")) == ["logs/std_log.txt", "outputs/a.txt"]
+        assert (run_dir / "outputs" / "a.txt").read_bytes() == b"x", "reads are cut to what was asked"
+        props = store.properties(record.id)
+        skipped = json.loads(props["runctl.skipped_files"])
+        assert any("escaped" in s and "'..'" in s for s in skipped) and any("absolute path" in s for s in skipped)
+        assert any("NUL" in s for s in skipped) and any("impossible size" in s for s in skipped)
+        assert any("unknown kind" in s for s in skipped) and any("too long" in s for s in skipped), skipped
+        assert "exit_code" in props["runctl.status_warning"] and "started_at" in props["runctl.status_warning"]
+        store.close()
 
     def test_an_unreachable_backend_raises_backend_unreachable(self, rig: Any, make_backend: Any,
                                                                 unreachable_options: dict[str, Any] | None) -> None:

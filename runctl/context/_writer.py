@@ -259,7 +259,7 @@ class EventWriter:
         data = (encode_batch(events) + "\n").encode("utf-8")
         if self._fd is None:
             assert self.path is not None
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]

@@ -7,5 +7,6 @@
 #SBATCH --ntasks-per-node=2
 #SBATCH --time=63
 
+umask 077  # the run's files are private to its user (logs can hold secrets)
 RUNCTL_TASK_LAUNCH='["srun", "--kill-on-bad-exit=1", "--ntasks-per-node", "2", "/opt/conda/bin/python", "/scratch/it'"'"'s a \"dir\" with $HOME/exp_1_abcd/.runctl/lib/runctl_task.py", "--mpi", "--"]'; export RUNCTL_TASK_LAUNCH
 exec /opt/conda/bin/python '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd/.runctl/launcher.py' '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd'

@@ -14,4 +14,5 @@
 #SBATCH --qos=high
 #SBATCH --constraint=a100
 
+umask 077  # the run's files are private to its user (logs can hold secrets)
 exec /opt/conda/bin/python '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd/.runctl/launcher.py' '/scratch/it'"'"'s a "dir" with $HOME/exp_1_abcd'

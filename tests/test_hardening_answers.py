@@ -1,0 +1,131 @@
+"""Hardening, second pass, on this machine: what a job leaves in RUN_DIR (status.json of the
+wrong types, folders thousands deep, a device node) cannot crash or steer runctl, and `gc`
+removes only what its own store made."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import Project, wait_for
+
+
+def test_a_status_json_of_the_wrong_types_never_breaks_the_listing(project: Project) -> None:
+    """The job writes a finished status.json with impossible values, then kills its launcher
+    (and so itself): status, show and list still answer for the whole store, and the run
+    records what could be used, with a warning."""
+    ok = project.cli("submit", str(project.script_job("print('fine')\n", name="ok.yaml")), "--wait", "-q", check=True)
+    job = project.script_job("""
+        import json, os, signal
+        rd = os.environ["RUNCTL_RUN_DIR"]
+        st = json.load(open(os.path.join(rd, "status.json")))
+        launcher = st["launcher_pid"]
+        st.update(state="finished", reason="exit", exit_code={"not": "a code"}, start_time="yesterday",
+                  end_time=10 ** 30, launcher_pid=10 ** 30, host=["x"], error=7)
+        with open(os.path.join(rd, "status.tmp"), "w") as f:
+            json.dump(st, f)
+        os.replace(os.path.join(rd, "status.tmp"), os.path.join(rd, "status.json"))
+        os.kill(launcher, signal.SIGKILL)
+        """, name="bad.yaml")
+    rid = project.cli("submit", str(job), "-q", check=True).out.strip()
+    wait_for(lambda: project.cli("status", rid, "--json", check=True).json()["status"] in ("Failed", "Completed"),
+             what="the run to end")
+    for _ in range(2):  # and again, once it is recorded
+        st = project.cli("status", rid, "--json", check=True).json()
+        assert st["status"] == "Failed" and st["exit_code"] is None and st["started_at"] is None, st
+        listed = project.cli("list", "--json", check=True).json()
+        assert {r["id"] for r in listed} == {rid, ok.out.strip()}
+        show = project.cli("show", rid, "--json", check=True).json()
+        assert "exit_code" in show["properties"]["runctl.status_warning"]
+
+
+@pytest.mark.parametrize("where", ["outputs", "logs"])
+def test_folders_thousands_deep_are_reported_not_followed(project: Project, where: str) -> None:
+    job = project.script_job(f"""
+        import os
+        fd = os.open({where!r}, os.O_RDONLY)
+        for i in range(3000):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open("deepest.txt", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+        open(os.path.join({where!r}, "shallow.txt"), "w").write("kept")
+        print("nested", flush=True)
+        """)
+    r = project.cli("submit", str(job), "--wait", "-q")
+    assert r.rc == 0, r.err
+    rid = r.out.strip()
+    for cmd in (("status", rid), ("list",), ("wait", rid), ("show", rid)):
+        assert project.cli(*cmd).rc == 0
+    skipped = json.loads(project.cli("show", rid, "--json", check=True).json()["properties"]["runctl.skipped_files"])
+    assert any("too deep" in s for s in skipped), skipped
+    if where == "outputs":
+        assert project.cli("outputs", rid, str(project.root / "got"), check=True).rc == 0
+        assert (project.root / "got" / "shallow.txt").read_text() == "kept"
+
+
+def test_a_device_node_in_place_of_status_json_is_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A root job can put a device node where runctl reads: runctl looks (lstat, no link
+    followed) before it opens, so the device is never opened (opening one can have effects)."""
+    from runctl.backends import hostdir, safefs
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.mknod(run_dir / "status.json", 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: object, flags: int, *args: object, **kw: object) -> int:
+        opened.append(str(path))
+        return real_open(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(safefs.os, "open", spy)
+    assert hostdir.read_status(str(run_dir)) == {}
+    assert safefs.read_file(str(run_dir), "status.json", 0, 10) == b""
+    assert not safefs.exists(str(run_dir), "status.json")
+    assert "status.json" not in opened, opened
+
+
+def test_gc_removes_only_what_its_own_store_named(tmp_path: Path, home: Path) -> None:
+    """A local target's work_dir that also holds a user's folder and another store's running
+    run: gc of this store leaves both, and the other store's run ends whole."""
+    work = tmp_path / "shared work"
+    mine = Project(tmp_path / "mine", {"here": {"type": "local", "work_dir": str(work), "keep_run_dirs": "all"}})
+    theirs_home = tmp_path / "their store"
+    theirs = Project(tmp_path / "theirs", {"here": {"type": "local", "work_dir": str(work)}})
+    kept = mine.cli("submit", str(mine.script_job("print(1)\n", compute_target="here")), "--wait", "-q",
+                    check=True).out.strip()
+    user = work / "my notes"
+    user.mkdir()
+    (user / "todo.txt").write_text("keep me")
+    env = {"RUNCTL_HOME": str(theirs_home)}
+    job = theirs.script_job("""
+        import time
+        from azureml.core import Run
+        run = Run.get_context()
+        for i in range(30):
+            run.log("i", i)
+            print("tick", i, flush=True)
+            time.sleep(0.1)
+        """, compute_target="here")
+    other = theirs.cli("submit", str(job), "-q", env=env, check=True).out.strip()
+    wait_for(lambda: "tick 2" in theirs.cli("logs", other, env=env).out, what="their run to start")
+    old = time.time() - 30 * 86400
+    for p in (user, work / other, work / kept):
+        os.utime(p, (old, old))
+    for value in ("nan", "inf", "-1"):
+        r = mine.cli("gc", "--older-than", value)
+        assert r.rc == 2 and "older-than" in r.err.lower(), (value, r.err)
+    listed = mine.cli("gc", "--dry-run", "--older-than", "0", check=True).out
+    assert str(work / kept) in listed and str(user) not in listed and other not in listed
+    mine.cli("gc", "--older-than", "0", check=True)
+    assert (user / "todo.txt").read_text() == "keep me"
+    assert not (work / kept).exists(), "its own finished run's folder goes"
+    assert theirs.cli("wait", other, "--timeout", "60", env=env).rc == 0
+    assert theirs.cli("metrics", other, "--json", env=env, check=True).json()["i"] == list(range(30))
