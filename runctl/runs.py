@@ -40,7 +40,8 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
 def _submitter_gone(record: RunRecord) -> bool:
     from .launcher import process_gone  # (launcher.py imports subprocess, threading: only when needed)
 
-    return process_gone((record.spec or {}).get("submitter"))
+    spec = record.spec or {}
+    return bool(spec.get("handed_over")) or process_gone(spec.get("submitter"))
 
 
 def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:

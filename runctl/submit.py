@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from . import protocol, staging
-from .errors import DiskFull, InputError, RunctlError, StartError
+from .errors import BackendUnreachable, DiskFull, InputError, RunctlError, StartError
 from .jobconfig import JobConfig
 from .launcher import this_process
 from .portal import portal_base
 from .session import Session
 from .snapshot import Listing, ObjectStore, check_size, git_properties, list_source, take_snapshot
 from .status import RunStatus
-from .store import RunRecord
+from .store import RunRecord, Store
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Handle, LaunchSpec
@@ -209,6 +209,22 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
     store = session.store
     try:
         yield
+    except BackendUnreachable as e:
+        # The compute side stopped answering: its launcher may have started and only the
+        # answer got lost. A run whose place was recorded stays pending, handed to the next
+        # command exactly as after a killed submit (adopted if its launcher started, else
+        # recorded as never started); only a run with no place yet never ran.
+        placed = [rid for rid in run_ids if _hand_over(store, rid)]
+        for rid in run_ids:
+            if rid not in placed:
+                store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
+        if not placed:
+            raise
+        first = placed[0]
+        wrapped = BackendUnreachable(
+            f"{e}; run {first}{' and others' if len(placed) > 1 else ''} may have started: `runctl status {first}` "
+            f"finds out (it adopts the job if its launcher started, else records that it never ran)")
+        raise wrapped from e
     except DiskFull as e:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=str(e), synced=True)
@@ -225,6 +241,16 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
         raise StartError(f"run {run_ids[0]} failed to start: {type(e).__name__}: {e}") from e
+
+
+def _hand_over(store: Store, run_id: str) -> bool:
+    """Leave a run whose place was recorded (a pending handle) to the next command, as if its
+    submitter had been killed; False if it has no place yet."""
+    record = store.get(run_id)
+    if record.handle is None or record.handle.get("native_id"):
+        return False
+    store.update(run_id, spec={**(record.spec or {}), "handed_over": True})
+    return True
 
 
 def _keep_logs(session: Session, run_id: str) -> None:

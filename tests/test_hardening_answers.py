@@ -9,6 +9,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,8 +45,18 @@ def test_a_status_json_of_the_wrong_types_never_breaks_the_listing(project: Proj
         assert "exit_code" in show["properties"]["runctl.status_warning"]
 
 
+@pytest.fixture
+def deep_cleanup(tmp_path: Path) -> Any:
+    """pytest's own clean-up of old temporary folders recurses: leave no deep tree behind."""
+    yield
+    from runctl.backends import safefs
+
+    for child in tmp_path.iterdir():
+        safefs.remove_tree(str(child))
+
+
 @pytest.mark.parametrize("where", ["outputs", "logs"])
-def test_folders_thousands_deep_are_reported_not_followed(project: Project, where: str) -> None:
+def test_folders_thousands_deep_are_reported_not_followed(project: Project, where: str, deep_cleanup: None) -> None:
     job = project.script_job(f"""
         import os
         fd = os.open({where!r}, os.O_RDONLY)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from .conftest import Project
 from .test_ssh_backend import _no_strays, _sshd, target  # noqa: F401  (the module's fixtures)
@@ -67,3 +70,46 @@ def test_run_directories_on_a_shared_host_are_private(tmp_path: Path, home: Path
         assert mode & 0o077 == 0, f"{rel} is {oct(mode)}"
     for d in (work, work / ".objects"):
         assert stat.S_IMODE(d.stat().st_mode) & 0o077 == 0, d
+
+
+def test_a_lost_answer_to_launch_leaves_the_run_pending_and_a_retry_adopts_it(tmp_path: Path, home: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The link stops right after the agent started the launcher (the answer is lost): the run
+    is not closed as "failed to start" while its job runs; the next command adopts it, and a
+    retry with the same --unique key gets that run instead of starting a second copy."""
+    from runctl.backends import sshlink
+    from runctl.errors import BackendUnreachable
+    from runctl.jobconfig import load_job
+    from runctl.session import Session
+    from runctl.submit import submit
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
+    job = proj.script_job(f"""
+        import os, time
+        open(os.path.join({str(marks)!r}, str(os.getpid())), "w").close()
+        print("job ran", flush=True)
+        time.sleep(2)
+        """, compute_target="lab")
+    real_agent = sshlink.HostLink.agent
+
+    def answer_lost(self: Any, request: dict[str, Any]) -> dict[str, Any]:
+        answer = real_agent(self, request)
+        if request["op"] == "launch":
+            self.close()
+            raise BackendUnreachable(f"{self.alias}: asking runctl's agent (launch): the link dropped")
+        return answer  # type: ignore[no-any-return]
+
+    with monkeypatch.context() as m, Session(start=proj.root) as s, pytest.raises(BackendUnreachable) as lost:
+        m.setattr(sshlink.HostLink, "agent", answer_lost)
+        submit(s, load_job(job, s.ws), unique_key="nightly")
+    assert "may have started" in str(lost.value) and "runctl status" in str(lost.value)
+    runs = proj.cli("list", "--json", check=True).json()
+    assert len(runs) == 1 and runs[0]["status"] in ("Starting", "Running"), runs
+    rid = runs[0]["id"]
+    retry = proj.cli("submit", str(job), "-q", "--unique", "nightly")
+    assert retry.rc == 0 and retry.out.strip() == rid, (retry.out, retry.err)
+    assert proj.cli("wait", rid, "--timeout", "60").rc == 0
+    assert "job ran" in proj.cli("logs", rid, check=True).out
+    assert len(list(marks.iterdir())) == 1, "one copy of the job ran"
