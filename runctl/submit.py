@@ -221,10 +221,9 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         if not placed:
             raise
         first = placed[0]
-        wrapped = BackendUnreachable(
+        raise BackendUnreachable(
             f"{e}; run {first}{' and others' if len(placed) > 1 else ''} may have started: `runctl status {first}` "
-            f"finds out (it adopts the job if its launcher started, else records that it never ran)")
-        raise wrapped from e
+            f"finds out (it adopts the job if its launcher started, else records that it never ran)") from e
     except DiskFull as e:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=str(e), synced=True)
