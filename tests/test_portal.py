@@ -249,3 +249,37 @@ def test_a_browser_sees_the_chart_grow_the_log_tail_and_escaped_tags(project: Pr
         assert (tmp_path / "run-page.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_the_portal_keeps_to_its_origin(project: Project, portal: Any, home: Path) -> None:
+    """DNS rebinding (a foreign Host header) is refused; a job's HTML is never served as a page
+    of the portal's origin; bad numbers are 400s; ui.json is private; a long log_list is
+    downsampled like a scalar series."""
+    import stat
+
+    rid = finished_run(project, """
+        import os
+        from azureml.core import Run
+        run = Run.get_context()
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/page.html", "w").write("<script>fetch('/api/runs')</script>")
+        run.log_list("long", list(range(1_000_000)))
+        """)
+    p = portal()
+    port = p.base.rsplit(":", 1)[1]
+    assert p.get("/api/runs", headers={"Host": f"evil.example:{port}"}).status_code == 421
+    assert p.get("/", headers={"Host": "attacker.test"}).status_code == 421
+    for ok_host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert p.get("/api/runs", headers={"Host": ok_host}).status_code == 200
+    for inline in ("0", "1"):
+        r = p.get(f"/api/runs/{rid}/files/outputs/page.html", params={"inline": inline})
+        assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"] == "sandbox"
+    assert p.get(f"/api/runs/{rid}/files/outputs/page.html").headers["content-disposition"].startswith("attachment")
+    for path, params in (("/api/runs", {"limit": "abc"}), (f"/api/runs/{rid}/metrics/long", {"points": "abc"}),
+                         (f"/api/runs/{rid}/logs", {"offset": "1e99"})):
+        r = p.get(path, params=params)
+        assert r.status_code == 400 and "whole number" in r.json()["error"], (path, r.text)
+    assert stat.S_IMODE((home / "ui.json").stat().st_mode) == 0o600
+    m = p.get(f"/api/runs/{rid}/metrics/long", params={"points": 1000}).json()
+    assert m["total"] == 1_000_000 and m["downsampled"] and m["shown"] <= 1000 and max(m["y"]) == 999_999

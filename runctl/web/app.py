@@ -91,7 +91,10 @@ class Portal:
             session.close()
 
 
-def create_app(session_factory: Callable[[], Session], token: str | None = None) -> Starlette:
+def create_app(session_factory: Callable[[], Session], token: str | None = None,
+               hosts: set[str] | None = None) -> Starlette:
+    """The portal. ``hosts``: the only names a request's Host header may carry (the bound
+    address; a DNS-rebinding page's own name is refused); None accepts any (tests)."""
     portal = Portal(session_factory, token)
 
     def api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
@@ -107,6 +110,16 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
             return JSONResponse(data.finite(result))
         return endpoint
 
+    def q_int(request: Request, key: str, default: int, lo: int, hi: int) -> int:
+        """An integer query parameter, clamped to [lo, hi]; anything else is a 400."""
+        text = request.query_params.get(key)
+        if text in (None, ""):
+            return default
+        try:
+            return max(lo, min(int(text), hi))  # type: ignore[arg-type]
+        except ValueError:
+            raise InputError(f"{key}={text[:40]!r}: a whole number") from None  # type: ignore[index]
+
     def q_list(request: Request, key: str) -> list[str]:
         return [v for v in request.query_params.get(key, "").split(",") if v]
 
@@ -116,7 +129,7 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
     def runs(request: Request) -> Any:
         p = request.query_params
         return data.runs(portal.store, p.get("experiment") or None, p.get("status") or None, p.get("tag") or None,
-                         p.get("sort", "-created"), q_list(request, "metrics"), int(p.get("limit", "500")))
+                         p.get("sort", "-created"), q_list(request, "metrics"), q_int(request, "limit", 500, 1, 10_000))
 
     def run(request: Request) -> Any:
         from runctl.portal import portal_url
@@ -126,7 +139,7 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
 
     def metric(request: Request) -> Any:
         r = portal.store.resolve(request.path_params["run_id"])
-        width = int(request.query_params.get("points", data.MAX_POINTS_DEFAULT))
+        width = q_int(request, "points", data.MAX_POINTS_DEFAULT, 10, 20000)
         x_axis = request.query_params.get("x", "step")
         if x_axis not in ("step", "time"):
             raise InputError(f"x={x_axis!r}: step (or the index) or time")
@@ -136,14 +149,17 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
         r = portal.store.resolve(request.path_params["run_id"])
         off = request.query_params.get("offset")
         return data.log_tail(portal.store, r.id, request.query_params.get("name", "logs/std_log.txt"),
-                             int(off) if off not in (None, "") else None)
+                             q_int(request, "offset", 0, 0, 1 << 62) if off not in (None, "") else None)
 
     def download(request: Request) -> Any:
         r = portal.store.resolve(request.path_params["run_id"])
         path = data.store_file(portal.store, r.id, request.path_params["path"])
         inline = request.query_params.get("inline") == "1"
+        # A job wrote this file: shown inline (images), it runs in a sandbox with no origin, so
+        # HTML or SVG a job made cannot script the portal (read /api/runs and its logs).
         return FileResponse(path, filename=path.name,  # streamed in chunks
-                            content_disposition_type="inline" if inline else "attachment")
+                            content_disposition_type="inline" if inline else "attachment",
+                            headers={"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
 
     async def events(request: Request) -> Response:
         """Server-sent events: ``change`` with {run: marks} whenever a watched run's status,
@@ -190,7 +206,33 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None)
     ]
     app = Starlette(routes=routes, lifespan=_lifespan(portal))
     app.state.portal = portal
-    return _guarded(app, token) if token else app  # type: ignore[return-value]
+    guarded = _guarded(app, token) if token else app
+    return _host_checked(guarded, hosts) if hosts is not None else guarded  # type: ignore[no-any-return]
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port ("[::1]:80" -> "::1")."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _host_checked(app: Any, hosts: set[str]) -> Any:
+    """Refuse a request whose Host header names another host (DNS rebinding: a page of
+    evil.example whose name now resolves to 127.0.0.1 would otherwise read the portal)."""
+
+    async def checked(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if host_name(given) not in hosts:
+                await JSONResponse({"error": f"this portal answers to {', '.join(sorted(hosts))} only, not to "
+                                             f"{given[:100]!r}"}, status_code=421)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    checked.state = app.state  # type: ignore[attr-defined]
+    return checked
 
 
 def _lifespan(portal: Portal) -> Any:

@@ -137,8 +137,11 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
         total = max((len(v) for v in cols.values()), default=0)
         return {"name": name, "kind": "rows", "columns": cols, "total": total}
     values = shaped if isinstance(shaped, list) else [shaped]
-    return {"name": name, "kind": "list", "x": list(range(len(values))), "y": values, "total": len(values),
-            "shown": len(values), "downsampled": False}
+    answer = {"name": name, "kind": "list", "total": len(values)}
+    if len(values) <= max_points:
+        return {**answer, "x": list(range(len(values))), "y": values, "shown": len(values), "downsampled": False}
+    ys = [y if type(y) in (int, float) and math.isfinite(y) else None for y in values]
+    return {**answer, **downsampled(list(range(len(ys))), ys, max_points)}
 
 
 def scalar_series(store: Store, run_id: str, name: str, max_points: int, x_axis: str = "step") -> dict[str, Any]:
@@ -175,6 +178,13 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int, x_axis:
     answer = {"name": name, "kind": "scalar", "x_label": label, "total": total}
     if total <= max_points:
         return {**answer, "x": xs, "y": ys, "shown": total, "downsampled": False}
+    return {**answer, **downsampled(xs, ys, max_points)}
+
+
+def downsampled(xs: list[Any], ys: list[Any], max_points: int) -> dict[str, Any]:
+    """Each of max_points/2 buckets (equal counts of values) gives its minimum and its maximum,
+    in x order: every peak and dip stays visible. ``ys`` holds numbers or None."""
+    total = len(ys)
     buckets = max(1, max_points // 2)
     out_x: list[Any] = []
     out_y: list[Any] = []
@@ -192,7 +202,7 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int, x_axis:
         for i in sorted({lo + low, lo + high}):
             out_x.append(xs[i])
             out_y.append(ys[i])
-    return {**answer, "x": out_x, "y": out_y, "shown": len(out_x), "downsampled": True,
+    return {"x": out_x, "y": out_y, "shown": len(out_x), "downsampled": True,
             "method": f"min and max of each of {buckets} buckets of {total // buckets} values"}
 
 

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
+from runctl import private
 from runctl.errors import InputError
 from runctl.portal import UI_FILE
 from runctl.session import Session
@@ -55,7 +56,7 @@ def advertised(store_dir: Path, url: str) -> Iterator[None]:
 
     path = store_dir / UI_FILE
     tmp = path.with_name(f".{UI_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"url": url, "owner": this_process()}))
+    private.write_bytes(tmp, json.dumps({"url": url, "owner": this_process()}).encode())
     os.replace(tmp, path)
     try:
         yield
@@ -77,7 +78,10 @@ def serve(session_factory: Callable[[], Session], store_dir: Path, host: str, po
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{sock.getsockname()[1]}/"
     url = base + (f"?token={token}" if token else "")
-    app = create_app(session_factory, token)
+    hosts = {host.lower()} | ({"localhost", "127.0.0.1", "::1"} if is_loopback(host) else set())
+    if host in ("0.0.0.0", "::"):  # every address of this machine: its token guards it, not a name
+        hosts = None  # type: ignore[assignment]
+    app = create_app(session_factory, token, hosts)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     with sock, advertised(store_dir, base.rstrip("/")):
