@@ -140,7 +140,7 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
     answer = {"name": name, "kind": "list", "total": len(values)}
     if len(values) <= max_points:
         return {**answer, "x": list(range(len(values))), "y": values, "shown": len(values), "downsampled": False}
-    ys = [y if type(y) in (int, float) and math.isfinite(y) else None for y in values]
+    ys = [y if type(y) in (int, float) and math.isfinite(y) else None for y in values]  # type: ignore[arg-type]
     return {**answer, **downsampled(list(range(len(ys))), ys, max_points)}
 
 
