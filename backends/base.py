@@ -59,7 +59,7 @@ class RunFile:
 
     path: str  # relative to RUN_DIR, "/"-separated
     size: int
-    kind: str = "file"  # or "symlink", "fifo", "socket", "device"
+    kind: str = "file"  # or "symlink", "fifo", "socket", "device", "deep" (past the depth limit), "hardlink" (a second name)
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,7 @@ def _walk_fd(top: int, base: str) -> Iterator[tuple[str, int, str]]:
     a folder below MAX_DEPTH is reported with kind "deep" and not entered."""
     stack = [(top, base, iter(sorted(os.listdir(top))), 0)]
     seen = 0
+    linked: set[tuple[int, int]] = set()  # hard-linked files met so far: a second name is reported, not read again
     try:
         while stack:
             dfd, prefix, names, depth = stack[-1]
@@ -293,6 +294,11 @@ def _walk_fd(top: int, base: str) -> Iterator[tuple[str, int, str]]:
             except FileNotFoundError:
                 continue
             if not stat.S_ISDIR(st.st_mode):
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in linked:
+                        yield (rel, 0, "hardlink")
+                        continue
+                    linked.add((st.st_dev, st.st_ino))
                 yield (rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
                 continue
             if depth + 1 >= MAX_DEPTH:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 MAX_NAME_BYTES = 255  # one path component (NAME_MAX)
 MAX_PATH_BYTES = 4000  # a whole path under the store (PATH_MAX with room for the store's own prefix)
 MAX_FILE_BYTES = 1 << 50
-KINDS = ("file", "symlink", "fifo", "socket", "device", "deep")
+KINDS = ("file", "symlink", "fifo", "socket", "device", "deep", "hardlink")
+SKIP_REASONS = {"deep": "too deep", "hardlink": "another name of a file already listed"}
 MAX_ERROR_CHARS = 4000
 MAX_TIME_S = 1e11
 
@@ -58,7 +59,7 @@ def list_files(backend: Backend, handle: Handle, reldir: str) -> tuple[list[RunF
         if why is not None:
             skipped.append(f"{_shown(getattr(f, 'path', '?'))} ({why})")
         elif kind != "file":
-            skipped.append(f"{_shown(f.path)} ({'too deep' if kind == 'deep' else kind})")
+            skipped.append(f"{_shown(f.path)} ({SKIP_REASONS.get(kind, kind)})")
         else:
             files.append(f)
     return files, skipped

@@ -34,7 +34,8 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
         return _reconcile_in_process_run(session, record)
     if not record.handle.get("native_id") and not _submitter_gone(record):
         return record  # `runctl submit` is still handing it to its backend
-    return sync_run(session.store, session.backend_for(record), record, blocking=blocking, after_logs=after_logs)
+    return sync_run(session.store, session.backend_for(record), record, blocking=blocking, after_logs=after_logs,
+                    outputs_max_bytes=int(session.ws.outputs_max_mb * 2**20))
 
 
 def _submitter_gone(record: RunRecord) -> bool:
@@ -89,7 +90,8 @@ def refresh_many(session: Session, records: list[RunRecord],
             states = getattr(e, "answered", None) or []
         for i, state in zip(idx, states):
             if state is not None:
-                out[i] = sync_run(session.store, backend, records[i], state=state)
+                out[i] = sync_run(session.store, backend, records[i], state=state,
+                                  outputs_max_bytes=int(session.ws.outputs_max_mb * 2**20))
     return out
 
 

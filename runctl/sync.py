@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 from . import answers, private, protocol
 from .status import RunStatus
 from .store import RunRecord, Store, sync_warning
+from .workspace import DEFAULT_OUTPUTS_MAX_MB
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Handle, JobState, RunFile
 
 CHUNK_BYTES = 8 << 20
+DEFAULT_OUTPUTS_MAX_BYTES = int(DEFAULT_OUTPUTS_MAX_MB * 2**20)
 EVENTS_FILE = protocol.EVENTS_FILE
 MAX_EVENT_LINE_BYTES = 80 << 20  # the Run API refuses values whose event would be over 64 MiB
 
@@ -47,11 +49,13 @@ def sync_lock(store: Store, run_id: str, blocking: bool) -> Iterator[bool]:
 
 
 def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool = False,
-             after_logs: Callable[[], None] | None = None, state: JobState | None = None) -> RunRecord:
+             after_logs: Callable[[], None] | None = None, state: JobState | None = None,
+             outputs_max_bytes: int = DEFAULT_OUTPUTS_MAX_BYTES) -> RunRecord:
     """Bring ``record`` up to date from its backend and return the fresh record.
     ``after_logs`` runs as soon as new log bytes are in the store (before a final sync's
     slower work), so a follower prints them without waiting for outputs and clean-up.
-    ``state``: the backend's answer already fetched for many runs at once (status_many)."""
+    ``state``: the backend's answer already fetched for many runs at once (status_many).
+    ``outputs_max_bytes``: what the run's outputs may bring into the store (the rest is skipped)."""
     if record.synced or record.handle is None:
         return record
     from .backends.base import Handle
@@ -70,7 +74,7 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         if after_logs is not None:
             after_logs()
         if state.status.is_terminal:
-            fetch_outputs(store, backend, handle, record.id)
+            fetch_outputs(store, backend, handle, record.id, outputs_max_bytes)
         _record_state(store, record, state)
         if state.status.is_terminal:
             backend.release(handle, state)
@@ -194,22 +198,27 @@ def _same_tail(backend: Backend, handle: Handle, rel: str, dest: Path, have: int
 
 
 def _fetch_whole(backend: Backend, handle: Handle, rel: str, size: int, dest: Path) -> None:
+    """RUN_DIR/rel copied to ``dest``; runs of zeros become holes (a sparse file stays sparse)."""
     tmp = dest.with_name(f".{dest.name}.part")
     with private.open_file(tmp, "wb") as out:
-        copy_range(backend, handle, rel, out, 0, size)
+        copy_range(backend, handle, rel, out, 0, size, sparse=True)
+        out.truncate(out.tell())
     os.replace(tmp, dest)
 
 
 FETCHED_AT_END = ("outputs", "artifacts", "runs")
 
 
-def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -> None:
+def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str,
+                  max_bytes: int = DEFAULT_OUTPUTS_MAX_BYTES) -> None:
     """Bring outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the
     store: moved when the run directory is on this filesystem, else copied by chunks. Links,
-    special files and folders of runs that are not this run's children are skipped, and the
-    skips are recorded as the run's ``runctl.skipped_files`` property."""
+    special files, a second name of a hard-linked file, folders of runs that are not this run's
+    children and whatever would take the run past ``max_bytes`` are skipped, and the skips are
+    recorded as the run's ``runctl.skipped_files`` property."""
     children = store.descendants(run_id)
     skipped: list[str] = []
+    total = 0
     for reldir in (protocol.LOGS_DIR, *FETCHED_AT_END):
         files, not_files = answers.list_files(backend, handle, reldir)
         skipped += not_files
@@ -218,6 +227,11 @@ def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str) -
             if dest is None:
                 skipped.append(f"{f.path} (not a child run of this run)")
                 continue
+            if total + f.size > max_bytes:
+                skipped.append(f"{f.path} ({f.size} bytes: past outputs.max_size_mb, "
+                               f"{max_bytes / 2**20:g} MB for the run)")
+                continue
+            total += f.size
             _fetch_output(backend, handle, f, dest)
     _record_skipped(store, run_id, skipped)
 
@@ -247,15 +261,34 @@ def _record_skipped(store: Store, run_id: str, skipped: list[str]) -> None:
     store.add_properties(run_id, {"runctl.skipped_files": json.dumps(shown)})
 
 
-def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start: int, end: int) -> None:
-    """Write bytes [start, end) of RUN_DIR/rel to ``out``, in chunks (less if the file is shorter)."""
+HOLE_BYTES = 1 << 16
+_ZEROS = bytes(HOLE_BYTES)
+
+
+def copy_range(backend: Backend, handle: Handle, rel: str, out: BinaryIO, start: int, end: int,
+               sparse: bool = False) -> None:
+    """Write bytes [start, end) of RUN_DIR/rel to ``out``, in chunks (less if the file is shorter).
+    With ``sparse`` (``out`` seekable, not appending), 64 KiB blocks of zeros are skipped over."""
     offset = start
     while offset < end:
         chunk = answers.read(backend, handle, rel, offset, min(CHUNK_BYTES, end - offset))
         if not chunk:
             return
-        out.write(chunk)
+        if sparse:
+            _write_sparse(out, chunk)
+        else:
+            out.write(chunk)
         offset += len(chunk)
+
+
+def _write_sparse(out: BinaryIO, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    for i in range(0, len(chunk), HOLE_BYTES):
+        block = view[i:i + HOLE_BYTES]
+        if len(block) == HOLE_BYTES and block == _ZEROS:
+            out.seek(HOLE_BYTES, os.SEEK_CUR)
+        else:
+            out.write(block)
 
 
 def _store_path(store: Store, run_id: str, rel: str, children: set[str]) -> Path | None:

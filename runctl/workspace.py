@@ -14,6 +14,7 @@ CONFIG_DIR = ".runctl"
 CONFIG_NAME = "config.yaml"
 ENV_HOME = "RUNCTL_HOME"
 DEFAULT_SNAPSHOT_MAX_MB = 300
+DEFAULT_OUTPUTS_MAX_MB = 50 * 1024  # one run's outputs; a job that writes more (or a huge sparse file) is cut
 
 WORKSPACE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -23,6 +24,11 @@ WORKSPACE_SCHEMA: dict[str, Any] = {
         "default_compute_target": {"type": "string", "minLength": 1},
         "default_experiment": {"type": "string", "pattern": r"^[a-zA-Z0-9][a-zA-Z0-9_\-]{0,199}$"},
         "snapshot": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"max_size_mb": {"type": "number", "exclusiveMinimum": 0}},
+        },
+        "outputs": {
             "type": "object",
             "additionalProperties": False,
             "properties": {"max_size_mb": {"type": "number", "exclusiveMinimum": 0}},
@@ -55,6 +61,7 @@ class Workspace:
     default_compute_target: str = "local"
     default_experiment: str | None = None
     snapshot_max_mb: float = DEFAULT_SNAPSHOT_MAX_MB
+    outputs_max_mb: float = DEFAULT_OUTPUTS_MAX_MB  # what one run's outputs, artifacts and logs may bring into the store
     located: Located | None = None
 
 
@@ -139,3 +146,4 @@ def _apply_config(ws: Workspace, path: Path) -> None:
         raise located.error(("default_experiment",), f"{ws.default_experiment!r} contains a control character",
                             "remove it")
     ws.snapshot_max_mb = float((data.get("snapshot") or {}).get("max_size_mb", DEFAULT_SNAPSHOT_MAX_MB))
+    ws.outputs_max_mb = float((data.get("outputs") or {}).get("max_size_mb", DEFAULT_OUTPUTS_MAX_MB))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Project, wait_for
+from .conftest import Project, require_service, wait_for
 
 
 def test_a_status_json_of_the_wrong_types_never_breaks_the_listing(project: Project) -> None:
@@ -140,3 +140,47 @@ def test_gc_removes_only_what_its_own_store_named(tmp_path: Path, home: Path) ->
     assert not (work / kept).exists(), "its own finished run's folder goes"
     assert theirs.cli("wait", other, "--timeout", "60", env=env).rc == 0
     assert theirs.cli("metrics", other, "--json", env=env, check=True).json()["i"] == list(range(30))
+
+
+@pytest.mark.parametrize("target", ["local", "docker"])
+def test_sparse_outputs_stay_sparse_hard_links_come_once_and_a_ceiling_holds(tmp_path: Path, home: Path,
+                                                                                target: str) -> None:
+    """A 2 GB sparse output and a hard link to it: the store holds one copy, still sparse; a
+    file past the workspace's outputs.max_size_mb is left out, and the run says so."""
+    import yaml
+
+    targets = {"here": {"type": "local"}}
+    extra: dict[str, Any] = {}
+    if target == "docker":
+        from .test_docker_backend import IMAGE, docker_ready
+
+        require_service("dockerd", docker_ready(), "run tests/infra/up-docker.sh")
+        targets = {"here": {"type": "docker"}}
+        extra = {"environment": {"docker": {"image": IMAGE}}}
+    proj = Project(tmp_path / "proj", targets)
+    config = proj.root / ".runctl" / "config.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "outputs": {"max_size_mb": 2100}}))
+    job = proj.script_job("""
+        import os
+        os.makedirs("outputs", exist_ok=True)
+        with open("outputs/big.bin", "wb") as f:
+            f.truncate(2 << 30)
+            f.write(b"head")
+        os.link("outputs/big.bin", "outputs/same.bin")
+        open("outputs/small.txt", "w").write("s")
+        with open("outputs/zz-over.bin", "wb") as f:
+            f.truncate(200 << 20)
+        """, compute_target="here", **extra)
+    r = proj.cli("submit", str(job), "--wait", "-q", timeout=300)
+    assert r.rc == 0, r.err
+    rid = r.out.strip()
+    stored = home / "runs" / rid / "outputs"
+    big = (stored / "big.bin").stat()
+    assert big.st_size == 2 << 30 and big.st_blocks * 512 < (16 << 20), "kept sparse"
+    with (stored / "big.bin").open("rb") as f:
+        assert f.read(4) == b"head"
+    assert not (stored / "same.bin").exists() and (stored / "small.txt").read_text() == "s"
+    assert not (stored / "zz-over.bin").exists()
+    skipped = json.loads(proj.cli("show", rid, "--json", check=True).json()["properties"]["runctl.skipped_files"])
+    assert any("same.bin (another name" in s for s in skipped), skipped
+    assert any("zz-over.bin" in s and "outputs.max_size_mb" in s for s in skipped), skipped
