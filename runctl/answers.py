@@ -59,7 +59,7 @@ def list_files(backend: Backend, handle: Handle, reldir: str) -> tuple[list[RunF
         if why is not None:
             skipped.append(f"{_shown(getattr(f, 'path', '?'))} ({why})")
         elif kind != "file":
-            skipped.append(f"{_shown(f.path)} ({SKIP_REASONS.get(kind, kind)})")
+            skipped.append(f"{_shown(f.path)} ({SKIP_REASONS.get(str(kind), kind)})")
         else:
             files.append(f)
     return files, skipped
