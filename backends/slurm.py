@@ -134,6 +134,9 @@ def _json(value: Any) -> str:
     return json.dumps(value)
 
 
+IN_SERVICE = ("idle", "mixed", "allocated", "completing")  # sinfo %T of nodes that take jobs now
+
+
 def job_state(slurm: tuple[str, str] | None, st: dict[str, Any], cancel: bool, pending: bool) -> JobState:
     """The ONE mapping to a run's state: the Slurm job's (state, reason) as squeue or sacct
     last saw it (None: Slurm no longer knows the job), and the launcher's status.json, which
@@ -332,9 +335,23 @@ class SlurmBackend(Backend):
         if rc != 0:
             if "controller" in text or "timed out" in text:
                 raise BackendUnreachable(f"sbatch: Slurm's controller does not answer: {text[-300:]}")
+            if "not available" in text and self._nodes_out_of_service():
+                return  # "not available now" (drained, down nodes): plain sbatch queues it, so the run waits Queued
             raise InputError(f"target {self.target!r}: Slurm refuses this job: {text[-500:]}; change the job's "
                              f"resources, node_count or max_run_duration_seconds, or the target's partition/"
                              f"account/qos")
+
+    def _nodes_out_of_service(self) -> bool:
+        """Is a node of the job's partition out of service now (drained, down, not responding)?
+        Then --test-only's "not available" may mean "not now" rather than "never"."""
+        rc, out, _ = self.slurm("sinfo", "-h", "-o", "%P|%T", check=False)
+        wanted = self.options.get("partition")
+        for line in out.splitlines() if rc == 0 else []:
+            part, _, state = line.strip().partition("|")
+            if (part.rstrip("*") == wanted) if wanted else part.endswith("*"):
+                if state not in IN_SERVICE:
+                    return True
+        return False
 
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle(self.name, "", f"{self.site.work_dir}/{spec.run_id}", host=self.options.get("login"))

@@ -313,6 +313,8 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
     if status.is_terminal:
         values.update(exit_code=state.exit_code, error=state.error, synced=True,
                       ended_at=state.ended_at or time.time())
+    elif status == RunStatus.QUEUED or record.status == RunStatus.QUEUED:
+        values["error"] = state.error if status == RunStatus.QUEUED else None  # why it waits (Slurm's reason)
     if any(getattr(record, k) != v for k, v in values.items()):
         store.update(record.id, **values)
     if state.warning:

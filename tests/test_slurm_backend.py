@@ -214,6 +214,22 @@ def test_bad_partition_is_bad_input_before_any_run_exists(tmp_path: Path, home: 
     assert proj.cli("list", "--json").json() == []
 
 
+def test_a_job_for_nodes_out_of_service_waits_queued_with_slurms_reason(tmp_path: Path, home: Path) -> None:
+    """Plain sbatch queues a job whose nodes are drained or down ("not available now"); so does
+    runctl: the run waits Queued, Slurm's reason shown, and a cancel ends it."""
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path, partition="out-of-service", cancel_grace_s=2)})
+    r = proj.cli("submit", str(proj.script_job("print(1)\n", compute_target="cluster")), "-q")
+    assert r.rc == 0, r.err
+    rid = r.out.strip()
+    try:
+        wait_for(lambda: proj.cli("status", rid).out.strip() == "Queued", what="the run to wait in the queue")
+        shown = proj.cli("status", rid, "--json", check=True).json()
+        assert shown["error"].startswith("Slurm: ") and "Node" in shown["error"], shown["error"]
+    finally:
+        assert proj.cli("cancel", rid).rc == 0
+    assert proj.cli("wait", rid, "--timeout", "60").rc == 130
+
+
 def test_ranks_of_a_two_process_job(tmp_path: Path, home: Path) -> None:
     proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path)})
     job = proj.script_job("""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Slurm cluster for the tests: munged, slurmctld and slurmd on this machine,
-# partition "debug" (default) with every CPU, no accounting (as on many small clusters:
+# partition "debug" (default) with every CPU, partition "out-of-service" whose one node never
+# answers, no accounting (as on many small clusters:
 # runctl must reach final states without sacct). The config and state live under
 # $STATE; /etc/slurm/slurm.conf is written only if absent or written by this script before
 # (marked), so a real cluster's config is never replaced. Idempotent: daemons already up
@@ -66,6 +67,10 @@ SchedulerParameters=sched_interval=1
 MaxArraySize=1001
 NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+# A node that never answers, alone in partition "out-of-service": a job there is valid but
+# cannot start now (as on a cluster whose nodes are drained for maintenance).
+NodeName=runctl-ghost NodeAddr=127.0.0.1 Port=6899 CPUs=1 RealMemory=100 State=DOWN
+PartitionName=out-of-service Nodes=runctl-ghost MaxTime=INFINITE State=UP
 CONFIG
     if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then
         mv "$CONF.tmp" "$CONF"
