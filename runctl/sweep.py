@@ -9,6 +9,7 @@ submit waiting while ``--max-parallel`` children are unfinished.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from dataclasses import replace
@@ -39,10 +40,11 @@ def grid(items: list[str]) -> list[dict[str, str]]:
         if name in (n for n, _ in axes):
             raise InputError(f"--sweep {name}: given twice; list all its values in one --sweep")
         axes.append((name, vals))
-    combos = [dict(zip([n for n, _ in axes], c)) for c in itertools.product(*(v for _, v in axes))]
-    if len(combos) > MAX_RUNS:
-        raise InputError(f"--sweep: {len(combos)} combinations; at most {MAX_RUNS} in one sweep")
-    return combos
+    count = math.prod(len(v) for _, v in axes)  # counted before any is made: 4 x 100 values is 10^8
+    if count > MAX_RUNS:
+        raise InputError(f"--sweep: {count} combinations ({' x '.join(str(len(v)) for _, v in axes)}); at most "
+                         f"{MAX_RUNS} in one sweep: give fewer values")
+    return [dict(zip([n for n, _ in axes], c)) for c in itertools.product(*(v for _, v in axes))]
 
 
 def submit_sweep(session: Session, job: JobConfig, combos: list[dict[str, str]],

@@ -61,3 +61,15 @@ def test_a_sweep_with_a_failing_run_fails_and_bad_flags_are_bad_input(project: P
                 ["--max-parallel", "2"]):
         r = project.cli("submit", str(job), *bad)
         assert r.rc == 2 and ("--sweep" in r.err or "--max-parallel" in r.err), (bad, r.err)
+
+
+def test_a_huge_sweep_is_refused_at_once_without_building_it(project: Project) -> None:
+    """4 x 100 values is 10^8 combinations: counted first, refused at once (no MemoryError)."""
+    import resource
+
+    job = project.script_job("print(1)\n")
+    values = ",".join(str(i) for i in range(100))
+    r = project.cli("submit", str(job), *[a for n in "abcd" for a in ("--sweep", f"{n}={values}")])
+    assert r.rc == 2 and "100000000 combinations (100 x 100 x 100 x 100)" in r.err, r.err
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 1 << 20, "well under 1 GiB (KiB)"
+    assert project.cli("list", "--json").json() == []
