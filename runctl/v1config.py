@@ -35,6 +35,44 @@ IGNORED = {
     "pytorch": "see communicator",
     "aiSuperComputer": "not reachable",
 }
+_TEXT = {"type": ["string", "null"]}
+_COUNT = {"type": ["integer", "null"], "minimum": 1}
+_OBJECT = ["object", "null"]
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+# The types of the v1 fields runctl reads (a file of the wrong shape is one file:line:col
+# error, exit 2, never a traceback). Fields runctl leaves out are not checked.
+V1_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
+    "script": _TEXT,
+    "command": {"type": ["string", "array", "null"], "items": {"type": "string"}},
+    "arguments": {"type": ["array", "null"], "items": {"type": ["string", "number", "boolean"]}},
+    "target": _TEXT,
+    "maxRunDurationSeconds": _COUNT,
+    "nodeCount": _COUNT,
+    "communicator": _TEXT,
+    "environmentVariables": {"type": _OBJECT, "additionalProperties": _SCALAR},
+    "mpi": {"type": _OBJECT, "properties": {"processCountPerNode": _COUNT}},
+    "pytorch": {"type": _OBJECT, "properties": {"processCount": _COUNT}},
+    "tensorflow": {"type": _OBJECT, "properties": {"workerCount": _COUNT, "parameterServerCount": _COUNT}},
+    "framework": _TEXT,
+    "environment": {"type": _OBJECT, "properties": {
+        "name": _TEXT,
+        "environmentVariables": {"type": _OBJECT, "additionalProperties": _SCALAR},
+        "python": {"type": _OBJECT, "properties": {
+            "interpreterPath": _TEXT,
+            "userManagedDependencies": {"type": ["boolean", "null"]},
+            "condaDependenciesFile": _TEXT,
+            "condaDependencies": {"type": _OBJECT, "properties": {"dependencies": {
+                "type": ["array", "null"],
+                "items": {"type": ["string", "object"], "properties": {"pip": {"type": ["array", "null"],
+                                                                              "items": {"type": "string"}}}}}}},
+        }},
+        "docker": {"type": _OBJECT, "properties": {
+            "enabled": {"type": ["boolean", "null"]}, "baseImage": _TEXT, "shmSize": _TEXT, "baseDockerfile": _TEXT,
+            "baseImageRegistry": {"type": _OBJECT},
+        }},
+    }},
+}}
+
 MAPPED = {"script", "command", "arguments", "target", "maxRunDurationSeconds", "nodeCount", "communicator",
           "environment", "environmentVariables"}
 
@@ -55,6 +93,9 @@ def convert(path: Path) -> tuple[dict[str, Any], list[str], Located]:
     v1 = located.data
     if not isinstance(v1, dict):
         raise located.error((), "a v1 run configuration is a mapping of fields", "check the file")
+    from .schemacheck import validate
+
+    validate(located, V1_SCHEMA)
     job: dict[str, Any] = {}
     notes: list[str] = []
     folder = path.resolve().parent

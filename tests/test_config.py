@@ -277,3 +277,25 @@ def test_v1_names_get_runctl_names_and_every_error_is_reported_in_line_order(pro
         "error: v1names.yaml:8:13: node_count: expected integer, got string 'zero'; fix the value's type "
         "(Number of nodes; backends that run one node refuse more.)",
     ], r.err
+
+
+@pytest.mark.parametrize("line, field", [
+    ("environment: str", "environment"),
+    ("environment:\n  python: 5", "environment.python"),
+    ("environment:\n  docker: [1, 2]", "environment.docker"),
+    ("environmentVariables: [a, b]", "environmentVariables"),
+    ("mpi:\n  processCountPerNode: many", "mpi.processCountPerNode"),
+    ("mpi: x", "mpi"),
+    ("environment:\n  python:\n    condaDependencies:\n      dependencies:\n      - pip: 7", "pip"),
+    ("arguments: not a list", "arguments"),
+])
+@pytest.mark.parametrize("command", ["submit", "convert", "validate"])
+def test_a_hostile_v1_run_configuration_is_one_error_line(project: Project, line: str, field: str,
+                                                          command: str) -> None:
+    cfg = project.root / "bad.runconfig"
+    cfg.write_text(f"script: train.py\n{line}\n")
+    project.write("train.py", "print(1)\n")
+    r = project.cli(command, str(cfg))
+    assert r.rc == 2, (r.rc, r.err)
+    assert "Traceback" not in r.err and "bad.runconfig:" in r.err and field in r.err, r.err
+    assert project.cli("list", "--json").json() == []
