@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from runctl.errors import BackendUnreachable, InputError, StartError
 
 from .base import RunFile
-from .transport import StagePlan, Transport
+from .transport import CacheDamaged, StagePlan, Transport
 
 # How to reach a host: target options of every backend that uses SSH (JSON Schema properties).
 SSH_OPTIONS: dict[str, Any] = {
@@ -575,6 +575,14 @@ class SSHTransport(Transport):
 
     def materialize(self, run_dir: str, plan: StagePlan) -> None:
         self._flush()
+        try:
+            self._materialize(run_dir, plan)
+        except StartError as e:
+            if "Damaged:" in str(e):
+                raise CacheDamaged(str(e)) from e
+            raise
+
+    def _materialize(self, run_dir: str, plan: StagePlan) -> None:
         self.link.agent({"op": "materialize", "cache": self.link.cache_dir, "run_dir": run_dir,
                          "work_dir": self.link.work_dir, "spare": self.link.options.get("spare_copy", True),
                          "files": [list(f) for f in plan.files], "links": [list(link) for link in plan.links],

@@ -23,6 +23,11 @@ class StagePlan:
         return sorted({d for _, d, _ in self.files})
 
 
+class CacheDamaged(Exception):
+    """``materialize`` found objects of the far side's cache whose content no longer matches
+    their digest (something changed them there); it removed them, so core sends them again."""
+
+
 class Transport(abc.ABC):
     """How files reach the compute side; core drives it (runctl/staging.py), so the logic of
     sending only what is missing is written once. The far side keeps an object cache of

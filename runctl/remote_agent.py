@@ -139,24 +139,48 @@ def _packs(cache):
             for digest, (offset, length) in index.items()}
 
 
+class Damaged(Exception):
+    """An object of the cache no longer has the content its name says (a job of the same user
+    can write there): removed, so that the next submit sends it again."""
+
+
 def _copy_object(cache, digest, target, packs):
-    """Object ``digest`` to the new file ``target``: from its loose file, or its pack."""
+    """Object ``digest`` to the new file ``target``: from its loose file, or its pack; its
+    content is hashed on the way and must be what its name says."""
     try:
-        shutil.copyfile(_obj(cache, digest), target)
+        _copy_checked(_obj(cache, digest), 0, None, target, digest)
         return
     except FileNotFoundError:
         if digest not in packs:
             raise
     pack, offset, length = packs[digest]
     try:
-        with open(pack, "rb") as f:
-            f.seek(offset)
-            data = f.read(length)
+        _copy_checked(pack, offset, length, target, digest)
     except FileNotFoundError:  # unpacked meanwhile: it is loose now
-        shutil.copyfile(_obj(cache, digest), target)
-        return
-    with open(target, "wb") as f:
-        f.write(data)
+        _copy_checked(_obj(cache, digest), 0, None, target, digest)
+
+
+def _copy_checked(source, offset, length, target, digest):
+    h = hashlib.sha256()
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as src, open(target, "wb") as out:
+        src.seek(offset)
+        left = length
+        while left is None or left > 0:
+            chunk = src.read(1 << 20 if left is None else min(1 << 20, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            out.write(chunk)
+            if left is not None:
+                left -= len(chunk)
+    if h.hexdigest() != digest:
+        os.unlink(target)
+        if length is None:  # a loose object: drop it (a damaged pack is left to gc)
+            with contextlib.suppress(OSError):
+                os.unlink(source)
+        raise Damaged("object %s in the host's cache was changed after runctl stored it (removed now); submit "
+                      "again to send it anew" % digest[:12])
 
 
 def op_run(req):
@@ -343,22 +367,49 @@ def _take_spare(work_dir, root):
             os.rename(os.path.join(spares, name), root)
         except OSError:
             continue
-        try:
-            with open(os.path.join(root, SPARE_MANIFEST)) as f:
-                manifest = json.load(f)
-            os.unlink(os.path.join(root, SPARE_MANIFEST))
-            return manifest
-        except (OSError, ValueError):
-            shutil.rmtree(root, ignore_errors=True)
-            return None
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(root, SPARE_MANIFEST))  # (written by the builder; not trusted)
+        found = _tree_as_it_is(root)
+        if found is None:
+            safefs.remove_tree(root)
+        return found
     return None
+
+
+def _tree_as_it_is(root):
+    """What a ready copy really holds, read and hashed here: {"files": [[rel, sha256, mode]],
+    "links": [[rel, target]]}; None if it holds anything else. A job of the same user could
+    have changed a ready copy (its files, modes, links, its manifest): only what is verified
+    now is kept, and what differs from the wanted tree is laid again."""
+    files, links = [], []
+    for rel, _size, kind in safefs.walk(root, ""):
+        if kind == "symlink":
+            links.append([rel, os.readlink(os.path.join(root, rel))])
+            continue
+        if kind != "file":
+            return None
+        h, offset = hashlib.sha256(), 0
+        while True:
+            chunk = safefs.read_file(root, rel, offset, 8 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            offset += len(chunk)
+        try:
+            mode = os.lstat(os.path.join(root, rel)).st_mode & 0o7777
+        except OSError:
+            return None
+        files.append([rel, h.hexdigest(), mode])
+    return {"files": files, "links": links}
 
 
 def _fix_up(cache, root, have, files, links):
     """Make the tree at ``root`` (holding ``have``) exactly ``files`` + ``links``."""
     want = {rel: (digest, mode) for rel, digest, mode in files}
     want_links = dict((rel, link) for rel, link in links)
-    old = {rel: (digest, mode) for rel, digest, mode in have["files"]}
+    # (a file laid from the cache has its wanted mode plus the owner's write bit)
+    old = {rel: want[rel] if rel in want and want[rel][0] == digest and want[rel][1] | 0o200 == mode
+           else (digest, mode) for rel, digest, mode in have["files"]}
     old_links = dict((rel, link) for rel, link in have["links"])
     for rel in set(old) | set(old_links):
         if want.get(rel) != old.get(rel) or want_links.get(rel) != old_links.get(rel):

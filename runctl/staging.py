@@ -77,22 +77,30 @@ STAGING_PATIENCE_S = 120.0
 def stage(objects: ObjectStore, transport: Transport, run_dir: str, run_plan: StagePlan) -> Staged:
     """Send the objects the far side lacks, then materialise RUN_DIR there. A RUN_DIR left
     half-made by a failure is discarded."""
+    from .backends.transport import CacheDamaged
+
     sent = Staged(0, 0)
     send = _retrying(transport.send)
-    todo = sorted(_retrying(transport.missing)(run_plan.digests))
-    sizes = {digest: objects.object_path(digest).stat().st_size for digest in todo}
-    with Progress(sum(sizes.values()), len(todo)) as progress:
-        transport.sent_bytes = progress.add_bytes
-        for digest in todo:
-            send(digest, objects.object_path(digest))
-            sent.sent_objects += 1
-            sent.sent_bytes += sizes[digest]
-            progress.object_done(sizes[digest])
-        try:
-            transport.materialize(run_dir, run_plan)
-        except BaseException:
-            transport.discard(run_dir)
-            raise
+    for attempt in (1, 2):  # a second time if the far side's cache was found damaged (and cleaned)
+        todo = sorted(_retrying(transport.missing)(run_plan.digests))
+        sizes = {digest: objects.object_path(digest).stat().st_size for digest in todo}
+        with Progress(sum(sizes.values()), len(todo)) as progress:
+            transport.sent_bytes = progress.add_bytes
+            for digest in todo:
+                send(digest, objects.object_path(digest))
+                sent.sent_objects += 1
+                sent.sent_bytes += sizes[digest]
+                progress.object_done(sizes[digest])
+            try:
+                transport.materialize(run_dir, run_plan)
+                return sent
+            except CacheDamaged:
+                transport.discard(run_dir)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                transport.discard(run_dir)
+                raise
     return sent
 
 

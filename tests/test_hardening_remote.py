@@ -113,3 +113,47 @@ def test_a_lost_answer_to_launch_leaves_the_run_pending_and_a_retry_adopts_it(tm
     assert proj.cli("wait", rid, "--timeout", "60").rc == 0
     assert "job ran" in proj.cli("logs", rid, check=True).out
     assert len(list(marks.iterdir())) == 1, "one copy of the job ran"
+
+
+def test_a_job_that_poisons_the_hosts_ready_copy_and_cache_cannot_change_the_next_run(tmp_path: Path,
+                                                                                        home: Path) -> None:
+    """Same-user limits: a job rewrites the host's ready copy of the code (.spare/ready-*) and
+    the object cache; the next run of the same code runs runctl's code, not the job's."""
+    import time
+
+    work = tmp_path / "remote"
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(work))})
+    job = proj.script_job(f"""
+        import glob, os, time
+        print("genuine run", flush=True)
+        if os.environ.get("POISON"):
+            work = {str(work)!r}
+            deadline = time.time() + 30
+            while not glob.glob(os.path.join(work, ".spare", "ready-*")) and time.time() < deadline:
+                time.sleep(0.1)
+            hit = 0
+            for root, _dirs, files in os.walk(work):
+                for name in files:
+                    path = os.path.join(root, name)
+                    try:
+                        data = open(path, "rb").read()
+                    except OSError:
+                        continue
+                    if b"genuine run" in data and ("/.spare/" in path or "/.objects/" in path):
+                        open(path, "wb").write(data.replace(b'print("genuine run"', b'print("POISONED"'))
+                        hit += 1
+            print("poisoned", hit, flush=True)
+        """, compute_target="lab")
+    first = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    assert "genuine run" in proj.cli("logs", first, check=True).out
+    (proj.root / "job.yaml").write_text((proj.root / "job.yaml").read_text() +
+                                       "environment:\n  environment_variables:\n    POISON: '1'\n")
+    poisoner = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    said = proj.cli("logs", poisoner, check=True).out
+    assert "poisoned" in said and "poisoned 0" not in said, said
+    time.sleep(0.5)
+    for _ in range(2):
+        after = proj.cli("submit", str(job), "--wait", "-q")
+        assert after.rc == 0, after.err
+        out = proj.cli("logs", after.out.strip(), check=True).out
+        assert "genuine run" in out and "POISONED" not in out, out
