@@ -88,6 +88,7 @@ class SSHBackend(Backend):
             try:
                 _ = link.work_dir
                 if want == 0:
+                    link.ensure_agent()  # (staging needs it next): a wrong python is bad input now
                     return
                 gpus = link.agent({"op": "inventory", "nvidia_smi": self.options.get("nvidia_smi", "nvidia-smi")})["gpus"]
                 link.inventory = (time.monotonic(), gpus)  # placement reuses it a moment later

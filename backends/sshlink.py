@@ -180,14 +180,16 @@ def ssh_errors(host: str, what: str) -> Iterator[None]:
     try:
         yield
     except paramiko.BadHostKeyException as e:
+        name = getattr(e, "hostname", None) or host  # as known_hosts names it (HostName, [host]:port)
         raise InputError(f"{host}: the host key CHANGED (now {fingerprint(e.key)}, known_hosts has "
                          f"{fingerprint(e.expected_key)}); if the host was reinstalled, check the new key with its "
-                         f"administrator, remove the old line (ssh-keygen -R {host}) and run `runctl compute trust`") from e
+                         f"administrator, remove the old line (ssh-keygen -R {shlex.quote(name)}) and run "
+                         f"`runctl compute trust`") from e
     except paramiko.AuthenticationException as e:
         raise InputError(f"{host}: authentication failed ({e}); check User and IdentityFile in ~/.ssh/config, "
                          f"or that ssh-agent holds the key") from e
     except (OSError, EOFError, paramiko.SSHException) as e:
-        raise BackendUnreachable(f"{host}: {what}: {e or type(e).__name__}; check that it is up and "
+        raise BackendUnreachable(f"{host}: {what}: {str(e).strip() or type(e).__name__}; check that it is up and "
                                  f"reachable (`runctl compute check`)") from e
 
 
@@ -256,8 +258,14 @@ class Connection:
     """One SSH connection (and its SFTP session) to one host, for one runctl command."""
 
     def __init__(self, settings: HostSettings) -> None:
+        import logging
+
         import paramiko
 
+        # paramiko logs a cut link with a traceback from its own thread; runctl says it once, as
+        # an error of its own (with the retry it makes), so paramiko's log goes nowhere.
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
         self.settings = settings
         self.client = paramiko.SSHClient()
         if os.path.exists(settings.known_hosts):
@@ -331,7 +339,7 @@ class _Refuse:
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         raise InputError(f"{self.settings.alias}: the host key is not trusted yet ({fingerprint(key)}); "
                          f"check that fingerprint with the host's administrator, then run `runctl compute trust "
-                         f"TARGET` (or add the key to {self.settings.known_hosts})")
+                         f"TARGET` (or add it to {self.settings.known_hosts} as {self.settings.key_name})")
 
 
 def fetch_host_key(settings: HostSettings) -> Any:
@@ -358,9 +366,12 @@ def trust_host(settings: HostSettings) -> str:
     known = paramiko.HostKeys()
     if os.path.exists(settings.known_hosts):
         known.load(settings.known_hosts)
-    have = (known.lookup(settings.key_name) or {}).get(key.get_name())
+    entries = known.lookup(settings.key_name) or {}
+    have = entries.get(key.get_name())
     if have is not None and have.asbytes() == key.asbytes():
         return f"already trusted {fingerprint(key)}"
+    if have is None and entries:  # a key of another type is known: the host now shows a new one
+        have = next(iter(entries.values()))
     if have is not None:
         raise InputError(f"{settings.alias}: the host key CHANGED (now {fingerprint(key)}, known_hosts has "
                          f"{fingerprint(have)}); check with the host's administrator, remove the old line "
@@ -433,15 +444,22 @@ class HostLink:
             send_all(chan, json.dumps(files).encode() + b"\n")
             hello = reader.readline()
         if not hello.startswith(b'{"ready"'):
-            err = b""
+            err, code = b"", -1
             with contextlib.suppress(Exception):
-                if chan.recv_stderr_ready():
-                    err = chan.recv_stderr(2000)
+                deadline = time.monotonic() + 2
+                while not chan.exit_status_ready() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if chan.exit_status_ready():
+                    code = chan.recv_exit_status()
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(4096)
             chan.close()
             said = (hello[:300] or err[-300:]).decode(errors="replace").strip()
-            raise BackendUnreachable(f"{self.alias}: runctl's agent did not start with {self.python}: "
-                                     f"{said or 'no answer'}; set the target's python to a Python >= 3.8 on "
-                                     f"that host")
+            why = (f"{self.alias}: runctl's agent did not start with python {self.python!r}: {said or 'no answer'}; "
+                   f"set the target's python to a Python >= 3.8 on that host")
+            if code >= 0:  # the host answered: the interpreter is missing or wrong, not the link
+                raise InputError(why)
+            raise BackendUnreachable(why)
         self._serving = (chan, reader)
         return self._serving
 
@@ -474,6 +492,12 @@ class HostLink:
             digest = hashlib.sha256(b"".join(n.encode() + d for n, d in self._agent_files())).hexdigest()[:20]
             self._agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
         return self._agent_dir
+
+    def ensure_agent(self) -> None:
+        """Start runctl's agent now if it does not serve yet (a wrong python is found before a
+        run exists)."""
+        with self.reconnecting(), ssh_errors(self.alias, "starting runctl's agent"):
+            _ = self._serving or self._start_agent()
 
     def agent(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request to runctl's agent on this host (runctl/remote_agent.py): a JSON line to

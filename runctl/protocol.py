@@ -90,6 +90,7 @@ ABANDONED_ERROR = "runctl submit was interrupted before the job started; the job
 
 # Run statuses as strings (runctl.status.RunStatus values; this module cannot import it).
 COMPLETED_STATUS, FAILED_STATUS, CANCELED_STATUS = "Completed", "Failed", "Canceled"
+STOPPED_OUTSIDE_ERROR = "stopped by a signal from outside runctl (e.g. docker stop, a daemon restart, kill)"
 
 
 def final_outcome(st, cancel_requested):
@@ -105,7 +106,7 @@ def final_outcome(st, cancel_requested):
     if reason == CANCELED:
         if cancel_requested:
             return CANCELED_STATUS, code, "canceled"
-        return FAILED_STATUS, code, "stopped by a signal from outside runctl (e.g. docker stop, a daemon restart, kill)"
+        return FAILED_STATUS, code, STOPPED_OUTSIDE_ERROR
     if reason == TIMEOUT:
         return FAILED_STATUS, 124, "stopped after max_run_duration_seconds"
     if reason == EXIT and code == 0:

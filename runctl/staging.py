@@ -29,7 +29,8 @@ def jobside_files() -> Iterator[tuple[Path, str]]:
     yield PKG / "_shim" / "sitecustomize.py", f"{protocol.LIB_DIR}/sitecustomize.py"
     yield PKG / "task.py", f"{protocol.LIB_DIR}/runctl_task.py"
     for src_root, dest_root in ((PKG / "context", f"{protocol.LIB_DIR}/runctl_context"),
-                                (PKG / "_shim" / "azureml", f"{protocol.SHIM_DIR}/azureml")):
+                                (PKG / "_shim" / "azureml", f"{protocol.SHIM_DIR}/azureml"),
+                                (PKG / "_shim" / "runctl", f"{protocol.SHIM_DIR}/runctl")):
         for p in sorted(src_root.rglob("*.py")):
             yield p, f"{dest_root}/{p.relative_to(src_root).as_posix()}"
 

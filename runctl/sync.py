@@ -305,6 +305,12 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
     status = state.status
     if record.status == RunStatus.CANCEL_REQUESTED and not status.is_terminal:
         status = RunStatus.CANCEL_REQUESTED
+    if record.status == RunStatus.CANCEL_REQUESTED and status == RunStatus.FAILED \
+            and state.error == protocol.STOPPED_OUTSIDE_ERROR:
+        # runctl did ask (the store says so) though the job hid the cancel marker from the backend
+        from dataclasses import replace
+
+        status, state = RunStatus.CANCELED, replace(state, error="canceled")
     values: dict = {"status": status}
     if state.host and not record.host:
         values["host"] = state.host

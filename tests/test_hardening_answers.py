@@ -184,3 +184,22 @@ def test_sparse_outputs_stay_sparse_hard_links_come_once_and_a_ceiling_holds(tmp
     skipped = json.loads(proj.cli("show", rid, "--json", check=True).json()["properties"]["runctl.skipped_files"])
     assert any("same.bin (another name" in s for s in skipped), skipped
     assert any("zz-over.bin" in s and "outputs.max_size_mb" in s for s in skipped), skipped
+
+
+def test_a_cancel_after_the_job_hid_its_control_folder_ends_canceled(project: Project, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    job = project.script_job(f"""
+        import os, time
+        rd = os.environ["RUNCTL_RUN_DIR"]
+        os.rename(os.path.join(rd, ".runctl"), os.path.join(rd, ".runctl-moved"))
+        os.symlink({str(elsewhere)!r}, os.path.join(rd, ".runctl"))
+        print("hidden", flush=True)
+        time.sleep(600)
+        """)
+    rid = project.cli("submit", str(job), "-q", check=True).out.strip()
+    wait_for(lambda: "hidden" in project.cli("logs", rid).out, what="the job to hide .runctl")
+    assert project.cli("cancel", rid).rc == 0
+    assert project.cli("wait", rid, "--timeout", "60").rc == 130
+    assert project.cli("status", rid, check=True).out.strip() == "Canceled"
+    assert list(elsewhere.iterdir()) == []

@@ -157,3 +157,38 @@ def test_a_job_that_poisons_the_hosts_ready_copy_and_cache_cannot_change_the_nex
         assert after.rc == 0, after.err
         out = proj.cli("logs", after.out.strip(), check=True).out
         assert "genuine run" in out and "POISONED" not in out, out
+
+
+def test_a_wrong_python_is_bad_input_at_once_and_makes_no_run(tmp_path: Path, home: Path) -> None:
+    proj = Project(tmp_path / "proj", {"lab": target(python="/no/such/python3", work_dir=str(tmp_path / "remote"))})
+    r = proj.cli("submit", str(proj.script_job("print(1)\n", compute_target="lab")), timeout=60)
+    assert r.rc == 2 and "/no/such/python3" in r.err and "set the target's python" in r.err, r.err
+    assert "Traceback" not in r.err
+    assert proj.cli("list", "--json", check=True).json() == []
+
+
+def test_trust_refuses_a_key_of_a_new_type_when_another_type_is_known(tmp_path: Path, home: Path) -> None:
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    kind, blob = (tmp_path / "other.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[10.231.0.2]:2222 {kind} {blob}\n")
+    proj = Project(tmp_path / "proj", {"lab": target(known_hosts=str(known))})
+    r = proj.cli("compute", "trust", "lab")
+    assert r.rc == 2 and "CHANGED" in r.err and "[10.231.0.2]:2222" in r.err, r.err
+    assert known.read_text().count("\n") == 1, "nothing added"
+
+
+def test_from_runctl_import_run_works_in_an_ssh_job(tmp_path: Path, home: Path) -> None:
+    """The host's Python has no runctl installed: the job-side stand-in gives Run."""
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
+    job = proj.script_job("""
+        from runctl import Run
+        run = Run.get_context()
+        run.log("acc", 0.5)
+        print("id", run.id, flush=True)
+        """, compute_target="lab")
+    r = proj.cli("submit", str(job), "--wait", "-q")
+    assert r.rc == 0, (r.err, proj.cli("logs", r.out.strip()).out)
+    assert proj.cli("metrics", r.out.strip(), "--json", check=True).json() == {"acc": 0.5}
