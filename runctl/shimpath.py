@@ -30,10 +30,20 @@ SHIM_ROOT = Path(__file__).resolve().parent / "_shim"
 
 
 class _SameModule(importlib.abc.Loader):
-    """Loads ``runctl_context`` as the already imported ``runctl.context``."""
+    """Loads ``runctl_context[.x]`` as the very module ``runctl.context[.x]`` (one module object:
+    loaded twice, its job-side branch would look for files that exist only in a run)."""
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        return importlib.import_module("runctl.context")
+        module = importlib.import_module("runctl.context" + spec.name[len("runctl_context"):])
+        if spec.name == "runctl_context":
+            # Its submodules too, now: the import system looks in sys.modules before any finder,
+            # and would otherwise load runctl/context/run.py a second time from the package's path.
+            import pkgutil
+
+            for info in pkgutil.iter_modules(module.__path__):
+                sys.modules.setdefault(f"runctl_context.{info.name}",
+                                       importlib.import_module(f"runctl.context.{info.name}"))
+        return module
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
@@ -41,8 +51,8 @@ class _SameModule(importlib.abc.Loader):
 
 class ShimFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: Any = None) -> Any:
-        if fullname == "runctl_context":
-            return importlib.machinery.ModuleSpec(fullname, _SameModule())
+        if fullname == "runctl_context" or fullname.startswith("runctl_context."):
+            return importlib.machinery.ModuleSpec(fullname, _SameModule(), is_package=fullname == "runctl_context")
         if fullname == "azureml":
             init = SHIM_ROOT / "azureml" / "__init__.py"
             return importlib.util.spec_from_file_location(fullname, init,

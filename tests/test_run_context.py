@@ -397,3 +397,53 @@ def test_a_job_with_the_real_azureml_core_from_pypi_logs_to_runctl(project: Proj
     assert "workspace class from azureml.core.workspace" in out and str(venv) in out, "the SDK's own classes"
     assert project.cli("metrics", rid, "--json", check=True).json() == {"loss": [1.0, 0.5, 1 / 3]}
     assert "Attempted to log" not in out
+
+
+V1_IMPORTS = """
+from azureml.core.run import Run
+from azureml.core import Run as CoreRun
+from azureml.core.experiment import Experiment
+from azureml.core.workspace import Workspace
+from azureml.core.script_run_config import ScriptRunConfig
+from azureml.core.environment import Environment
+from azureml.core.runconfig import RunConfiguration
+from azureml.core.conda_dependencies import CondaDependencies
+from azureml.core.model import Model
+from azureml.core.dataset import Dataset
+from azureml.core.datastore import Datastore
+from azureml.core.compute import ComputeTarget
+assert Run is CoreRun
+run = Run.get_context()
+run.log("loss", 0.5)
+print("id", run.id, flush=True)
+"""
+
+
+def test_every_v1_import_path_works_with_the_shim_in_and_out_of_jobs(tmp_path: Path, home: Path,
+                                                                     project: Project) -> None:
+    """`from azureml.core.run import Run` and the other submodules (what public v1 scripts
+    write): under plain python with the shim installed, an offline run in the store, and the
+    class-level v1 calls (Run.get(ws, id)); inside a job, the job's run."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (Path(site) / "runctl-dev.pth").write_text(str(Path(__file__).resolve().parent.parent) + "\n")
+    subprocess.run([sys.executable, "-m", "runctl", "shim", "install", "--python", py], check=True, capture_output=True)
+    script = tmp_path / "train.py"
+    script.write_text(V1_IMPORTS + "run.complete()\n")
+    ran = subprocess.run([py, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    rid = ran.stdout.split()[-1]
+    shown = subprocess.run([sys.executable, "-m", "runctl", "metrics", rid, "--json"], capture_output=True, text=True)
+    assert json.loads(shown.stdout) == {"loss": 0.5}, shown.stderr
+    again = tmp_path / "get.py"
+    again.write_text(f"from azureml.core import Run, Workspace\nr = Run.get(Workspace.from_config(), {rid!r})\n"
+                     f"print(r.id, r.get_status(), r.get_metrics())\n")
+    got = subprocess.run([py, str(again)], capture_output=True, text=True, cwd=tmp_path)
+    assert got.returncode == 0 and f"{rid} Completed {{'loss': 0.5}}" in got.stdout, got.stderr
+    job = project.script_job(V1_IMPORTS)
+    r = project.cli("submit", str(job), "--wait", "-q")
+    assert r.rc == 0, (r.err, project.cli("logs", r.out.strip()).out)
+    assert project.cli("metrics", r.out.strip(), "--json", check=True).json() == {"loss": 0.5}

@@ -5,7 +5,7 @@ runctl's Python API where runctl itself is installed next to the job (local back
 elsewhere using them raises an error that says so.
 """
 
-from runctl_context import Run  # noqa: F401
+import os as _os
 
 from ._surface import (  # noqa: F401
     VERSION,
@@ -21,7 +21,12 @@ from ._surface import (  # noqa: F401
 
 try:
     from runctl.api import Experiment, ScriptRunConfig, Workspace  # noqa: F401
+    if _os.environ.get("RUNCTL_RUN_ID"):  # in a job: the job's run context, as shipped with it
+        from runctl_context import Run  # noqa: F401
+    else:  # outside jobs (`runctl shim install`): runctl's own Run, with v1's Run.get(ws, id), Run.list(...)
+        from runctl.api import Run  # noqa: F401
 except ImportError:
+    from runctl_context import Run  # noqa: F401
 
     class _NeedsRunctl:
         def __init__(self, *args, **kwargs):

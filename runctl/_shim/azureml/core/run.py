@@ -1,4 +1,5 @@
-"""``from azureml.core.run import Run`` inside a runctl job (azureml-core absent)."""
+"""``from azureml.core.run import Run`` (azureml-core absent): the same Run as ``azureml.core``'s."""
 
-from runctl_context import Run  # noqa: F401
 from runctl_context.run import OfflineRun as _OfflineRun  # noqa: F401
+
+from . import Run  # noqa: F401
