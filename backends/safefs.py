@@ -247,9 +247,11 @@ def _kind(mode: int) -> str:
     return "device"
 
 
-def walk(root: str, reldir: str) -> Iterator[tuple[str, int, str]]:
+def walk(root: str, reldir: str, on_file: Callable[[int, str], Any] | None = None) -> Iterator[tuple]:
     """(path, size, kind) of every name under RUN_DIR/reldir, sorted, never descending through a link. Regular files
-    have kind "file"; links and special files are reported with their kind so that the caller can record that it skipped them."""
+    have kind "file"; links and special files are reported with their kind so that the caller can record that it skipped them.
+    With ``on_file(dir_fd, name)``, a regular file's tuple gets a fourth item: what it returned (e.g. a digest of the
+    file, opened from its folder's descriptor: no path is walked again)."""
     try:
         top = open_dir(root, reldir)
     except OSError as e:
@@ -260,7 +262,7 @@ def walk(root: str, reldir: str) -> Iterator[tuple[str, int, str]]:
         raise
     base = "/".join(_components(reldir))
     try:
-        yield from _walk_fd(top, base)
+        yield from _walk_fd(top, base, on_file)
     finally:
         os.close(top)
 
@@ -269,7 +271,7 @@ MAX_DEPTH = 200  # folders deeper than this under a listed folder are reported, 
 MAX_ENTRIES = 1_000_000  # names listed at most under one folder (the rest are reported as one)
 
 
-def _walk_fd(top: int, base: str) -> Iterator[tuple[str, int, str]]:
+def _walk_fd(top: int, base: str, on_file: Callable[[int, str], Any] | None = None) -> Iterator[tuple]:
     """Depth first, in name order, without recursion (a job can nest folders thousands deep):
     a folder below MAX_DEPTH is reported with kind "deep" and not entered."""
     stack = [(top, base, iter(sorted(os.listdir(top))), 0)]
@@ -299,6 +301,9 @@ def _walk_fd(top: int, base: str) -> Iterator[tuple[str, int, str]]:
                         yield (rel, 0, "hardlink")
                         continue
                     linked.add((st.st_dev, st.st_ino))
+                if on_file is not None and stat.S_ISREG(st.st_mode):
+                    yield (rel, st.st_size, "file", on_file(dfd, name))
+                    continue
                 yield (rel, st.st_size if stat.S_ISREG(st.st_mode) else 0, _kind(st.st_mode))
                 continue
             if depth + 1 >= MAX_DEPTH:

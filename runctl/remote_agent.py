@@ -382,25 +382,34 @@ def _tree_as_it_is(root):
     have changed a ready copy (its files, modes, links, its manifest): only what is verified
     now is kept, and what differs from the wanted tree is laid again."""
     files, links = [], []
-    for rel, _size, kind in safefs.walk(root, ""):
+    for entry in safefs.walk(root, "", _hashed):
+        rel, kind = entry[0], entry[2]
         if kind == "symlink":
             links.append([rel, os.readlink(os.path.join(root, rel))])
-            continue
-        if kind != "file":
+        elif kind == "file" and entry[3] is not None:
+            files.append([rel, *entry[3]])
+        else:
             return None
-        h, offset = hashlib.sha256(), 0
+    return {"files": files, "links": links}
+
+
+def _hashed(dir_fd, name):
+    """(sha256, mode) of the regular file ``name`` in ``dir_fd`` (no link followed); None if it is not one now."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not (st.st_mode & 0o170000 == 0o100000):
+            return None
+        h = hashlib.sha256()
         while True:
-            chunk = safefs.read_file(root, rel, offset, 8 << 20)
+            chunk = f.read(1 << 20)
             if not chunk:
                 break
             h.update(chunk)
-            offset += len(chunk)
-        try:
-            mode = os.lstat(os.path.join(root, rel)).st_mode & 0o7777
-        except OSError:
-            return None
-        files.append([rel, h.hexdigest(), mode])
-    return {"files": files, "links": links}
+        return h.hexdigest(), st.st_mode & 0o7777
 
 
 def _fix_up(cache, root, have, files, links):
