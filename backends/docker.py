@@ -413,8 +413,7 @@ class DockerBackend(HostDirBackend):
                     self._drop_layers(before, made)
                     tail = log_path.read_text(errors="replace").splitlines()[-15:]
                     raise StartError("building the image failed: " + event["error"].strip() + "\n  "
-                                     + "\n  ".join(tail) + "\n(the whole build log: `runctl logs RUN --json`, "
-                                     "logs/image_build_log.txt)")
+                                     + "\n  ".join(tail) + f"\n(the whole build log: `runctl logs {spec.run_id}`)")
         return tag
 
     def _drop_layers(self, before: set[str], made: list[str]) -> None:

@@ -30,7 +30,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 compute_app = typer.Typer(help="Compute targets: list them, check that they work.", no_args_is_help=True)
-app.add_typer(compute_app, name="compute")
+app.add_typer(compute_app, name="compute", short_help="List and check compute targets.")
 
 def _version(value: bool) -> None:
     if value:
@@ -140,7 +140,7 @@ def _stdout_bytes() -> Any:
     return sys.stdout.buffer
 
 
-@app.command()
+@app.command(short_help='Submit a job; print its run id.')
 def submit(
     job_file: Path = typer.Argument(..., metavar="JOB", help="The job file (a YAML ScriptRunConfig)."),
     compute: Optional[str] = typer.Option(None, "--compute", "-c", metavar="TARGET", help="Compute target (overrides compute_target)."),
@@ -175,7 +175,17 @@ def submit(
 
             record, created = submit_sweep(s, job, grid(sweep), max_parallel), True
         else:
-            record, created = do_submit(s, job, unique_key=unique)
+            try:
+                record, created = do_submit(s, job, unique_key=unique)
+            except RunctlError as e:
+                failed = getattr(e, "run_id", None)  # the run exists (Failed, or pending): scripts get its id
+                if failed and (json_ or quiet):
+                    if json_:
+                        _print_json({**s.store.get(failed).summary(), "created": True})
+                    else:
+                        print(failed)
+                    sys.stdout.flush()
+                raise
         if json_:
             _print_json({**record.summary(), "created": created})
         elif quiet:
@@ -194,22 +204,46 @@ def submit(
         else:
             with _detachable(record.id):
                 record = runs.wait(s, record)
-        _report_end(record, quiet or json_)
+        _report_end(s, record, quiet or json_, show_tail=not follow)
         raise typer.Exit(runs.wait_exit_code(record))
 
 
-def _report_end(record: Any, quiet: bool) -> None:
+TAIL_LINES = 10
+
+
+def _report_end(s: Any, record: Any, quiet: bool, show_tail: bool = False) -> None:
+    """How the run ended, on stderr; for a failure the job's last lines (its traceback) too,
+    unless they were just shown (--follow)."""
     if quiet:
         return
     line = f"Run {record.id} {record.status}"
     if record.exit_code is not None:
         line += f" (exit code {record.exit_code})"
-    if record.error and record.status.value != "Completed":
+    if record.error and record.status.value != "Completed" and record.error != f"exit code {record.exit_code}":
         line += f": {record.error}"
     print(safe(line), file=sys.stderr)
+    if show_tail and record.status.value == "Failed":
+        from .sync import store_log_path
+
+        tail = _last_lines(store_log_path(s.store, record.id), TAIL_LINES)
+        if tail:
+            print(f"The last {len(tail)} lines of its output:", file=sys.stderr)
+            for text in tail:
+                print(safe(f"  {text}"), file=sys.stderr)
+            print(f"(the whole log: runctl logs {record.id})", file=sys.stderr)
 
 
-@app.command()
+def _last_lines(path: Path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+            data = f.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-n:]
+
+
+@app.command(short_help="Print a run's output.")
 def logs(
     run: str = RunArg,
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the run ends; exit with its exit code."),
@@ -231,13 +265,16 @@ def logs(
                 record = runs.follow(s, record, _stdout_bytes())
             raise typer.Exit(runs.wait_exit_code(record))
         path = store_log_path(s.store, record.id)
-        if path.exists():
-            with open(path, "rb") as f:
+        # The job's output; a run that never got that far (a failed image build): its other logs.
+        paths = [path] if path.exists() else sorted(p for p in (s.store.run_dir(record.id) / "logs").rglob("*")
+                                                      if p.is_file() and not p.is_symlink())
+        for p in paths:
+            with open(p, "rb") as f:
                 while chunk := f.read(1 << 20):
                     sys.stdout.buffer.write(chunk)
 
 
-@app.command()
+@app.command(short_help="Print a run's status.")
 def status(run: str = RunArg, json_: bool = JsonOpt) -> None:
     """Print a run's status (refreshed from its backend)."""
     with _session() as s:
@@ -248,7 +285,7 @@ def status(run: str = RunArg, json_: bool = JsonOpt) -> None:
             print(record.status.value)
 
 
-@app.command()
+@app.command(short_help='Wait for runs to end; exit with their exit code.')
 def wait(
     run: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids, unique prefixes, or @last."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="SECONDS", help="Give up after this long (exit 124)."),
@@ -270,12 +307,12 @@ def wait(
             print(safe(f"error: {e}"), file=sys.stderr)
             raise typer.Exit(ExitCode.TIMED_OUT) from None
         for r in records:
-            _report_end(r, quiet=False)
+            _report_end(s, r, quiet=False, show_tail=True)
         codes = [runs.wait_exit_code(r) for r in records]
         raise typer.Exit(next((c for c in codes if c != 0), 0))
 
 
-@app.command("list")
+@app.command("list", short_help='List runs, newest first.')
 def list_(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", metavar="NAME", help="Only this experiment."),
     status_: Optional[str] = typer.Option(None, "--status", "-s", metavar="STATUS", help="Only runs in this status (e.g. Running)."),
@@ -303,6 +340,11 @@ def list_(
             records = [r for r in records if r.status == want]
         if json_:
             _print_json([r.summary() for r in records])
+            return
+        if not records:
+            filtered = experiment is not None or want is not None
+            print("no runs match" if filtered else "no runs yet; submit one with `runctl submit JOB.yaml` "
+                                                   "(examples/hello/job.yaml is one)", file=sys.stderr)
             return
         rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
                  _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
@@ -333,7 +375,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     sys.stdout.write("\n".join(out) + "\n")
 
 
-@app.command()
+@app.command(short_help="Show a run's details.")
 def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
     """Show a run's details: status, timings, properties, tags, definition, log files."""
     from .runs import details
@@ -352,7 +394,7 @@ def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
                 print(safe(f"{k}: {v}"))
 
 
-@app.command()
+@app.command(short_help="Print a run's metrics.")
 def metrics(
     run: str = RunArg,
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="Only this metric."),
@@ -371,7 +413,7 @@ def metrics(
         m = get_metrics(s, record, name)
         if name is not None and not m and not recursive:
             have = sorted(get_metrics(s, record))
-            raise RunctlError(f"run {record.id} has no metric {name!r}; it has: {', '.join(have) or 'none'}")
+            raise InputError(f"run {record.id} has no metric {name!r}; it has: {', '.join(have) or 'none'}")
         if recursive:
             m = {r.id: get_metrics(s, r, name) for r in [record, *_descendants(s, record)]}
             m = {k: v for k, v in m.items() if v}
@@ -409,7 +451,7 @@ def _metrics_csv(s: Any, run_id: str, name: str | None) -> None:
             w.writerow([row["name"], row["step"], value, row["ts"]])
 
 
-@app.command()
+@app.command(short_help='Cancel a run.')
 def cancel(run: str = RunArg) -> None:
     """Cancel a run: SIGTERM, then SIGKILL after the grace period."""
     from .runs import cancel as do_cancel
@@ -419,7 +461,7 @@ def cancel(run: str = RunArg) -> None:
         print(safe(f"{record.id} {record.status.value}"))
 
 
-@app.command()
+@app.command(short_help="Copy a finished run's outputs.")
 def outputs(
     run: str = RunArg,
     dest: Path = typer.Argument(Path("."), metavar="[DEST]", help="Directory to copy the outputs into."),
@@ -436,7 +478,7 @@ def outputs(
             print(f"run {record.id} has no outputs", file=sys.stderr)
 
 
-@app.command()
+@app.command(short_help="Submit a run's exact snapshot and settings again.")
 def rerun(
     run: str = RunArg,
     compute: Optional[str] = typer.Option(None, "--compute", "-c", metavar="TARGET", help="Run it on another compute target."),
@@ -462,7 +504,7 @@ def rerun(
         if wait or follow:
             with _detachable(new.id):
                 new = runs.follow(s, new, _stdout_bytes()) if follow else runs.wait(s, new)
-            _report_end(new, quiet or json_)
+            _report_end(s, new, quiet or json_, show_tail=not follow)
             raise typer.Exit(runs.wait_exit_code(new))
 
 
@@ -484,7 +526,7 @@ def _session_submitted_from(session: Any, record: Any) -> Any:
     return Session(ws)
 
 
-@app.command()
+@app.command(short_help='Check a job file without submitting it.')
 def validate(
     job_file: Path = typer.Argument(..., metavar="JOB", help="The job file to check."),
     set_: List[str] = typer.Option([], "--set", metavar="KEY.PATH=VALUE", help="Override a field of the job file."),
@@ -515,7 +557,7 @@ def validate(
         print(safe(f"    {human_bytes(e.size):>10}  {e.path}"))
 
 
-@app.command()
+@app.command(short_help='Serve the portal: runs, live charts, logs.')
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", metavar="HOST", help="Address to listen on (not loopback: a token is required)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, metavar="PORT", help="Port (a free one if it is taken)."),
@@ -537,7 +579,7 @@ def ui(
     serve(lambda: Session(ws), store_dir, host, port, token, open_, announce)
 
 
-@app.command()
+@app.command(short_help='List the models runs registered.')
 def models(
     name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="Only this model's versions."),
     json_: bool = JsonOpt,
@@ -559,7 +601,7 @@ def models(
             print(safe(f"{r['name']}:{r['version']}  run {r['run_id']}  {r['path'] or ''}  {tags}".rstrip()))
 
 
-@app.command()
+@app.command(short_help='Turn a v1 run configuration into a job file.')
 def convert(
     config: Path = typer.Argument(..., metavar="FILE", help="An Azure ML v1 run configuration (.runconfig, run_config.yml)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="JOB",
@@ -588,7 +630,7 @@ def convert(
 
 shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",
                        no_args_is_help=True)
-app.add_typer(shim_app, name="shim")
+app.add_typer(shim_app, name="shim", short_help="Make azureml.core importable outside jobs.")
 
 
 @shim_app.command("install")
@@ -611,7 +653,7 @@ def shim_uninstall(python: Optional[str] = typer.Option(None, "--python", metava
     print(f"removed {removed}" if removed else "not installed there; nothing to do")
 
 
-@app.command()
+@app.command(short_help='Remove what runctl no longer needs.')
 def gc(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Only print what would be removed."),
     older_than: float = typer.Option(7.0, "--older-than", metavar="DAYS", min=0,
@@ -688,7 +730,10 @@ def main() -> None:
         if os.environ.get("RUNCTL_DEBUG"):
             raise
         for line in e.lines() if isinstance(e, ConfigError) else [str(e)]:  # a file's problems, a line each
-            print(safe(f"error: {line}"), file=sys.stderr)
+            first, *more = line.split("\n")  # (a build log's last lines: as lines, each escaped)
+            print(safe(f"error: {first}"), file=sys.stderr)
+            for extra in more:
+                print(safe(extra), file=sys.stderr)
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(ExitCode.OK)

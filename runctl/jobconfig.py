@@ -58,6 +58,9 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+OPTION_FOR = {("compute_target",): "--compute {}"}  # CLI options that are --set KEY=VALUE underneath
+
+
 def parse_set(expr: str) -> tuple[tuple[str, ...], Any]:
     if "=" not in expr:
         raise ConfigError("expected KEY.PATH=VALUE", file=f"--set {expr}", hint="e.g. --set resources.cpus=4")
@@ -85,7 +88,9 @@ def apply_sets(located: Located, sets: list[str]) -> None:
                                   hint="set the whole value instead")
             node = nxt
         node[path[-1]] = value
-        located.overrides[path] = f"--set {expr}"
+        # (an option that stands for a --set names itself: --compute docker, not --set compute_target=docker)
+        located.overrides[path] = OPTION_FOR.get(path, "--set {}").format(expr.partition("=")[2] if path in OPTION_FOR
+                                                                          else expr)
 
 
 def load_job(path: str | Path, workspace: Workspace, sets: list[str] | None = None) -> JobConfig:

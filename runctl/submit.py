@@ -221,9 +221,11 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         if not placed:
             raise
         first = placed[0]
-        raise BackendUnreachable(
+        lost = BackendUnreachable(
             f"{e}; run {first}{' and others' if len(placed) > 1 else ''} may have started: `runctl status {first}` "
-            f"finds out (it adopts the job if its launcher started, else records that it never ran)") from e
+            f"finds out (it adopts the job if its launcher started, else records that it never ran)")
+        lost.run_id = first  # type: ignore[attr-defined]
+        raise lost from e
     except DiskFull as e:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=str(e), synced=True)
@@ -235,11 +237,14 @@ def start_failures(session: Session, run_ids: list[str]) -> Iterator[None]:
         wrapped = StartError(f"run {run_ids[0]} failed to start: {e}" if len(run_ids) == 1 else
                              f"runs {run_ids[0]}..{run_ids[-1]} failed to start: {e}")
         wrapped.exit_code = e.exit_code  # e.g. an unreachable daemon keeps its own exit code
+        wrapped.run_id = run_ids[0]  # type: ignore[attr-defined]  # (the CLI prints it for -q/--json)
         raise wrapped from e
     except Exception as e:
         for rid in run_ids:
             store.update(rid, status=RunStatus.FAILED, error=f"failed to start: {e}", synced=True)
-        raise StartError(f"run {run_ids[0]} failed to start: {type(e).__name__}: {e}") from e
+        failed = StartError(f"run {run_ids[0]} failed to start: {type(e).__name__}: {e}")
+        failed.run_id = run_ids[0]  # type: ignore[attr-defined]
+        raise failed from e
 
 
 def _hand_over(store: Store, run_id: str) -> bool:

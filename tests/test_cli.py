@@ -231,7 +231,7 @@ def test_metrics_of_a_name_the_run_lacks_is_an_error_naming_what_it_has(project:
     job = project.script_job("from azureml.core import Run\nr = Run.get_context()\nr.log('loss', 1)\nr.log('acc', 2)\n")
     rid = project.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
     r = project.cli("metrics", rid, "--name", "nosuch")
-    assert r.rc == 1 and "no metric 'nosuch'" in r.err and "acc, loss" in r.err, r.err
+    assert r.rc == 2 and "no metric 'nosuch'" in r.err and "acc, loss" in r.err, r.err
     assert project.cli("metrics", rid, "--name", "loss", "--json", check=True).json() == {"loss": 1}
 
 
@@ -266,3 +266,32 @@ def test_help_shows_plain_metavars_and_describes_every_argument() -> None:
         args = out.split("Arguments:")[1].split("Options:")[0] if "Arguments:" in out else ""
         for line in (ln for ln in args.splitlines() if ln.strip()):
             assert len(line.split(None, 1)) == 2 or line.startswith("   "), (cmd, line)  # a name and its text
+
+
+def test_a_failing_script_is_reported_once_with_its_traceback(project: Project) -> None:
+    job = project.script_job("def train():\n    raise ValueError('bad batch size')\n\ntrain()\n")
+    r = project.cli("submit", str(job), "--wait")
+    assert r.rc == 1
+    rid = project.cli("list", "--json", check=True).json()[0]["id"]
+    assert f"Run {rid} Failed (exit code 1)" in r.err and "exit code 1: exit code 1" not in r.err, r.err
+    assert "ValueError: bad batch size" in r.err and "Traceback" in r.err, "the job's last lines"
+    assert f"(the whole log: runctl logs {rid})" in r.err
+    waited = project.cli("wait", rid)
+    assert waited.rc == 1 and "ValueError: bad batch size" in waited.err
+
+
+def test_errors_a_user_can_act_on(project: Project) -> None:
+    """Bad input is 2 and names what the user typed; an empty list says how to start; the
+    top-level help shows whole summaries."""
+    empty = project.cli("list")
+    assert empty.rc == 0 and empty.out == "" and "no runs yet" in empty.err and "runctl submit" in empty.err
+    assert project.cli("list", "--json", check=True).json() == []
+    job = project.script_job("from azureml.core import Run\nRun.get_context().log('a', 1)\n")
+    rid = project.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    r = project.cli("metrics", rid, "--name", "unknown")
+    assert r.rc == 2 and "has no metric 'unknown'" in r.err
+    r = project.cli("submit", str(job), "--compute", "no such target!")
+    assert r.rc == 2 and "--compute no such target!" in r.err and "--set" not in r.err, r.err
+    top = project.cli("--help", check=True).out
+    commands = top.split("Commands:")[1].split("\n\n")[0]
+    assert "..." not in commands, commands

@@ -441,16 +441,22 @@ def test_a_failed_build_shows_its_last_lines_keeps_its_log_and_leaves_no_layers(
     proj = docker_proj(tmp_path)
     marker = uuid.uuid4().hex  # fresh steps: nothing of this build is in the cache
     proj.write("Dockerfile", f"FROM {IMAGE}\nRUN echo step-one-{marker} > /one\nRUN echo step-two-{marker} > /two\n"
-                             f"RUN echo about-to-fail-{marker} && exit 3\n")
+                             f"RUN printf 'about-to-fail-{marker} \\033[31mred\\n' && exit 3\n")
     proj.write("t.py", "print(1)\n")
     job = proj.job(script="t.py", compute_target=TARGET, environment={"docker": {"dockerfile": "Dockerfile"}})
     client = docker.from_env()
     try:
         before = set(client.api.images(all=True, quiet=True))
-        r = proj.cli("submit", str(job))
+        r = proj.cli("submit", str(job), "-q")
         assert r.rc == 3 and "building the image failed" in r.err, r.err
         assert f"about-to-fail-{marker}" in r.err, "the build's last lines are in the error"
         rid = proj.cli("list", "--json").json()[0]["id"]
+        assert r.out.strip() == rid, "-q prints the id of the run that failed to start"
+        assert f"`runctl logs {rid}`" in r.err and "logs RUN" not in r.err
+        assert any(line.strip().startswith(f"about-to-fail-{marker}") for line in r.err.splitlines()), \
+            "the build's last lines are lines, not one line of \\n escapes"
+        assert "\x1b" not in r.err and "\\x1b[31m" in r.err, "a terminal escape is shown escaped"
+        assert f"about-to-fail-{marker}" in proj.cli("logs", rid, check=True).out, "the build log is the run's log"
         logs = proj.cli("logs", rid, "--json", check=True).json()
         assert f"about-to-fail-{marker}" in logs["logs/image_build_log.txt"], "and in the run's logs"
         assert set(client.api.images(all=True, quiet=True)) == before, "no layer of the failed build is left"
