@@ -58,7 +58,7 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-OPTION_FOR = {("compute_target",): "--compute {}"}  # CLI options that are --set KEY=VALUE underneath
+OPTION_FOR: dict[tuple[str, ...], str] = {("compute_target",): "--compute {}"}  # CLI options that are --set KEY=VALUE underneath
 
 
 def parse_set(expr: str) -> tuple[tuple[str, ...], Any]:
