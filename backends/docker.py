@@ -215,7 +215,8 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
         "Cmd": ["/bin/sh", "-c", BOOTSTRAP, "runctl-boot", WAIT_FOR_GO, *spec.argv],
         "WorkingDir": CONTAINER_RUN_DIR,  # not code/: the daemon would make it (as root) before staging does
         "Env": [f"{k}={v}" for k, v in env.items()],
-        "Labels": {LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment, LABEL_VERSION: __version__},
+        "Labels": {**(options.get("labels") or {}), LABEL_RUN_ID: spec.run_id, LABEL_EXPERIMENT: spec.experiment,
+                   LABEL_VERSION: __version__},
         "User": str(user),
         "AttachStdin": True, "OpenStdin": True, "StdinOnce": True,
         "HostConfig": host,
@@ -258,6 +259,8 @@ class DockerBackend(HostDirBackend):
         "user": {"type": ["string", "integer"]},
         "keep_failed_containers": {"type": "boolean"},
         "base_url": {"type": "string", "minLength": 1},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "labels put on the containers and images this target makes (e.g. to find them)"},
     }
 
     def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
@@ -401,7 +404,8 @@ class DockerBackend(HostDirBackend):
         made: list[str] = []  # the layers this build made (" ---> ID" after a step that ran)
         with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
             for event in self.sdk.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
-                                               rm=True, forcerm=True, decode=True, labels={LABEL_VERSION: __version__}):
+                                               rm=True, forcerm=True, decode=True,
+                                               labels={**(self.options.get("labels") or {}), LABEL_VERSION: __version__}):
                 if "stream" in event:
                     log.write(event["stream"])
                     m = re.match(r"^ ---> ([0-9a-f]{12})\s*$", event["stream"])

@@ -297,6 +297,8 @@ class SlurmBackend(Backend):
                            "description": "more #SBATCH lines, e.g. --constraint=a100"},
         "metrics_ranks": {"enum": ["0", "all"], "description": "whose run.log() reaches the run (default rank 0)"},
         "slurm_bin": {"type": "string", "minLength": 1, "description": "directory of sbatch, squeue, scancel"},
+        "slurm_conf": {"type": "string", "minLength": 1,
+                       "description": "the cluster's slurm.conf, where it is not the default (SLURM_CONF for every command)"},
         "keep_run_dirs": {"enum": ["failed", "all", "none"]},
         **SSH_OPTIONS,  # with login: how to reach it, as for ssh targets (command_timeout_s: for every command)
     }
@@ -313,6 +315,8 @@ class SlurmBackend(Backend):
 
     def slurm(self, name: str, *args: str, env: dict[str, str] | None = None, stdin: bytes = b"",
               check: bool = True) -> tuple[int, str, str]:
+        if self.options.get("slurm_conf"):  # (sbatch passes it on to the job, so srun there finds it too)
+            env = {**(env or {}), "SLURM_CONF": self.options["slurm_conf"]}
         rc, out, err = self.site.run([self._cmd(name), *args], env, stdin)
         if check and rc != 0:
             text = (err or out).strip()

@@ -37,7 +37,10 @@ def start_once(options: dict, work: str, reinstall: bool) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--quick", action="store_true", help="two starts each (a check that it runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 2
     with tempfile.TemporaryDirectory() as work:
         options = {"port": 2222, "user": "root", "identity_file": str(STATE / "client_ed25519"),
                    "known_hosts": str(STATE / "known_hosts"), "python": "/usr/bin/python3", "work_dir": work}

@@ -33,7 +33,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--image", default="local/python:3.11-bookworm")
+    ap.add_argument("--quick", action="store_true", help="one repetition (a check that it runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 1
     with tempfile.TemporaryDirectory() as d:
         proj = Path(d) / "proj"  # the store beside it, in the same temporary folder (removed after)
         (proj / ".runctl").mkdir(parents=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +28,8 @@ from pathlib import Path
 from common import cli_env, first_line
 
 EXE = [sys.executable, "-m", "runctl"]
+# The tests' own cluster (tests/infra/up-slurm.sh) unless SLURM_CONF names another.
+os.environ.setdefault("SLURM_CONF", "/var/lib/runctl-test-slurm/slurm.conf")
 
 
 def raw_first_line(tmp: Path) -> float:
@@ -95,7 +98,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--inflight", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="one repetition, 20 runs in flight (a check that it runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat, args.inflight = 1, 20
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         proj = tmp / "proj"

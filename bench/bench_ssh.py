@@ -135,7 +135,8 @@ def once(gpus):
 once(0); once(1)
 print(json.dumps([statistics.median(once(g) for _ in range({repeat * 5})) for g in (1, 0)]))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # (not from the current folder: in the repository root, its runctl/ would shadow the installed runctl)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp)
     if done.returncode != 0:
         raise RuntimeError(f"placement bench failed: {done.stderr[-2000:]}")
     out = done.stdout
@@ -146,7 +147,10 @@ print(json.dumps([statistics.median(once(g) for _ in range({repeat * 5})) for g 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="one repetition (a check that it runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 1
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -170,7 +174,7 @@ def main() -> None:
         rows.append(placement(tmp, args.repeat))
         src = tmp / "tree"
         make_tree(src)
-        n = max(3, args.repeat // 2)
+        n = 1 if args.quick else max(3, args.repeat // 2)
         cold, cold_rsync, warm, warm_rsync, one, one_rsync = [], [], [], [], [], []
         for i in range(n):
             home, remote = tmp / f"h{i}", tmp / f"r{i}"

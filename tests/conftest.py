@@ -16,6 +16,21 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+# This test session's own mark on the containers and images its Docker targets make: the
+# suite removes only those (another program may use the same daemon at the same time).
+SESSION_LABEL = "runctl.test-session"
+SESSION_ID = f"{os.getpid()}-{int(time.time())}"
+# The tests' own Slurm cluster (tests/infra/up-slurm.sh): its config file, for every Slurm
+# command the tests and runctl run (SLURM_CONF), so a cluster of this machine's is never used.
+SLURM_STATE = Path(os.environ.get("RUNCTL_TEST_SLURM_STATE", "/var/lib/runctl-test-slurm"))
+SLURM_CONF = str(SLURM_STATE / "slurm.conf")
+os.environ["SLURM_CONF"] = SLURM_CONF
+
+
+def session_labelled(targets: dict[str, dict]) -> dict[str, dict]:
+    """``targets`` with every Docker target carrying this session's label."""
+    return {name: ({**t, "labels": {SESSION_LABEL: SESSION_ID, **(t.get("labels") or {})}}
+                   if t.get("type") == "docker" else t) for name, t in targets.items()}
 
 
 @dataclass
@@ -48,7 +63,7 @@ class Project:
         self.src.mkdir(parents=True, exist_ok=True)
         if targets:
             (root / ".runctl").mkdir(exist_ok=True)
-            (root / ".runctl" / "config.yaml").write_text(yaml.safe_dump({"compute_targets": targets}))
+            (root / ".runctl" / "config.yaml").write_text(yaml.safe_dump({"compute_targets": session_labelled(targets)}))
 
     def write(self, rel: str, text: str) -> Path:
         p = self.src / rel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
 
 from .backend_contract import TARGET, BackendContract, BackendMethods, WatchingMethods
-from .conftest import ALIVE_JOB, REPO, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
+from .conftest import ALIVE_JOB, REPO, SESSION_ID, SESSION_LABEL, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
 NOPY_IMAGE = "local/nopython:1"
@@ -45,13 +46,13 @@ def _docker() -> Any:
     import docker
 
     client = docker.from_env()
-    def made() -> set[str]:
-        return {i.id for i in client.images.list(name="runctl-env") + client.images.list(filters={"dangling": True})}
-
-    before = made()
     yield
-    for image_id in made() - before:  # images (and failed builds' layers) the build tests made
-        client.images.remove(image_id, force=True)
+    mine = {"label": f"{SESSION_LABEL}={SESSION_ID}"}  # only what this session's targets made
+    for container in client.containers.list(all=True, filters=mine):
+        container.remove(force=True)
+    for image in client.images.list(filters=mine):
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            client.images.remove(image.id, force=True)
     client.close()
 
 
@@ -80,7 +81,8 @@ class TestDockerMethods(WatchingMethods, BackendMethods):
     def make_backend(self, home: Path) -> Any:
         from runctl.backends.docker import DockerBackend
 
-        return lambda options: DockerBackend("under-test", {"image": IMAGE, "cancel_grace_s": 2, **options}, home)
+        return lambda options: DockerBackend("under-test", {"image": IMAGE, "cancel_grace_s": 2, **options,
+                                                            "labels": {SESSION_LABEL: SESSION_ID}}, home)
 
     @pytest.fixture
     def job_environment(self) -> dict[str, Any]:
@@ -201,6 +203,14 @@ def test_dockerfile_build_is_cached_by_content(tmp_path: Path, home: Path) -> No
     proj.write("hello.txt", f"changed {uuid.uuid4()}")
     third = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
     assert "changed" in proj.cli("logs", third).out
+    import docker
+
+    client = docker.from_env()
+    try:  # the image carries this session's label (the suite removes only what carries it)
+        built = [i for i in client.images.list(name="runctl-env") if i.labels.get(SESSION_LABEL) == SESSION_ID]
+        assert built, "images this session built are labelled as its own"
+    finally:
+        client.close()
 
 
 def test_failed_build_and_failed_pull_are_clear(tmp_path: Path, home: Path) -> None:
@@ -254,8 +264,51 @@ def test_containers_are_removed_unless_kept_on_failure(tmp_path: Path, home: Pat
     client.close()
 
 
-def test_dockerd_restart_mid_run(tmp_path: Path, home: Path) -> None:
-    proj = docker_proj(tmp_path)
+@pytest.fixture
+def own_dockerd() -> Any:
+    """A dockerd of this test's own (its socket, data-root, exec-root, pid file; no bridge, no
+    iptables), with the test image loaded, for a test that stops and starts a daemon: the
+    machine's dockerd is never stopped. Yields (socket path, start, pid)."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="rctl-dockerd-", dir="/var/tmp"))
+    sock, pid_file = root / "docker.sock", root / "docker.pid"
+    args = ["dockerd", "--host", f"unix://{sock}", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
+            "--pidfile", str(pid_file), "--bridge", "none", "--iptables=false", "--ip-masq=false"]
+
+    def pid() -> int | None:
+        try:
+            return int(pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def start() -> None:
+        with open(root / "dockerd.log", "ab") as log:
+            subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: subprocess.run(["docker", "-H", f"unix://{sock}", "info"], capture_output=True).returncode == 0,
+                 timeout_s=60, what="the test's own dockerd to answer")
+
+    def stop() -> None:
+        p = pid()
+        if p is not None and Path(f"/proc/{p}").exists():
+            os.kill(p, 15)
+            wait_for(lambda: not Path(f"/proc/{p}").exists(), timeout_s=60, what="the test's own dockerd to stop")
+
+    start()
+    try:
+        subprocess.run(f"docker save {IMAGE} | docker -H unix://{sock} load", shell=True, check=True,
+                       capture_output=True)
+        yield sock, start, stop
+    finally:
+        stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_dockerd_restart_mid_run(tmp_path: Path, home: Path, own_dockerd: Any) -> None:
+    sock, start_daemon, stop_daemon = own_dockerd
+    proj = docker_proj(tmp_path, base_url=f"unix://{sock}")
     run_id = submit(proj, """
         import time
         from azureml.core import Run
@@ -267,13 +320,11 @@ def test_dockerd_restart_mid_run(tmp_path: Path, home: Path) -> None:
         """)
     wait_for(lambda: "tick 5" in proj.cli("logs", run_id).out, what="the job to run")
     waiter = proj.popen("wait", run_id)  # must ride out the daemon's absence
-    pid = int(subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=True).stdout.split()[0])
-    os.kill(pid, 15)
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60, what="dockerd to stop")
+    stop_daemon()
     time.sleep(0.5)
     listed = proj.cli("list", "--json")
     assert listed.rc == 0 and "status not refreshed" in listed.err, "list degrades, it does not fail"
-    subprocess.run(["bash", str(REPO / "tests" / "infra" / "up-docker.sh")], check=True, capture_output=True)
+    start_daemon()
     _, err = waiter.communicate(timeout=120)
     assert waiter.returncode == 143 and "retrying" in err
     assert proj.cli("wait", run_id, "--timeout", "60").rc == 143
@@ -397,7 +448,7 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     from runctl.backends.docker import DockerBackend
 
     sid = one_line_snapshot(tmp_path, home)
-    backend = DockerBackend("d", {"image": IMAGE}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
     spec = LaunchSpec(run_id=f"exp_1_{re.sub('[^a-z]', '', made)}", experiment="exp", argv=["python3", "t.py"], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)
@@ -487,7 +538,7 @@ def test_a_container_begun_beside_staging_is_removed_when_staging_fails(tmp_path
     leaves neither the container nor the empty RUN_DIR behind, and the job never ran."""
     from runctl.backends.docker import DockerBackend
 
-    backend = DockerBackend("d", {"image": IMAGE}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
     spec = LaunchSpec(run_id="exp_1_aborted", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
                       grace_s=1, snapshot_id="s")
     handle = backend.plan(spec)
@@ -517,7 +568,7 @@ def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path:
     from runctl.backends.docker import DockerBackend
 
     sid = one_line_snapshot(tmp_path, home)
-    backend = DockerBackend("d", {"image": IMAGE}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
     spec = LaunchSpec(run_id="exp_1_cancelwait", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
                       grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)
@@ -541,3 +592,29 @@ def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path:
     backend.release(done, state)
     assert backend.engine.containers([f"runctl.run_id={spec.run_id}"]) == []
     backend.close()
+
+
+@pytest.mark.slow
+def test_the_setup_rebuilds_a_broken_test_image(tmp_path: Path) -> None:
+    """A tag that points at a broken image (an import someone left unfinished): the set-up
+    runs Python in it, says so, and builds it again."""
+    import docker
+
+    name = f"local/runctl-broken-test:{SESSION_ID}"
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "half").write_text("an unfinished import")
+    subprocess.run(f"tar -C {tmp_path / 'rootfs'} -c . | docker import - {name}", shell=True, check=True,
+                   capture_output=True)
+    try:
+        r = subprocess.run(["bash", str(REPO / "tests" / "infra" / "up-docker.sh")], capture_output=True, text=True,
+                           env={**os.environ, "RUNCTL_TEST_IMAGE": name}, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert f"test image {name} is there but does not work" in r.stderr
+        ran = subprocess.run(["docker", "run", "--rm", name, "python3", "-c", "print('fixed')"], capture_output=True,
+                             text=True)
+        assert ran.stdout.strip() == "fixed"
+    finally:
+        client = docker.from_env()
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(name, force=True)
+        client.close()

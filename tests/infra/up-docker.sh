@@ -22,7 +22,7 @@ fi
 
 if ! docker info >/dev/null 2>&1; then
     mkdir -p /var/log
-    nohup dockerd >/var/log/runctl-test-dockerd.log 2>&1 &
+    setsid -f dockerd >/var/log/runctl-test-dockerd.log 2>&1 </dev/null  # outlives this shell
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && break
         sleep 0.5
@@ -30,7 +30,20 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { echo "dockerd did not come up; see /var/log/runctl-test-dockerd.log" >&2; exit 1; }
 fi
 
-if ! docker image inspect "$PY_IMAGE" >/dev/null 2>&1; then
+# The test images, checked by running them (a tag can point at a broken image: an import
+# someone else left unfinished), and (re)built under a lock, one builder at a time.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/images.lock"
+flock 9
+works() { docker run --rm "$@" >/dev/null 2>&1; }
+broken() {  # the image is there but does not work: say so (building it again moves the tag)
+    if docker image inspect "$1" >/dev/null 2>&1; then
+        echo "test image $1 is there but does not work ($2); building it again" >&2
+    fi
+}
+
+if ! works "$PY_IMAGE" python3 -c 'print(1)'; then
+    broken "$PY_IMAGE" "python3 does not run in it"
     rootfs="$CACHE/rootfs-bookworm"
     if [ ! -x "$rootfs/usr/bin/python3" ]; then
         rm -rf "$rootfs"
@@ -41,7 +54,8 @@ if ! docker image inspect "$PY_IMAGE" >/dev/null 2>&1; then
     tar -C "$rootfs" -c . | docker import - "$PY_IMAGE" >/dev/null
 fi
 
-if ! docker image inspect "$PIP_IMAGE" >/dev/null 2>&1; then
+if ! works "$PIP_IMAGE" python3 -m pip --version; then
+    broken "$PIP_IMAGE" "python3 -m pip does not run in it"
     d=$(mktemp -d)
     repo=$(cd "$(dirname "$0")/../.." && pwd)
     py=python3
@@ -54,7 +68,8 @@ if ! docker image inspect "$PIP_IMAGE" >/dev/null 2>&1; then
     rm -rf "$d"
 fi
 
-if ! docker image inspect "$NOPY_IMAGE" >/dev/null 2>&1; then
+if ! works "$NOPY_IMAGE" sh -c true; then
+    broken "$NOPY_IMAGE" "sh does not run in it"
     d=$(mktemp -d)
     mkdir -p "$d/bin" "$d/tmp"
     cp /bin/busybox "$d/bin/busybox"
@@ -62,4 +77,5 @@ if ! docker image inspect "$NOPY_IMAGE" >/dev/null 2>&1; then
     tar -C "$d" -c . | docker import -c 'ENV PATH=/bin' - "$NOPY_IMAGE" >/dev/null
     rm -rf "$d"
 fi
+flock -u 9
 docker run --rm "$PY_IMAGE" python3 -c 'import sys; print("docker ok:", sys.version.split()[0])'

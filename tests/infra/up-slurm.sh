@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# A single-node Slurm cluster for the tests: munged, slurmctld and slurmd on this machine,
-# partition "debug" (default) with every CPU, partition "out-of-service" whose one node never
-# answers, no accounting (as on many small clusters:
-# runctl must reach final states without sacct). The config and state live under
-# $STATE; /etc/slurm/slurm.conf is written only if absent or written by this script before
-# (marked), so a real cluster's config is never replaced. Idempotent: daemons already up
-# (by their pid files) are left as they are.
+# The tests' own single-node Slurm cluster: munged, and a slurmctld and slurmd of their own,
+# with their own config file ($STATE/slurm.conf, never /etc/slurm), ports (6917/6918), state
+# and pid files, so a cluster already on this machine is never touched and theirs can be
+# stopped by the tests that need to (a controller restart). Partition "debug" (default) with
+# every CPU, partition "out-of-service" whose one node never answers, no accounting (as on
+# many small clusters: runctl must reach final states without sacct).
+# Idempotent: a controller of this config that answers (`scontrol ping`) is reused.
+# Tests and users point Slurm's commands at it with SLURM_CONF=$STATE/slurm.conf.
 set -euo pipefail
 STATE=${RUNCTL_TEST_SLURM_STATE:-/var/lib/runctl-test-slurm}
-CONF=/etc/slurm/slurm.conf
-MARK="# written by runctl tests/infra/up-slurm.sh"
+CONF="$STATE/slurm.conf"
+export SLURM_CONF="$CONF"
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
@@ -20,7 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# munge: a key (once), then munged as the munge user.
+# munge: a key (once), then munged as the munge user (one that answers is reused).
 mkdir -p /etc/munge /var/log/munge /run/munge /var/lib/munge
 if [ ! -s /etc/munge/munge.key ]; then
     head -c 1024 /dev/urandom >/etc/munge/munge.key
@@ -40,12 +41,13 @@ munge -n | unmunge >/dev/null || { echo "munged does not answer" >&2; exit 1; }
 host=$(hostname -s)
 cpus=$(nproc)
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
-mkdir -p "$STATE/ctld" "$STATE/d" /etc/slurm
-if [ ! -f "$CONF" ] || grep -qF "$MARK" "$CONF"; then
-    cat >"$CONF.tmp" <<CONFIG
-$MARK
+mkdir -p "$STATE/ctld" "$STATE/d"
+cat >"$CONF.tmp" <<CONFIG
+# written by runctl tests/infra/up-slurm.sh: the tests' own cluster
 ClusterName=runctl-test
 SlurmctldHost=$host
+SlurmctldPort=6917
+SlurmdPort=6918
 SlurmUser=root
 AuthType=auth/munge
 StateSaveLocation=$STATE/ctld
@@ -72,30 +74,33 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 NodeName=runctl-ghost NodeAddr=127.0.0.1 Port=6899 CPUs=1 RealMemory=100 State=DOWN
 PartitionName=out-of-service Nodes=runctl-ghost MaxTime=INFINITE State=UP
 CONFIG
-    if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then
-        mv "$CONF.tmp" "$CONF"
-        changed=1
-    else
-        rm -f "$CONF.tmp"
-    fi
+changed=0
+if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then
+    mv "$CONF.tmp" "$CONF"
+    changed=1
+else
+    rm -f "$CONF.tmp"
 fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-if [ "${changed:-0}" = 1 ]; then  # a new config: restart only the daemons this script started
+if [ "$changed" = 1 ]; then  # a new config: restart the daemons of this config only (their pid files)
     for d in slurmd slurmctld; do
         if alive "$STATE/$d.pid"; then kill "$(cat "$STATE/$d.pid")"; sleep 1; fi
     done
 fi
-alive "$STATE/slurmctld.pid" || slurmctld
-alive "$STATE/slurmd.pid" || slurmd
+# Started in a session of their own, they outlive the shell that ran this script.
+if ! scontrol ping 2>/dev/null | grep -q "is UP"; then
+    alive "$STATE/slurmctld.pid" || setsid -f slurmctld -f "$CONF" </dev/null >/dev/null 2>&1
+fi
+alive "$STATE/slurmd.pid" || setsid -f slurmd -f "$CONF" </dev/null >/dev/null 2>&1
 for _ in $(seq 1 100); do
-    sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && break
+    sinfo -h -p debug -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && break
     sleep 0.1
 done
-sinfo -h -o '%T' | grep -qE '^(idle|mixed|allocated)' || {
+sinfo -h -p debug -o '%T' | grep -qE '^(idle|mixed|allocated)' || {
     scontrol update NodeName="$host" State=RESUME >/dev/null 2>&1 || true
     sleep 1
 }
-sinfo -h -o '%T' | grep -qE '^(idle|mixed|allocated)' \
+sinfo -h -p debug -o '%T' | grep -qE '^(idle|mixed|allocated)' \
     || { echo "slurm node not idle: $(sinfo 2>&1); see $STATE/*.log" >&2; exit 1; }
-echo "slurm ok: $(sinfo -h -o '%P %D %T %C' | head -1) (state $STATE)"
+echo "slurm ok: $(sinfo -h -p debug -o '%P %D %T %C') (SLURM_CONF=$CONF)"
