@@ -231,11 +231,18 @@ def shm_bytes(text: str) -> int:
     return int(text.rstrip("bkmg")) * 1024 ** max(power, 0)
 
 
-def pip_dockerfile(base_image: str) -> str:
+BUILD_FILES = {"build_ca_bundle": ("runctl-ca.pem", "PIP_CERT"), "build_pip_config": ("runctl-pip.conf", "PIP_CONFIG_FILE")}
+
+
+def pip_dockerfile(base_image: str, extra: tuple[str, ...] = ()) -> str:
+    """The Dockerfile that installs requirements.txt on ``base_image``; ``extra``: the target
+    options of BUILD_FILES given (a CA bundle, a pip.conf), copied in for the install only."""
+    copies = "".join(f"COPY {BUILD_FILES[o][0]} /tmp/{BUILD_FILES[o][0]}\n" for o in extra)
+    env = "".join(f"{BUILD_FILES[o][1]}=/tmp/{BUILD_FILES[o][0]} " for o in extra)
     # PIP_BREAK_SYSTEM_PACKAGES: Debian-based images mark their Python externally managed;
     # as a variable (not a flag) it is harmless to older pips that do not know it.
-    return (f"FROM {base_image}\nCOPY requirements.txt /tmp/runctl-requirements.txt\n"
-            "RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
+    return (f"FROM {base_image}\nCOPY requirements.txt /tmp/runctl-requirements.txt\n{copies}"
+            f"RUN {env}PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir -r /tmp/runctl-requirements.txt\n")
 
 
 _RESOURCE = {"cpus": {"type": "number", "exclusiveMinimum": 0}, "memory": {"type": ["integer", "string"]},
@@ -259,6 +266,12 @@ class DockerBackend(HostDirBackend):
         "user": {"type": ["string", "integer"]},
         "keep_failed_containers": {"type": "boolean"},
         "base_url": {"type": "string", "minLength": 1},
+        "build_ca_bundle": {"type": "string", "minLength": 1,
+                            "description": "a CA bundle (PEM) pip trusts while installing pip packages on base_image "
+                                           "(a TLS-intercepting proxy); not left in the image's environment"},
+        "build_pip_config": {"type": "string", "minLength": 1,
+                             "description": "a pip.conf used while installing pip packages on base_image (index-url, "
+                                          "proxy, trusted-host...)"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"},
                    "description": "labels put on the containers and images this target makes (e.g. to find them)"},
     }
@@ -388,14 +401,20 @@ class DockerBackend(HostDirBackend):
             if docker_env.get("pip_packages"):
                 requirements = requirements.rstrip("\n") + ("\n" if requirements else "") \
                     + "\n".join(docker_env["pip_packages"]) + "\n"
-            dockerfile = pip_dockerfile(docker_env["base_image"])
-            key_src = json.dumps([dockerfile, requirements])
+            extra = tuple(o for o in BUILD_FILES if self.options.get(o))
+            dockerfile = pip_dockerfile(docker_env["base_image"], extra)
+            files = {BUILD_FILES[o][0]: self._build_file(o) for o in extra}
+            key_src = json.dumps([dockerfile, requirements, {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}])
             context_dir = run_dir / ".runctl" / "build"
             context_dir.mkdir(parents=True, exist_ok=True)
             (context_dir / "requirements.txt").write_text(requirements)
+            for name, data in files.items():
+                (context_dir / name).write_bytes(data)
         tag = f"{BUILT_IMAGE_REPO}:{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
         if self.has_image(tag):
             return tag
+        if not docker_env.get("dockerfile"):
+            self._check_pip(docker_env["base_image"])
         log_path = run_dir / "logs" / "image_build_log.txt"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
@@ -419,6 +438,30 @@ class DockerBackend(HostDirBackend):
                     raise StartError("building the image failed: " + event["error"].strip() + "\n  "
                                      + "\n  ".join(tail) + f"\n(the whole build log: `runctl logs {spec.run_id}`)")
         return tag
+
+    def _build_file(self, option: str) -> bytes:
+        path = Path(self.options[option]).expanduser()
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise InputError(f"target {self.target!r}: {option}: cannot read {path} ({e.strerror})") from None
+
+    def _check_pip(self, base_image: str) -> None:
+        """Before building on ``base_image``: does its Python have pip? (Many slim or
+        distribution images do not, and the build would fail deep in its log.)"""
+        self.ensure_image(base_image)
+        docker = import_docker_sdk()
+        try:
+            self.sdk.containers.run(base_image, ["python3", "-m", "pip", "--version"], entrypoint=[], remove=True,
+                                    network_mode="none", labels=dict(self.options.get("labels") or {}))
+        except docker.errors.ContainerError as e:
+            said = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [f"exit code {e.exit_status}"]
+            raise StartError(f"environment.docker.base_image {base_image!r} has no pip (`python3 -m pip` there: "
+                             f"{said[0]}); use an image with pip (e.g. python:3.11-slim), or a dockerfile that "
+                             f"installs your packages") from None
+        except docker.errors.DockerException as e:
+            raise StartError(f"environment.docker.base_image {base_image!r}: cannot run python3 in it ({e}); use an "
+                             f"image with Python and pip") from None
 
     def _drop_layers(self, before: set[str], made: list[str]) -> None:
         """A failed build leaves the layers of its steps that ran as untagged images: remove

@@ -120,6 +120,8 @@ def test_container_spec_golden() -> None:
     ids = LaunchSpec(**{**spec.__dict__, "resources": {"gpus": [0, 2]}})
     assert container_spec(ids, {}, "/r", "i")["body"]["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0", "2"]
     assert pip_dockerfile("base:1") == (GOLDEN / "pip.Dockerfile").read_text()
+    assert pip_dockerfile("base:1", ("build_ca_bundle", "build_pip_config")) == (
+        GOLDEN / "pip-proxied.Dockerfile").read_text()
     assert [shm_bytes(t) for t in ("64", "64b", "2k", "8m", "8g", "1G")] == [64, 64, 2048, 8 << 20, 8 << 30, 1 << 30]
 
 
@@ -517,16 +519,29 @@ def test_a_failed_build_shows_its_last_lines_keeps_its_log_and_leaves_no_layers(
 
 def test_pip_packages_are_installed_on_the_base_image(tmp_path: Path, home: Path) -> None:
     """environment.docker.pip_packages (what a v1 Environment's pip packages become) are
-    installed on base_image: the build's requirements hold them (the test image has no pip
-    and no network, so the install itself fails, and says so)."""
+    installed on base_image with the target's pip configuration and CA bundle (a
+    TLS-intercepting proxy); a base image without pip is said so before any build."""
     proj = docker_proj(tmp_path)
     job = proj.script_job("print(1)\n", compute_target=TARGET,
                           environment={"docker": {"base_image": IMAGE, "pip_packages": ["nosuch-runctl-pkg==1.0"]}})
     r = proj.cli("submit", str(job))
-    assert r.rc == 3 and "building the image failed" in r.err and "pip install" in r.err
+    assert r.rc == 3 and f"base_image {IMAGE!r} has no pip" in r.err and "No module named pip" in r.err, r.err
     rid = proj.cli("list", "--json").json()[0]["id"]
-    assert (home / "work" / rid / ".runctl" / "build" / "requirements.txt").read_text() == "nosuch-runctl-pkg==1.0\n"
-    assert "pip install" in proj.cli("logs", rid, "--json", check=True).json()["logs/image_build_log.txt"]
+    assert "logs/image_build_log.txt" not in proj.cli("logs", rid, "--json", check=True).json(), "no build was tried"
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nnot a real one\n-----END CERTIFICATE-----\n")
+    (tmp_path / "pip.conf").write_text("[global]\nno-index = true\nfind-links = /runctl-test-no-such-wheels\n")
+    proxied = docker_proj(tmp_path / "p", build_ca_bundle=str(tmp_path / "ca.pem"),
+                          build_pip_config=str(tmp_path / "pip.conf"))
+    job = proxied.script_job("print(1)\n", compute_target=TARGET,
+                             environment={"docker": {"base_image": PIP_IMAGE, "pip_packages": ["nosuch-runctl-pkg==1.0"]}})
+    r = proxied.cli("submit", str(job))
+    assert r.rc == 3 and "building the image failed" in r.err, r.err
+    rid = proxied.cli("list", "--json").json()[0]["id"]
+    build = home / "work" / rid / ".runctl" / "build"
+    assert (build / "requirements.txt").read_text() == "nosuch-runctl-pkg==1.0\n"
+    assert (build / "runctl-ca.pem").read_text() == (tmp_path / "ca.pem").read_text()
+    log = proxied.cli("logs", rid, "--json", check=True).json()["logs/image_build_log.txt"]
+    assert "PIP_CERT=/tmp/runctl-ca.pem" in log and "/runctl-test-no-such-wheels" in log, "pip used the target's config"
     bad = proj.script_job("print(1)\n", name="bad.yaml", compute_target=TARGET,
                           environment={"docker": {"image": IMAGE, "pip_packages": ["x"]}})
     r = proj.cli("submit", str(bad))
