@@ -29,7 +29,7 @@ from common import cli_env, first_line
 
 EXE = [sys.executable, "-m", "runctl"]
 # The tests' own cluster (tests/infra/up-slurm.sh) unless SLURM_CONF names another.
-os.environ.setdefault("SLURM_CONF", "/var/lib/runctl-test-slurm/slurm.conf")
+os.environ.setdefault("SLURM_CONF", "/var/lib/runctl-test-slurm/cluster/slurm.conf")
 
 
 def raw_first_line(tmp: Path) -> float:

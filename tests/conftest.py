@@ -22,7 +22,7 @@ SESSION_LABEL = "runctl.test-session"
 SESSION_ID = f"{os.getpid()}-{int(time.time())}"
 # The tests' own Slurm cluster (tests/infra/up-slurm.sh): its config file, for every Slurm
 # command the tests and runctl run (SLURM_CONF), so a cluster of this machine's is never used.
-SLURM_STATE = Path(os.environ.get("RUNCTL_TEST_SLURM_STATE", "/var/lib/runctl-test-slurm"))
+SLURM_STATE = Path(os.environ.get("RUNCTL_TEST_SLURM_STATE", "/var/lib/runctl-test-slurm")) / "cluster"
 SLURM_CONF = str(SLURM_STATE / "slurm.conf")
 os.environ["SLURM_CONF"] = SLURM_CONF
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests' own single-node Slurm cluster: munged, and a slurmctld and slurmd of their own,
-# with their own config file ($STATE/slurm.conf, never /etc/slurm), ports (6917/6918), state
+# with their own config file ($STATE/slurm.conf, STATE=/var/lib/runctl-test-slurm/cluster;
+# never /etc/slurm), ports (6917/6918), state
 # and pid files, so a cluster already on this machine is never touched and theirs can be
 # stopped by the tests that need to (a controller restart). Partition "debug" (default) with
 # every CPU, partition "out-of-service" whose one node never answers, no accounting (as on
@@ -8,7 +9,7 @@
 # Idempotent: a controller of this config that answers (`scontrol ping`) is reused.
 # Tests and users point Slurm's commands at it with SLURM_CONF=$STATE/slurm.conf.
 set -euo pipefail
-STATE=${RUNCTL_TEST_SLURM_STATE:-/var/lib/runctl-test-slurm}
+STATE=${RUNCTL_TEST_SLURM_STATE:-/var/lib/runctl-test-slurm}/cluster
 CONF="$STATE/slurm.conf"
 export SLURM_CONF="$CONF"
 export DEBIAN_FRONTEND=noninteractive
