@@ -275,27 +275,24 @@ def own_dockerd() -> Any:
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="rctl-dockerd-", dir="/var/tmp"))
-    sock, pid_file = root / "docker.sock", root / "docker.pid"
+    sock, pid_file = root / "docker.sock", root / "docker.pid"  # (its own pid file: never the machine's)
     args = ["dockerd", "--host", f"unix://{sock}", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
             "--pidfile", str(pid_file), "--bridge", "none", "--iptables=false", "--ip-masq=false"]
 
-    def pid() -> int | None:
-        try:
-            return int(pid_file.read_text())
-        except (OSError, ValueError):
-            return None
+    running: list[subprocess.Popen] = []
 
     def start() -> None:
         with open(root / "dockerd.log", "ab") as log:
-            subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            running.append(subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                            start_new_session=True))
         wait_for(lambda: subprocess.run(["docker", "-H", f"unix://{sock}", "info"], capture_output=True).returncode == 0,
                  timeout_s=60, what="the test's own dockerd to answer")
 
     def stop() -> None:
-        p = pid()
-        if p is not None and Path(f"/proc/{p}").exists():
-            os.kill(p, 15)
-            wait_for(lambda: not Path(f"/proc/{p}").exists(), timeout_s=60, what="the test's own dockerd to stop")
+        while running:
+            daemon = running.pop()
+            daemon.terminate()  # SIGTERM, as a service manager stops it: its containers stop with it
+            daemon.wait(timeout=60)
 
     start()
     try:

@@ -192,3 +192,45 @@ def test_from_runctl_import_run_works_in_an_ssh_job(tmp_path: Path, home: Path) 
     r = proj.cli("submit", str(job), "--wait", "-q")
     assert r.rc == 0, (r.err, proj.cli("logs", r.out.strip()).out)
     assert proj.cli("metrics", r.out.strip(), "--json", check=True).json() == {"acc": 0.5}
+
+
+def test_a_status_json_of_the_wrong_types_and_a_deep_tree_on_an_ssh_host(tmp_path: Path, home: Path) -> None:
+    """What the local tests check (tests/test_hardening_answers.py), through runctl's agent."""
+    import json
+
+    proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"))})
+    deep = proj.script_job("""
+        import os
+        fd = os.open("outputs", os.O_RDONLY)
+        for i in range(3000):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        open("outputs/shallow.txt", "w").write("kept")
+        """, name="deep.yaml", compute_target="lab")
+    r = proj.cli("submit", str(deep), "--wait", "-q")
+    assert r.rc == 0, r.err
+    skipped = json.loads(proj.cli("show", r.out.strip(), "--json", check=True).json()["properties"]["runctl.skipped_files"])
+    assert any("too deep" in s for s in skipped), skipped
+    bad = proj.script_job("""
+        import json, os, signal
+        rd = os.environ["RUNCTL_RUN_DIR"]
+        st = json.load(open(os.path.join(rd, "status.json")))
+        launcher = st["launcher_pid"]
+        st.update(state="finished", reason="exit", exit_code={"not": "a code"}, start_time="yesterday",
+                  end_time=10 ** 30, host=["x"])
+        with open(os.path.join(rd, "status.tmp"), "w") as f:
+            json.dump(st, f)
+        os.replace(os.path.join(rd, "status.tmp"), os.path.join(rd, "status.json"))
+        os.kill(launcher, signal.SIGKILL)
+        """, name="bad.yaml", compute_target="lab")
+    rid = proj.cli("submit", str(bad), "-q", check=True).out.strip()
+    assert proj.cli("wait", rid, "--timeout", "60").rc != 0
+    for cmd in (("status", rid), ("list",), ("show", rid)):
+        assert proj.cli(*cmd).rc == 0
+    assert "exit_code" in proj.cli("show", rid, "--json", check=True).json()["properties"]["runctl.status_warning"]
+    for child in (tmp_path / "remote").iterdir():  # (pytest's own clean-up recurses: no deep tree left)
+        from runctl.backends import safefs
+
+        safefs.remove_tree(str(child))

@@ -392,3 +392,24 @@ def test_slurms_own_time_limit_fails_the_run_with_that_reason(tmp_path: Path, ho
     shown = proj.cli("show", rid, "--json", check=True).json()
     assert shown["status"] == "Failed" and "time limit" in shown["error"]["message"], shown
     assert "long" in proj.cli("logs", rid, check=True).out
+
+
+def test_run_directories_on_the_shared_work_dir_are_private(tmp_path: Path, home: Path) -> None:
+    import stat
+
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path, keep_run_dirs="all")})
+    job = proj.script_job("from azureml.core import Run\nRun.get_context().log('x', 1)\nprint('hi')\n",
+                          compute_target="cluster")
+    rid = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    run_dir = Path(local_target(tmp_path)["work_dir"]) / rid
+    for rel in ("logs/std_log.txt", "events.jsonl", "status.json"):
+        mode = stat.S_IMODE((run_dir / rel).stat().st_mode)
+        assert mode & 0o077 == 0, f"{rel} is {oct(mode)}"
+    assert stat.S_IMODE((run_dir / "logs").stat().st_mode) & 0o077 == 0
+
+
+def test_a_newline_in_sbatch_options_is_bad_input(tmp_path: Path, home: Path) -> None:
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path, sbatch_options=["--comment=x\nrm -rf ~"])})
+    r = proj.cli("submit", str(proj.script_job("print(1)\n", compute_target="cluster")))
+    assert r.rc == 2 and "sbatch_options" in r.err, r.err
+    assert proj.cli("list", "--json").json() == []
