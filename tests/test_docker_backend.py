@@ -268,16 +268,17 @@ def test_containers_are_removed_unless_kept_on_failure(tmp_path: Path, home: Pat
 
 @pytest.fixture
 def own_dockerd() -> Any:
-    """A dockerd of this test's own (its socket, data-root, exec-root, pid file; no bridge, no
-    iptables), with the test image loaded, for a test that stops and starts a daemon: the
-    machine's dockerd is never stopped. Yields (socket path, start, pid)."""
+    """A dockerd of this test's own (its socket, data-root, exec-root, pid file, and a network
+    namespace of its own: its bridge and iptables rules never touch the machine's), with the
+    test image loaded, for a test that stops and starts a daemon: the machine's dockerd is
+    never stopped. Yields (socket path, start, stop)."""
     import shutil
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="rctl-dockerd-", dir="/var/tmp"))
     sock, pid_file = root / "docker.sock", root / "docker.pid"  # (its own pid file: never the machine's)
-    args = ["dockerd", "--host", f"unix://{sock}", "--data-root", str(root / "data"), "--exec-root", str(root / "x"),
-            "--pidfile", str(pid_file), "--bridge", "none", "--iptables=false", "--ip-masq=false"]
+    args = ["unshare", "--net", "--", "dockerd", "--host", f"unix://{sock}", "--data-root", str(root / "data"),
+            "--exec-root", str(root / "x"), "--pidfile", str(pid_file)]
 
     running: list[subprocess.Popen] = []
 
