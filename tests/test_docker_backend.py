@@ -219,11 +219,11 @@ def test_failed_build_and_failed_pull_are_clear(tmp_path: Path, home: Path) -> N
     proj = docker_proj(tmp_path)
     proj.write("requirements.txt", "numpy\n")
     job = proj.script_job("print(1)\n", compute_target=TARGET,
-                          environment={"docker": {"base_image": IMAGE, "pip_requirements": "requirements.txt"}})
+                          environment={"docker": {"base_image": PIP_IMAGE, "pip_requirements": "requirements.txt"}})
     import docker
 
     client = docker.from_env()
-    before = {c.id for c in client.containers.list(all=True)}
+    before = {c.id for c in client.containers.list(all=True)}  # (pip is there; the index cannot be reached)
     r = proj.cli("submit", str(job))
     assert r.rc == 3 and "building the image failed" in r.err
     assert proj.cli("list", "--json").json()[0]["status"] == "Failed"
