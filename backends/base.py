@@ -214,6 +214,12 @@ class Backend(abc.ABC):
         machine's store and work_dir leave it to core (the default: nothing)."""
         return []
 
+    def trust_hosts(self) -> list[str] | None:
+        """`runctl compute trust`: add the current host key of every host this target connects
+        to over SSH to its known_hosts (never over a changed one); a line per host. None: this
+        target connects to no such host."""
+        return None
+
     def check(self) -> list[str]:
         """Lines for ``runctl compute check``; raise BackendUnreachable if it cannot work."""
         return []

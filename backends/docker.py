@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Iterator
 
 from runctl import __version__
 from runctl import protocol as P
-from runctl.errors import BackendUnreachable, ConfigError, InputError, StartError
+from runctl.errors import BackendUnreachable, ConfigError, InputError, RunctlError, StartError
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
@@ -76,13 +76,15 @@ exec "$@" </dev/null >>"$run/logs/std_log.txt" 2>&1
 
 
 @contextlib.contextmanager
-def docker_errors(what: str) -> Iterator[None]:
+def docker_errors(what: str, refused: type[RunctlError] = InputError) -> Iterator[None]:
     """Convert the daemon's errors (through runctl's Engine client, or docker-py's for pulls
-    and builds) into runctl's, naming what was being done."""
+    and builds) into runctl's, naming what was being done, by operation: a daemon that does
+    not answer is BackendUnreachable (exit 4) whatever was being done; one that refuses is
+    ``refused``: InputError (exit 2), or StartError (exit 3) where a run was being started."""
     try:
         yield
     except EngineError as e:
-        raise StartError(f"{what}: the Docker daemon said: {e.message}{_hint(e.message)}") from e
+        raise refused(f"{what}: the Docker daemon said: {e.message}{_hint(e.message)}") from e
     except EngineUnreachable as e:
         raise BackendUnreachable(unreachable_message(e)) from e
     except Exception as e:
@@ -92,10 +94,10 @@ def docker_errors(what: str) -> Iterator[None]:
         import requests
 
         if isinstance(e, docker.errors.ImageNotFound):
-            raise StartError(f"{what}: image not found: {e.explanation or e}") from e
+            raise refused(f"{what}: image not found: {e.explanation or e}") from e
         if isinstance(e, docker.errors.APIError):
             said = str(e.explanation or e)
-            raise StartError(f"{what}: the Docker daemon said: {said}{_hint(said)}") from e
+            raise refused(f"{what}: the Docker daemon said: {said}{_hint(said)}") from e
         if isinstance(e, (docker.errors.DockerException, requests.exceptions.ConnectionError)):
             raise BackendUnreachable(unreachable_message(e)) from e
         raise
@@ -418,10 +420,10 @@ class DockerBackend(HostDirBackend):
         log_path = run_dir / "logs" / "image_build_log.txt"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         (context_dir / ".runctl.Dockerfile").write_text(dockerfile)
-        with docker_errors("listing images"):
+        with docker_errors("listing images", StartError):
             before = set(self.sdk.api.images(all=True, quiet=True))
         made: list[str] = []  # the layers this build made (" ---> ID" after a step that ran)
-        with open(log_path, "a") as log, docker_errors(f"building image {tag}"):
+        with open(log_path, "a") as log, docker_errors(f"building image {tag}", StartError):
             for event in self.sdk.api.build(path=str(context_dir), dockerfile=".runctl.Dockerfile", tag=tag,
                                                rm=True, forcerm=True, decode=True,
                                                labels={**(self.options.get("labels") or {}), LABEL_VERSION: __version__}):
@@ -651,7 +653,7 @@ class _Start:
     def go(self, backend: DockerBackend, secrets: dict[str, str]) -> str:
         self.thread.join()
         try:
-            with docker_errors(f"starting a container from {self.image!r}"):
+            with docker_errors(f"starting a container from {self.image!r}", StartError):
                 if self.error is not None:
                     raise self.error
                 assert self.sock is not None and self.container_id is not None

@@ -330,6 +330,14 @@ class SlurmBackend(Backend):
     def default_interpreter(self) -> str:
         return self.python
 
+    def trust_hosts(self) -> list[str] | None:
+        """The login node's key (local mode connects to nothing)."""
+        if not isinstance(self.site, _Login):
+            return None
+        from .sshlink import trust_host
+
+        return [f"{self.site.link.alias}: {trust_host(self.site.link.settings)}"]
+
     def check_job(self, spec: LaunchSpec) -> None:
         """sbatch --test-only with the very directives of the run: a partition, account,
         GPU count or time the cluster refuses is bad input, before any run exists."""

@@ -67,7 +67,7 @@ class SSHBackend(Backend):
     def link(self, handle: Handle) -> HostLink:
         return self.links.get(handle.host or "") or next(iter(self.links.values()))
 
-    def trust(self) -> list[str]:
+    def trust_hosts(self) -> list[str]:
         """`runctl compute trust`: every host's current key into known_hosts, if not there."""
         return [f"{link.alias}: {trust_host(link.settings)}" for link in self.links.values()]
 

@@ -510,10 +510,17 @@ class HostLink:
             self.close()
             raise BackendUnreachable(f"{self.alias}: runctl's agent ended; set the target's python to a "
                                      f"Python >= 3.8 on that host if this repeats")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise StartError(f"{self.alias}: {request['op']}: {answer['error']}")
-        return answer  # type: ignore[no-any-return]
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):  # (what a job that rewrote the agent could say: never acted on)
+            self.close()
+            raise BackendUnreachable(f"{self.alias}: runctl's agent gave an answer that is not one ({request['op']})")
+        if "error" in answer:  # the host refused: only while starting a run is that a start failure (exit 3)
+            refused = StartError if request["op"] in START_OPS else InputError
+            raise refused(f"{self.alias}: {request['op']}: {str(answer['error'])[:2000]}")
+        return answer
 
 
     # -- run directories on the host, through the agent (never following a job's links) ----
@@ -544,6 +551,8 @@ class HostLink:
         return self.agent({"op": "status", "runs": run_dirs, "abandon_pending": {d: True for d in pending}})
 
 
+# Agent requests that start a run (or stage it): a refusal there is a start that failed.
+START_OPS = frozenset({"launch", "materialize", "put", "missing", "reserve", "run"})
 SMALL_OBJECT_BYTES = 256 << 10  # smaller objects travel batched inline to the agent
 BATCH_BYTES = 8 << 20
 

@@ -710,16 +710,21 @@ def compute_check(name: str = typer.Argument("local", metavar="[TARGET]", help="
             print(f"  {line}")
 
 
-@compute_app.command("trust")
-def compute_trust(name: str = typer.Argument(..., metavar="TARGET", help="An ssh compute target (every host of it).")) -> None:
-    """Trust an SSH target's current host key: prints its fingerprint and adds it to known_hosts.
+@compute_app.command("trust", short_help="Trust the host keys of a target's SSH hosts.")
+def compute_trust(name: str = typer.Argument(..., metavar="TARGET",
+                                             help="A target that connects over SSH (ssh; slurm with a login node).")) -> None:
+    """Trust the current host key of every host a target connects to over SSH (an ssh target's
+    hosts, a Slurm target's login node): prints each fingerprint and adds it to known_hosts.
     Check the fingerprint with the host's administrator first: runctl never trusts on its own."""
     from .errors import InputError
 
     with _session() as s:
-        if name not in s.ws.targets or s.ws.targets[name].type != "ssh":
-            raise InputError(f"{name!r} is not an ssh compute target; see `runctl compute list`")
-        for line in s.backend(name).trust():  # type: ignore[attr-defined]
+        if name not in s.ws.targets:
+            raise InputError(f"unknown compute target {name!r}; see `runctl compute list`")
+        lines = s.backend(name).trust_hosts()
+        if lines is None:
+            raise InputError(f"compute target {name!r} connects to no host over SSH: there is no host key to trust")
+        for line in lines:
             print(line)
 
 

@@ -173,3 +173,31 @@ def test_an_attach_hands_over_the_raw_stream(sock_path: Path) -> None:
     server.close()
     assert got[0].startswith(b"POST /containers/abc/attach?stream=1&stdin=1 HTTP/1.1") and b"Upgrade: tcp" in got[0]
     assert got[1] == b"go\n{}"
+
+
+def test_docker_errors_are_mapped_by_operation(tmp_path: Path, home: Path) -> None:
+    """A daemon that refuses during status, cancel or release is bad input (exit 2), one that
+    does not answer is unreachable (exit 4); only a start that failed is exit 3."""
+    from runctl.backends.base import Handle, JobState
+    from runctl.backends.docker import DockerBackend, docker_errors
+    from runctl.status import RunStatus
+    from runctl.errors import BackendUnreachable, ExitCode, InputError, StartError
+
+    refusal = (b'HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n'
+               b'{"message": "refused"}')
+    sock = tmp_path / "d.sock"
+    CannedDaemon(sock, [refusal] * 6)
+    backend = DockerBackend("d", {"image": "x", "base_url": f"unix://{sock}"}, home)
+    handle = Handle("docker", "abc", str(tmp_path / "run"))
+    for call in (lambda: backend.status_many([handle]), lambda: backend.release(handle, JobState(RunStatus.COMPLETED))):
+        with pytest.raises(InputError) as e:
+            call()
+        assert e.value.exit_code == ExitCode.BAD_INPUT and "refused" in str(e.value)
+    with pytest.raises(StartError), docker_errors("starting", StartError):
+        raise EngineError(500, "no such image")
+    gone = DockerBackend("d", {"image": "x", "base_url": f"unix://{tmp_path / 'none.sock'}"}, home)
+    with pytest.raises(BackendUnreachable) as e:
+        gone.status_many([handle])
+    assert e.value.exit_code == ExitCode.BACKEND_UNREACHABLE
+    backend.close()
+    gone.close()

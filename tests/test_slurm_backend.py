@@ -413,3 +413,18 @@ def test_a_newline_in_sbatch_options_is_bad_input(tmp_path: Path, home: Path) ->
     r = proj.cli("submit", str(proj.script_job("print(1)\n", compute_target="cluster")))
     assert r.rc == 2 and "sbatch_options" in r.err, r.err
     assert proj.cli("list", "--json").json() == []
+
+
+def test_compute_trust_works_for_a_login_node(tmp_path: Path, home: Path) -> None:
+    """The advice an unknown login-node key gives (`runctl compute trust TARGET`) is taken;
+    a target that connects to no host says there is nothing to trust."""
+    known = tmp_path / "known_hosts"
+    proj = Project(tmp_path / "proj", {"cluster": login_target(tmp_path, known_hosts=str(known)),
+                                       "here": local_target(tmp_path)})
+    r = proj.cli("submit", str(proj.script_job("print(1)\n", compute_target="cluster")))
+    assert r.rc == 2 and "runctl compute trust" in r.err, r.err
+    r = proj.cli("compute", "trust", "cluster")
+    assert r.rc == 0 and "127.0.0.1: trusted ssh-ed25519 SHA256:" in r.out, (r.out, r.err)
+    assert proj.cli("compute", "check", "cluster").rc == 0
+    r = proj.cli("compute", "trust", "here")
+    assert r.rc == 2 and "no host key to trust" in r.err
