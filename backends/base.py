@@ -210,9 +210,15 @@ class Backend(abc.ABC):
     def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
         """`runctl gc` on the compute side: remove the run directories of ``finished`` (runs the
         store holds whole) and caches unused for ``older_than_s``; what was (or, with
-        ``dry_run``, would be) removed, as (where, bytes). Backends whose compute side is this
-        machine's store and work_dir leave it to core (the default: nothing)."""
+        ``dry_run``, would be) removed, as (where, bytes). A backend that declares a
+        ``local_work_dir`` leaves its run directories to core (the default: nothing)."""
         return []
+
+    def local_work_dir(self) -> Path | None:
+        """Where this target makes run directories on this machine, for core's `runctl gc` to
+        collect (only folders a run of the store recorded); None: the compute side keeps its
+        own copies and collects them in ``gc``."""
+        return None
 
     def trust_hosts(self) -> list[str] | None:
         """`runctl compute trust`: add the current host key of every host this target connects

@@ -41,6 +41,9 @@ class HostDirBackend(Backend):
             raise ConfigError(f"{str(existing)!r} is not a directory", field="work_dir",
                               hint="point work_dir at a directory (runctl creates it if missing)")
 
+    def local_work_dir(self) -> Path:
+        return self.work_dir
+
     def plan(self, spec: LaunchSpec) -> Handle:
         return Handle(self.name, "", str(self.work_dir / spec.run_id), host=os.uname().nodename)
 

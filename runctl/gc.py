@@ -82,10 +82,17 @@ def plan(session: Session, older_than_days: float) -> Plan:
 
 
 def _work_dirs(session: Session) -> list[Path]:
+    """The folders on this machine where targets make run directories (as each backend declares)."""
+    from .errors import RunctlError
+
     dirs = {session.ws.store_dir / "work"}
-    for name, target in session.ws.targets.items():
-        if target.type in ("local", "docker"):
-            dirs.add(Path(session.backend(name).work_dir))  # type: ignore[attr-defined]
+    for name in session.ws.targets:
+        try:
+            here = session.backend(name).local_work_dir()
+        except RunctlError:
+            continue  # (its plugin is not installed here, say: remote() reports it)
+        if here is not None:
+            dirs.add(Path(here))
     return sorted(dirs)
 
 
@@ -97,14 +104,19 @@ def remote(session: Session, older_than_days: float, dry_run: bool, out: Plan) -
     from .errors import RunctlError
 
     cutoff = time.time() - older_than_days * 86400
-    for name, target in sorted(session.ws.targets.items()):
-        if target.type in ("local", "docker"):
+    for name in sorted(session.ws.targets):
+        try:
+            backend = session.backend(name)
+        except RunctlError as e:
+            out.warnings.append(f"{name}: not collected: {e}")
             continue
+        if backend.local_work_dir() is not None:
+            continue  # its run directories are this machine's: plan() collects them
         finished = [Handle.from_dict(r.handle) for r in session.store.runs(include_children=True)
                     if r.compute_target == name and r.synced and r.status.is_terminal and r.handle
                     and (r.ended_at or r.created_at) < cutoff]
         try:
-            removed = session.backend(name).gc(finished, older_than_days * 86400, dry_run)
+            removed = backend.gc(finished, older_than_days * 86400, dry_run)
         except RunctlError as e:
             out.warnings.append(f"{name}: not collected: {e}")
             continue
