@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+from runctl import protocol as P
+
 from . import safefs
 from .transport import StagePlan, Transport
 
@@ -17,7 +19,7 @@ class LocalTransport(Transport):
         self.cache_dir = Path(cache_dir)
 
     def _object(self, digest: str) -> Path:
-        return self.cache_dir / digest[:2] / digest[2:]
+        return self.cache_dir / P.object_relpath(digest)
 
     def missing(self, digests: list[str]) -> set[str]:
         return {d for d in digests if not self._object(d).is_file()}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from runctl import protocol as P
 from runctl.errors import BackendUnreachable, InputError, StartError
 
 from .base import RunFile
@@ -588,8 +589,8 @@ class SSHTransport(Transport):
 
     def _send(self, digest: str, source: Path) -> None:
         conn = self.link.conn
-        final = posixpath.join(self.link.cache_dir, digest[:2], digest[2:])
-        part = posixpath.join(self.link.cache_dir, digest[:2], f".part.{digest[2:]}")
+        final = posixpath.join(self.link.cache_dir, P.object_relpath(digest))
+        part = posixpath.join(self.link.cache_dir, P.object_relpath(digest, ".part."))
         with ssh_errors(self.link.alias, f"uploading {source.name}"):
             if posixpath.dirname(final) not in self._made:
                 self.link.mkdirs(posixpath.dirname(final))

@@ -23,6 +23,13 @@ CANCEL_MARKER = CONTROL_DIR + "/cancel-requested"  # runctl asked for the stop (
 LIB_DIR = CONTROL_DIR + "/lib"  # on the job's PYTHONPATH: runctl_context/, runctl_protocol.py, sitecustomize.py
 SHIM_DIR = CONTROL_DIR + "/shim"  # azureml/ for jobs without the real SDK
 
+# -- object caches (the store's objects/, an SSH host's work_dir/.objects) -----------------
+def object_relpath(digest, prefix=""):
+    """Where object ``digest`` (sha256 hex) lives under a cache: two characters of fan-out,
+    then the rest of the name (``prefix`` before it: ".part." for an upload in progress)."""
+    return "%s/%s%s" % (digest[:2], prefix, digest[2:])
+
+
 # -- the environment the job sees (submitit's JobEnvironment idea: one table) ------------
 RUN_ID = "RUNCTL_RUN_ID"
 RUN_DIR = "RUNCTL_RUN_DIR"

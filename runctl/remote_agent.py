@@ -107,7 +107,7 @@ COPY_THREADS = 4  # file creation dominates on many disks; a few threads halve i
 
 
 def _obj(cache, digest):
-    return os.path.join(cache, digest[:2], digest[2:])
+    return os.path.join(cache, P.object_relpath(digest))
 
 
 # The object cache: one file per object (loose), and packs: small objects that arrived

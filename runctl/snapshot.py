@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import private
+from . import private, protocol
 from .errors import InputError
 
 ROOT_IGNORE_FILES = (".amlignore", ".runctlignore")
@@ -205,7 +205,7 @@ class ObjectStore:
         self._made: set[str] = set()  # fan-out directories known to exist
 
     def object_path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / digest[2:]
+        return self.objects / protocol.object_relpath(digest)
 
     def add_file(self, src: str | Path) -> str:
         """Store a file by its content (read once: hashed while copied); returns its digest."""
@@ -261,12 +261,13 @@ class ObjectStore:
 
     def object_file(self, digest: str) -> str:
         """object_path as a string (for loops over thousands of files)."""
-        return f"{self._objects}/{digest[:2]}/{digest[2:]}"
+        return f"{self._objects}/{protocol.object_relpath(digest)}"
 
     def _dir_for(self, digest: str) -> None:
-        if digest[:2] not in self._made:
-            private.makedirs(self.objects / digest[:2])
-            self._made.add(digest[:2])
+        fan_out = protocol.object_relpath(digest).split("/")[0]
+        if fan_out not in self._made:
+            private.makedirs(self.objects / fan_out)
+            self._made.add(fan_out)
 
     def put_manifest(self, manifest: dict) -> str:
         data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()

@@ -180,8 +180,8 @@ def test_docker_errors_are_mapped_by_operation(tmp_path: Path, home: Path) -> No
     does not answer is unreachable (exit 4); only a start that failed is exit 3."""
     from runctl.backends.base import Handle, JobState
     from runctl.backends.docker import DockerBackend, docker_errors
-    from runctl.status import RunStatus
     from runctl.errors import BackendUnreachable, ExitCode, InputError, StartError
+    from runctl.status import RunStatus
 
     refusal = (b'HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n'
                b'{"message": "refused"}')
