@@ -184,12 +184,12 @@ def bench_snapshot(tmp: Path, repeat: int) -> None:
         f"`git status` on the same tree: {git_status * 1000:.0f} ms", f"{warm / git_status:.1f}x")
 
 
-def bench_sync(tmp: Path) -> None:
-    """Ingest 1,000,000 logged values (a 67 MB events.jsonl) in one sync, as `runctl wait` does."""
+def bench_sync(tmp: Path, n: int = 1_000_000) -> None:
+    """Ingest ``n`` (1,000,000: a 67 MB events.jsonl) logged values in one sync, as `runctl wait` does."""
     proj = tmp / "syncproj"
     proj.mkdir()
-    (proj / "t.py").write_text("from azureml.core import Run\nr = Run.get_context()\n"
-                               "for i in range(1000000):\n    r.log('loss', 0.5, step=i)\n")
+    (proj / "t.py").write_text(f"from azureml.core import Run\nr = Run.get_context()\n"
+                               f"for i in range({n}):\n    r.log('loss', 0.5, step=i)\n")
     (proj / "job.yaml").write_text("script: t.py\nexperiment: syncbench\n")
     env = cli_env(RUNCTL_HOME=str(tmp / "synchome"))
     cmd = _runctl_cmd().split()
@@ -203,9 +203,9 @@ def bench_sync(tmp: Path) -> None:
     subprocess.run([*cmd, "wait", run_id], cwd=proj, env=env, capture_output=True, check=True)
     took = time.perf_counter() - t0
     # Peers: the same million values as plain files, handled by the plainest tools.
-    values = [0.5] * 1_000_000
+    values = [0.5] * n
     csv_file, json_file = tmp / "values.csv", tmp / "values.json"
-    csv_file.write_text("step,value,time\n" + "".join(f"{i},0.5,{1.8e9 + i * 1e-6!r}\n" for i in range(1_000_000)))
+    csv_file.write_text("step,value,time\n" + "".join(f"{i},0.5,{1.8e9 + i * 1e-6!r}\n" for i in range(n)))
     json_file.write_text(json.dumps({"loss": values}))
     peer_ingest = None
     if shutil.which("sqlite3"):
@@ -213,7 +213,7 @@ def bench_sync(tmp: Path) -> None:
         t0 = time.perf_counter()
         subprocess.run(["sqlite3", str(db), ".mode csv", f".import {csv_file} m"], check=True, capture_output=True)
         peer_ingest = time.perf_counter() - t0
-    row("sync: ingest 1,000,000 logged values (one `runctl wait`)", f"{took:.2f} s ({1e6 / took / 1000:.0f}k values/s)",
+    row(f"sync: ingest {n:,} logged values (one `runctl wait`)", f"{took:.2f} s ({n / took / 1000:.0f}k values/s)",
         f"`sqlite3 .import` of them as CSV: {peer_ingest:.2f} s" if peer_ingest else f"events.jsonl: {size / 1e6:.0f} MB",
         f"{took / peer_ingest:.1f}x" if peer_ingest else "-")
     t0 = time.perf_counter()
@@ -223,7 +223,7 @@ def bench_sync(tmp: Path) -> None:
     subprocess.run([sys.executable, "-c", "import json, sys; sys.stdout.write(json.dumps(json.load(open(sys.argv[1]))))",
                     str(json_file)], capture_output=True, check=True)  # dumps, not dump: dump skips the C encoder
     peer = time.perf_counter() - t0
-    row("`runctl metrics RUN --json` of those 1,000,000 values (get_metrics' dict, printed)", f"{took:.2f} s",
+    row(f"`runctl metrics RUN --json` of those {n:,} values (get_metrics' dict, printed)", f"{took:.2f} s",
         f"`python -c print(json.dumps(json.load(f)))` of them: {peer:.2f} s; output {len(out) / 1e6:.0f} MB", f"{took / peer:.1f}x")
     os.environ["RUNCTL_HOME"] = env["RUNCTL_HOME"]
     from runctl.api import Experiment, Workspace
@@ -233,11 +233,11 @@ def bench_sync(tmp: Path) -> None:
     t0 = time.perf_counter()
     got = run.get_metrics()
     took = time.perf_counter() - t0
-    assert len(got["loss"]) == 1_000_000
+    assert len(got["loss"]) == n
     t0 = time.perf_counter()
     json.loads(json_file.read_bytes())
     peer = time.perf_counter() - t0
-    row("`run.get_metrics()` of those 1,000,000 values (Python API, in process)", f"{took:.2f} s",
+    row(f"`run.get_metrics()` of those {n:,} values (Python API, in process)", f"{took:.2f} s",
         f"`json.loads` of them from one file: {peer:.2f} s", f"{took / peer:.1f}x")
 
 
@@ -279,7 +279,7 @@ def main() -> None:
         parts = {"log": lambda: bench_log(tmp, 100_000, 5 if not args.quick else 3), "help": lambda: bench_help(tmp, repeat),
                  "list": lambda: bench_list(tmp, repeat), "local": lambda: bench_local(tmp, repeat),
                  "snapshot": lambda: bench_snapshot(tmp, 5 if not args.quick else 3),
-                 "sync": lambda: bench_sync(tmp)}
+                 "sync": lambda: bench_sync(tmp, 100_000 if args.quick else 1_000_000)}
         for name, part in parts.items():
             if args.only in (None, name):
                 part()
