@@ -27,7 +27,8 @@ from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
 from .engine import Engine, EngineError, EngineUnreachable, check_url, engine_url
-from .hostdir import HostDirBackend, abandon_unstarted, finished_state, read_status, times
+from .hostdir import HostDirBackend, finished_state, times
+from .ownership import abandon_unstarted, read_status
 
 CONTAINER_RUN_DIR = "/runctl/run"
 LABEL_RUN_ID = "runctl.run_id"

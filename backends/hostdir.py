@@ -3,12 +3,11 @@ where run directories live, reading their files safely, and the launcher's statu
 
 Everything under RUN_DIR is the job's to change, so every access goes through
 ``safefs`` (no link is followed, no special file read), and the launcher lock tells
-whether a launcher is alive (see runctl/launcher.py, "Ownership").
+whether a launcher is alive (the ownership protocol: backends/ownership.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from runctl.status import RunStatus
 from . import safefs
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 from .localfs import LocalTransport
+from .ownership import cancel_requested, read_status, touch_cancel_marker
 from .transport import Transport
 
 
@@ -74,75 +74,16 @@ class HostDirBackend(Backend):
         safefs.watch(handle.run_dir, P.STATUS_FILE, P.LOG_FILE, timeout_s)
 
     def mark_cancel(self, handle: Handle) -> None:
-        try:
-            safefs.touch(handle.run_dir, P.CANCEL_MARKER)
-        except OSError:
-            pass  # no run directory (never made) or a link planted there: the signal still goes
+        touch_cancel_marker(handle.run_dir)
 
     @staticmethod
     def cancel_requested(handle: Handle) -> bool:
-        return safefs.exists(handle.run_dir, P.CANCEL_MARKER)
+        return cancel_requested(handle.run_dir)
 
     @staticmethod
     def cancel_marker_age(handle: Handle) -> float:
         t = safefs.mtime(handle.run_dir, P.CANCEL_MARKER)
         return 0.0 if t is None else time.time() - t
-
-
-def read_status(run_dir: str) -> dict[str, Any]:
-    """RUN_DIR's status.json, every field type- and range-checked (the job can write anything there)."""
-    return P.checked_status(safefs.read_json(run_dir, P.STATUS_FILE))  # type: ignore[no-any-return]
-
-
-def launcher_alive(run_dir: str) -> bool:
-    """Does a launcher hold RUN_DIR's lock now? (It holds it for its whole life.) If the job
-    replaced .runctl with a link, the lock cannot be reached: then the launcher's pid and
-    start time in status.json say, so a hostile job cannot make a live launcher look dead.
-    Ask this BEFORE reading status.json: a launcher that is gone by now wrote its last word."""
-    held = safefs.lock_held(run_dir, P.LOCK_FILE)
-    if held is not None:
-        return held
-    from runctl.launcher import process_alive
-
-    st = read_status(run_dir)
-    pid = st.get("launcher_pid")
-    return isinstance(pid, int) and process_alive(pid, st.get("launcher_start_ticks"))
-
-
-def abandon_unstarted(run_dir: str, canceled: bool = False) -> dict[str, Any] | None:
-    """If no launcher is alive and none ever started (no status.json), record the run as
-    abandoned, so that a launcher still on its way refuses to start the job. Returns the
-    status then on disk, or None while a launcher holds the lock."""
-
-    def decide() -> dict[str, Any]:
-        st = read_status(run_dir)
-        if st or safefs.exists(run_dir, P.STATUS_FILE):
-            return st
-        st = {"state": P.FINISHED, "reason": P.ABANDONED, "exit_code": None, "end_time": time.time(),
-              "error": "canceled before it started" if canceled else P.ABANDONED_ERROR}
-        if os.path.isdir(run_dir):  # else nothing was made, and no one is left to make it
-            _write_json(run_dir, P.STATUS_FILE, st)
-        return st
-
-    result = _with_free_lock(run_dir, decide)
-    return None if result == safefs.HELD else result  # type: ignore[no-any-return]
-
-
-def _with_free_lock(run_dir: str, fn: Any) -> Any:
-    return safefs.with_free_lock(run_dir, P.LOCK_FILE, fn)
-
-
-def _write_json(run_dir: str, rel: str, data: Any) -> None:
-    """Replace RUN_DIR/rel atomically; a link planted at the name is replaced, never followed."""
-    dfd = safefs.open_dir(run_dir)
-    tmp = f".{rel}.runctl.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, rel, src_dir_fd=dfd, dst_dir_fd=dfd)
-    finally:
-        os.close(dfd)
 
 
 def times(st: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from runctl.launcher import kill_run_processes, process_alive
 from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
-from .hostdir import HostDirBackend, abandon_unstarted, finished_state, launcher_alive, read_status, times
+from .hostdir import HostDirBackend, finished_state, times
+from .ownership import abandon_unstarted, launcher_alive, read_status
 
 
 class LocalBackend(HostDirBackend):

@@ -26,11 +26,11 @@ from runctl import protocol as P
 from runctl.errors import BackendUnreachable, InputError, StartError
 from runctl.status import RunStatus
 
-from . import safefs
+from . import ownership, safefs
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-from .hostdir import abandon_unstarted, launcher_alive, read_status
 from .hostdir import times as times_of
 from .localfs import LocalTransport
+from .ownership import abandon_unstarted, launcher_alive, read_status
 from .sshlink import SSH_OPTIONS
 from .transport import Transport
 
@@ -213,12 +213,7 @@ class _Here:
         return out
 
     def mark_cancel(self, run_dir: str) -> None:
-        try:
-            safefs.touch(run_dir, P.CANCEL_MARKER)
-        except OSError:
-            pass
-        if not read_status(run_dir):
-            abandon_unstarted(run_dir, canceled=True)
+        ownership.mark_cancel(run_dir)
 
     def remove(self, run_dir: str) -> None:
         safefs.remove_tree(run_dir)

@@ -110,6 +110,7 @@ if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives 
 AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher.py"),
                ("protocol.py", "lib/runctl_protocol.py"))
 SAFEFS = Path(__file__).resolve().parent / "safefs.py"
+OWNERSHIP = Path(__file__).resolve().parent / "ownership.py"
 READ_CHUNK = 4 << 20
 # The agent's files sit in the host's work_dir, where a job (same user) could rewrite them,
 # so runctl never runs them unchecked: this bootstrap, given on the command line each time
@@ -167,6 +168,7 @@ def module(name, rel):
 module('runctl_protocol', 'lib/runctl_protocol.py')
 module('safefs', 'safefs.py')
 module('launcher', 'launcher.py')
+module('ownership', 'ownership.py')
 agent = module('remote_agent', 'remote_agent.py')
 agent.RELAUNCH = [sys.executable, '-S', '-E', '-c', 'import sys;exec(sys.argv[1])', boot, dest, sys.argv[3]]
 sys.exit(agent.main(args or ['--serve']))
@@ -485,7 +487,7 @@ class HostLink:
 
     def _agent_files(self) -> list[tuple[str, bytes]]:
         files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
-        return [*files, ("safefs.py", SAFEFS.read_bytes())]
+        return [*files, ("safefs.py", SAFEFS.read_bytes()), ("ownership.py", OWNERSHIP.read_bytes())]
 
     def _agent_path(self) -> str:
         """WORK_DIR/.runctl-agent/<digest of its files>: each runctl version its own."""

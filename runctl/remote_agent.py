@@ -1,5 +1,5 @@
 """runctl's agent on an SSH host: one JSON request on stdin, one JSON answer on stdout.
-Stdlib only, Python >= 3.8. Shipped beside safefs.py, launcher.py and lib/runctl_protocol.py
+Stdlib only, Python >= 3.8. Shipped beside safefs.py, ownership.py, launcher.py and lib/runctl_protocol.py
 into WORK_DIR/.runctl-agent/<digest>/ and run as ``python3 remote_agent.py`` over one SSH
 exec channel per request. Everything under a RUN_DIR is read through safefs (no link is
 followed); the launcher lock tells whether a launcher lives, as on a local host.
@@ -18,7 +18,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import launcher  # noqa: E402  (beside this file; it loads lib/runctl_protocol.py)
+import ownership  # noqa: E402  (the ownership protocol: backends/ownership.py)
 import safefs  # noqa: E402
+from ownership import abandon_unstarted as abandon  # noqa: E402
+from ownership import launcher_alive, read_status  # noqa: E402
 
 P = launcher.P
 
@@ -29,42 +32,6 @@ def boot_id():
             return f.read().strip()
     except OSError:
         return None
-
-
-def read_status(run_dir):
-    return P.checked_status(safefs.read_json(run_dir, P.STATUS_FILE))
-
-
-def lock_free(run_dir, then):
-    """``then()`` while holding RUN_DIR's launcher lock if no launcher holds it; "held" otherwise."""
-    return safefs.with_free_lock(run_dir, P.LOCK_FILE, then)
-
-
-def abandon(run_dir, canceled=False):
-    def decide():
-        st = read_status(run_dir)
-        if st or safefs.exists(run_dir, P.STATUS_FILE):
-            return st
-        st = {"state": P.FINISHED, "reason": P.ABANDONED, "exit_code": None, "end_time": time.time(),
-              "error": "canceled before it started" if canceled else P.ABANDONED_ERROR}
-        if os.path.isdir(run_dir):
-            launcher.write_status(run_dir, st)
-        return st
-
-    result = lock_free(run_dir, decide)
-    return None if result == "held" else result
-
-
-def launcher_alive(run_dir):
-    """The launcher lock held; or, when the job replaced .runctl so that the lock cannot be
-    reached, the launcher's pid and start time in status.json alive. (Asked before reading
-    status.json: a launcher gone by then has written its last status.)"""
-    held = safefs.lock_held(run_dir, P.LOCK_FILE)
-    if held is not None:
-        return held
-    st = read_status(run_dir)
-    pid = st.get("launcher_pid")
-    return isinstance(pid, int) and launcher.process_alive(pid, st.get("launcher_start_ticks"))
 
 
 def op_status(req):
@@ -201,13 +168,7 @@ def op_run(req):
 def op_mark_cancel(req):
     """The cancel marker, and an "abandoned" record if no launcher ever started (the job's
     own launcher, wherever it runs, then refuses to start): no signal from here."""
-    run_dir = req["run_dir"]
-    try:
-        safefs.touch(run_dir, P.CANCEL_MARKER)
-    except OSError:
-        pass
-    if not read_status(run_dir):
-        abandon(run_dir, canceled=True)
+    ownership.mark_cancel(req["run_dir"])
     return {}
 
 
