@@ -91,6 +91,23 @@ def times(st: dict[str, Any]) -> dict[str, Any]:
             "warning": st.get("warning")}
 
 
+LAUNCHER_GONE = "the launcher exited without recording the end (see RUN_DIR/.runctl/launcher.log)"
+
+
+def live_state(st: dict[str, Any], alive: bool, cancel_requested: bool, gone: str = LAUNCHER_GONE) -> JobState:
+    """The one mapping of a run's state from what its launcher left: status.json (checked),
+    whether the launcher lives, whether runctl asked for the stop. Every backend starts from
+    it and adds what only it knows (a container's OOM, a host's reboot, Slurm's queue)."""
+    state = st.get("state")
+    if state == P.FINISHED:
+        return finished_state(st, cancel_requested)
+    if not alive:
+        return JobState(RunStatus.FAILED, error=gone, **times(st))
+    if cancel_requested:
+        return JobState(RunStatus.CANCEL_REQUESTED, **times(st))
+    return JobState(RunStatus.RUNNING if state in (P.RUNNING, P.STOPPING) else RunStatus.STARTING, **times(st))
+
+
 def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:
     """The final state recorded by the launcher: the protocol's one mapping, as a JobState."""
     status, code, error = P.final_outcome(st, cancel_requested)

@@ -18,10 +18,9 @@ from typing import Any
 from runctl import protocol as P
 from runctl.errors import InputError, StartError
 from runctl.launcher import kill_run_processes, process_alive
-from runctl.status import RunStatus
 
 from .base import Handle, JobState, LaunchSpec
-from .hostdir import HostDirBackend, finished_state, times
+from .hostdir import HostDirBackend, live_state
 from .ownership import abandon_unstarted, launcher_alive, read_status
 
 
@@ -84,16 +83,6 @@ class LocalBackend(HostDirBackend):
 
 
 def map_state(st: dict[str, Any], alive: bool, cancel_requested: bool) -> JobState:
-    """The one mapping from the launcher's status.json (+ whether it lives) to a RunStatus."""
-    state = st.get("state")
-    if state == P.FINISHED:
-        return finished_state(st, cancel_requested)
-    if not alive:
-        what = "before starting the job" if state in (None, P.STARTING) else "while the job ran"
-        return JobState(RunStatus.FAILED, error=f"the launcher exited {what} (see RUN_DIR/.runctl/launcher.log)",
-                        **times(st))
-    if cancel_requested:
-        return JobState(RunStatus.CANCEL_REQUESTED, **times(st))
-    if state in (P.RUNNING, P.STOPPING):
-        return JobState(RunStatus.RUNNING, **times(st))
-    return JobState(RunStatus.STARTING, **times(st))
+    """The launcher's state (hostdir.live_state), saying when a dead launcher died."""
+    what = "before starting the job" if st.get("state") in (None, P.STARTING) else "while the job ran"
+    return live_state(st, alive, cancel_requested, f"the launcher exited {what} (see RUN_DIR/.runctl/launcher.log)")

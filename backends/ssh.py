@@ -21,6 +21,7 @@ from runctl.errors import BackendUnreachable, InputError, RunctlError, StartErro
 from runctl.status import RunStatus
 
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
+from .hostdir import live_state, times
 from .sshlink import (  # noqa: F401  (AGENT_FILES, RUNCTL_PKG, SAFEFS: where the agent's files come from)
     AGENT_FILES,
     RUNCTL_PKG,
@@ -216,21 +217,11 @@ class SSHBackend(Backend):
     @staticmethod
     def _map(handle: Handle, run: dict[str, Any], boot_id: str | None) -> JobState:
         st, alive, cancel = P.checked_status(run.get("status")), run.get("alive") is True, run.get("cancel") is True
-        common = {"host": st.get("host"), "started_at": st.get("start_time"), "ended_at": st.get("end_time"),
-                  "warning": st.get("warning")}
-        if st.get("state") == P.FINISHED:
-            status, code, error = P.final_outcome(st, cancel)
-            return JobState(RunStatus(status), exit_code=code, error=error, **common)
         booted = handle.extra.get("boot_id")
-        if booted and boot_id and booted != boot_id:
-            return JobState(RunStatus.FAILED, error="the host rebooted while the run was unfinished", **common)
-        if not alive:
-            return JobState(RunStatus.FAILED, error="the launcher exited without recording the end "
-                                                    "(see RUN_DIR/.runctl/launcher.log on the host)", **common)
-        if cancel:
-            return JobState(RunStatus.CANCEL_REQUESTED, **common)
-        return JobState(RunStatus.RUNNING if st.get("state") in (P.RUNNING, P.STOPPING) else RunStatus.STARTING,
-                        **common)
+        if st.get("state") != P.FINISHED and booted and boot_id and booted != boot_id:
+            return JobState(RunStatus.FAILED, error="the host rebooted while the run was unfinished", **times(st))
+        return live_state(st, alive, cancel, "the launcher exited without recording the end "
+                                             "(see RUN_DIR/.runctl/launcher.log on the host)")
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
         return self.link(handle).read(handle.run_dir, relpath, offset, max_bytes)

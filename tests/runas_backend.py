@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 from runctl import protocol
 from runctl.backends.base import Handle, JobState, LaunchSpec
-from runctl.backends.hostdir import HostDirBackend, abandon_unstarted, finished_state, launcher_alive, read_status
+from runctl.backends.hostdir import HostDirBackend, live_state
+from runctl.backends.ownership import abandon_unstarted, launcher_alive, read_status
 from runctl.errors import InputError, StartError
-from runctl.status import RunStatus
 
 
 class RunAsBackend(HostDirBackend):
@@ -50,17 +50,11 @@ class RunAsBackend(HostDirBackend):
         return Handle(self.name, str(pid), handle.run_dir, host=handle.host)
 
     def status(self, handle: Handle) -> JobState:
+        alive = launcher_alive(handle.run_dir)  # (first: a launcher gone by now wrote its last status)
         st = read_status(handle.run_dir)
-        if st.get("state") == protocol.FINISHED:
-            return finished_state(st, self.cancel_requested(handle))
-        if launcher_alive(handle.run_dir):
-            if self.cancel_requested(handle):
-                return JobState(RunStatus.CANCEL_REQUESTED)
-            return JobState(RunStatus.RUNNING if st.get("state") == protocol.RUNNING else RunStatus.STARTING)
-        if not st:  # no launcher ever started: make sure none will
-            return finished_state(abandon_unstarted(handle.run_dir) or read_status(handle.run_dir),
-                                  self.cancel_requested(handle))
-        return JobState(RunStatus.FAILED, error="the launcher died before recording the end")
+        if not st and not alive:  # no launcher ever started: make sure none will
+            st = abandon_unstarted(handle.run_dir) or read_status(handle.run_dir)
+        return live_state(st, alive, self.cancel_requested(handle))
 
     def cancel(self, handle: Handle) -> None:
         self.mark_cancel(handle)

@@ -266,7 +266,7 @@ def test_a_host_that_rebooted_under_a_run_marks_it_failed_with_that_reason(tmp_p
     from .conftest import wait_for
 
     proj = Project(tmp_path / "proj", {"lab": target(work_dir=str(tmp_path / "remote"), keep_run_dirs="all")})
-    job = proj.script_job("import time\nprint('up', flush=True)\ntime.sleep(2)\n", compute_target="lab")
+    job = proj.script_job("import time\nprint('up', flush=True)\ntime.sleep(8)\n", compute_target="lab")
     rid = proj.cli("submit", str(job), "-q", check=True).out.strip()
     wait_for(lambda: proj.cli("status", rid).out.strip() == "Running", what="the run to start")
     _edit_handle(home, rid, extra={"boot_id": "00000000-0000-4000-8000-000000000000"})
