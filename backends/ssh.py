@@ -22,15 +22,14 @@ from runctl.status import RunStatus
 
 from .base import Backend, Handle, JobState, LaunchSpec, RunFile
 from .hostdir import live_state, times
-from .sshlink import (  # noqa: F401  (AGENT_FILES, RUNCTL_PKG, SAFEFS: where the agent's files come from)
-    AGENT_FILES,
+from .sshlink import (  # noqa: F401  (agent_files, RUNCTL_PKG: what the agent is made of, and from where)
     RUNCTL_PKG,
-    SAFEFS,
     SSH_OPTIONS,
     HostLink,
     HostSettings,
     SSHTransport,
     Unanswered,
+    agent_files,
     trust_host,
 )
 from .transport import Transport

@@ -175,6 +175,12 @@ sys.exit(agent.main(args or ['--serve']))
 """
 
 
+def agent_files() -> list[tuple[str, bytes]]:
+    """(path in the agent's folder, content) of every file runctl's agent is made of."""
+    files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
+    return [*files, ("safefs.py", SAFEFS.read_bytes()), ("ownership.py", OWNERSHIP.read_bytes())]
+
+
 @contextlib.contextmanager
 def ssh_errors(host: str, what: str) -> Iterator[None]:
     """paramiko and socket errors -> runctl's, naming the host and what was being done."""
@@ -486,8 +492,7 @@ class HostLink:
             raise StartError(f"{self.alias}: cannot make {path}: {err.decode(errors='replace').strip()}")
 
     def _agent_files(self) -> list[tuple[str, bytes]]:
-        files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
-        return [*files, ("safefs.py", SAFEFS.read_bytes()), ("ownership.py", OWNERSHIP.read_bytes())]
+        return agent_files()
 
     def _agent_path(self) -> str:
         """WORK_DIR/.runctl-agent/<digest of its files>: each runctl version its own."""

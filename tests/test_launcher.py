@@ -129,9 +129,8 @@ def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
 
     agent = tmp_path / "agent"
     (agent / "lib").mkdir(parents=True)
-    for src, dest in ssh.AGENT_FILES:
-        (agent / dest).write_bytes((ssh.RUNCTL_PKG / src).read_bytes())
-    (agent / "safefs.py").write_bytes(ssh.SAFEFS.read_bytes())
+    for dest, data in ssh.agent_files():
+        (agent / dest).write_bytes(data)
     run_dir = make_run_dir(tmp_path / "run", "print('from the job')\n")
     spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
     spec["argv"][0] = sys.executable

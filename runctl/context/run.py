@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 import uuid
 
-from . import _files, _ids, _values
+from . import _values
+from ._children import MAX_CHILDREN, ChildCalls  # noqa: F401  (MAX_CHILDREN: the limit, as before)
+from ._file_api import FileCalls, RegisteredModel  # noqa: F401
+from ._log_api import MAX_JSON_METRIC_BYTES, LoggingCalls  # noqa: F401
 from ._shape import shape_metrics
 from ._writer import EventWriter, MemoryWriter, unpack_line_values
 
@@ -30,8 +32,6 @@ ENV_RUN_NUMBER = P.RUN_NUMBER
 ENV_FLUSH_INTERVAL = P.FLUSH_INTERVAL
 ENV_OFFLINE = P.OFFLINE  # "memory": an offline run keeps nothing in the store
 
-MAX_CHILDREN = 100
-MAX_JSON_METRIC_BYTES = 1 << 20
 NOT_METRICS = ("tag", "property", "display_name", "run", "status")
 
 _time = time.time
@@ -47,7 +47,7 @@ class ExperimentRef:
         return "Experiment(name=%r)" % self.name
 
 
-class Run:
+class Run(LoggingCalls, FileCalls, ChildCalls):
     """A run that logs through an event writer; Azure ML v1's Run surface."""
 
     _context = None
@@ -151,247 +151,6 @@ class Run:
 
     def __repr__(self):
         return "Run(experiment=%r, id=%r)" % (self._experiment.name, self._id)
-
-    # -- logging (the hot path: no I/O here) ----------------------------------------------
-    def log(self, name, value, description="", step=None):
-        if type(name) is not str or len(name) > _values.MAX_NAME_CHARS:
-            _values.check_name(name)
-        t = type(value)
-        if t is not float and t is not int and t is not bool and (t is not str or len(value) > _values.MAX_STRING_CHARS):
-            value = _values.scalar(name, value)
-        if step is not None and type(step) is not int:
-            step = _values.step(step)
-        self._pending.append(("scalar", name, value, step, _time(), self._extra_with(description)))
-
-    def _extra_with(self, description):
-        if not description:
-            return self._extra
-        if len(str(description)) > _values.MAX_STRING_CHARS:
-            raise _values.LoggingError("description is %d characters, the limit is %d"
-                                       % (len(str(description)), _values.MAX_STRING_CHARS))
-        extra = dict(self._extra or {})
-        extra["d"] = str(description)
-        return extra
-
-    def log_list(self, name, value, description=""):
-        _values.check_name(name)
-        vals = _values.scalars(name, value, "run.log_list")
-        _values.check_event_size("run.log_list", name, vals)
-        if vals:
-            self._pending.append(("list", name, vals, None, _time(), self._extra_with(description)))
-        self._announce("list", name, vals)
-
-    def log_row(self, name, description=None, **kwargs):
-        _values.check_name(name)
-        row = _values.row(name, kwargs)
-        self._pending.append(("row", name, row, None, _time(), self._extra_with(description)))
-        self._announce("row", name, row)
-
-    def log_table(self, name, value, description=""):
-        _values.check_name(name)
-        cols = _values.table(name, value)
-        _values.check_event_size("run.log_table", name, cols)
-        self._pending.append(("table", name, cols, None, _time(), self._extra_with(description)))
-        self._announce("table", name, cols)
-
-    def log_image(self, name, path=None, plot=None, description=""):
-        _values.check_name(name)
-        if (path is None) == (plot is None):
-            raise _values.LoggingError("run.log_image(%r): give exactly one of path= or plot=" % name)
-        if plot is not None:
-            if not hasattr(plot, "savefig"):
-                raise _values.LoggingError("run.log_image(%r): plot must have savefig() (a matplotlib figure)" % name)
-            artifact = "%s_%d.png" % (name, int(_time()))
-            target = self._file_path(artifact)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            plot.savefig(target, format="png")
-        else:
-            path = os.fspath(path)
-            if not os.path.isfile(path):
-                raise _values.LoggingError("run.log_image(%r): no such file %r" % (name, path))
-            if _files.image_kind(path) is None:
-                raise _values.LoggingError("run.log_image(%r): %r is not a PNG, JPEG, GIF, BMP, TIFF or WebP image"
-                                           % (name, path))
-            artifact = path if not os.path.isabs(path) and ".." not in path.split(os.sep) else os.path.basename(path)
-            artifact = self._store_file(artifact, path)
-        self._pending.append(("image", name, artifact, None, _time(), self._extra_with(description)))
-        self._announce("image", name, artifact)
-
-    def _log_json(self, kind, name, value, description):
-        _values.check_name(name)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise _values.LoggingError("run.log_%s(%r): value is not valid JSON" % (kind, name)) from None
-        if not isinstance(value, dict):
-            raise _values.LoggingError("run.log_%s(%r): value must be a dict or a JSON string" % (kind, name))
-        size = len(json.dumps(value, allow_nan=True))
-        if size > MAX_JSON_METRIC_BYTES:
-            raise _values.LoggingError("run.log_%s(%r): %d bytes, the limit is %d" % (kind, name, size, MAX_JSON_METRIC_BYTES))
-        self._pending.append((kind, name, value, None, _time(), self._extra_with(description)))
-        self._announce(kind, name, value)
-
-    def log_confusion_matrix(self, name, value, description=""):
-        self._log_json("confusion_matrix", name, value, description)
-
-    def log_accuracy_table(self, name, value, description=""):
-        self._log_json("accuracy_table", name, value, description)
-
-    def log_residuals(self, name, value, description=""):
-        self._log_json("residuals", name, value, description)
-
-    def log_predictions(self, name, value, description=""):
-        self._log_json("predictions", name, value, description)
-
-    def _announce(self, kind, name, value):
-        """Offline runs print what they log, as Azure ML's did."""
-
-    # -- tags and properties --------------------------------------------------------------
-    def tag(self, key, value=None):
-        self.set_tags({key: value})
-
-    def set_tags(self, tags):
-        for k, v in dict(tags).items():
-            k, v = str(k), "" if v is None else str(v)
-            _values.check_tag(k, v)
-            self._tags[k] = v
-            self._pending.append(("tag", k, v, None, _time(), self._extra))
-        self._announce("tags", "", tags)
-
-    def remove_tags(self, tags):
-        for k in tags:
-            self._tags.pop(k, None)
-            self._pending.append(("tag", str(k), None, None, _time(), self._extra))
-
-    def add_properties(self, properties):
-        for k, v in dict(properties).items():
-            k, v = str(k), str(v)
-            _values.check_tag(k, v)
-            if k in self._properties and self._properties[k] != v:
-                raise _values.LoggingError("property %r is already %r; properties are add-only" % (k, self._properties[k]))
-            self._properties[k] = v
-            self._pending.append(("property", k, v, None, _time(), self._extra))
-        self._announce("properties", "", properties)
-
-    # -- files ------------------------------------------------------------------------------
-    def _file_path(self, name):
-        if self._root is None:
-            raise _values.LoggingError("this offline run keeps no files")
-        return _files.path_for(self._root, name)
-
-    def _store_file(self, name, src):
-        if self._root is None:
-            print("Attempted to track file %s at %s" % (name, src))
-            return name
-        try:
-            return _files.copy_in(self._root, name, src)
-        except ValueError as e:
-            raise _values.LoggingError(str(e)) from None
-
-    def register_model(self, model_name, model_path=None, tags=None, properties=None, model_framework=None,
-                       model_framework_version=None, description=None, datasets=None, sample_input_dataset=None,
-                       sample_output_dataset=None, resource_configuration=None, **kwargs):
-        """v1: register a file or folder of this run (``model_path``, e.g. "outputs/model.pkl")
-        as a model: runctl's store records it, numbered per name (`runctl models`)."""
-        _values.check_name(model_name)
-        if model_path is not None:
-            _files.check_name(str(model_path))
-        value = {"path": None if model_path is None else str(model_path).replace(os.sep, "/"),
-                 "tags": {str(k): str(v) for k, v in (tags or {}).items()},
-                 "properties": {str(k): str(v) for k, v in (properties or {}).items()},
-                 "framework": model_framework, "framework_version": model_framework_version,
-                 "description": description}
-        self._pending.append(("model", model_name, value, None, _time(), self._extra))
-        return RegisteredModel(model_name, value["path"], value["tags"], self.id)
-
-    def upload_file(self, name, path_or_stream, datastore_name=None):
-        return self._store_file(name, path_or_stream)
-
-    def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None, datastore_name=None):
-        names, paths = list(names), list(paths)
-        if len(names) != len(paths):
-            raise TypeError("upload_files: %d names for %d paths" % (len(names), len(paths)))
-        return [self._store_file(n, p) for n, p in zip(names, paths)]
-
-    def upload_folder(self, name, path, datastore_name=None):
-        if not os.path.isdir(path):
-            raise FileNotFoundError("no such folder: %r" % (path,))
-        stored = []
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                full = os.path.join(dirpath, fn)
-                rel = os.path.relpath(full, path).replace(os.sep, "/")
-                stored.append(self._store_file(name.rstrip("/") + "/" + rel, full))
-        return stored
-
-    def get_file_names(self):
-        return [] if self._root is None else _files.list_names(self._root)
-
-    def download_file(self, name, output_file_path=None, _validate_checksum=False):
-        src = self._file_path(name)
-        if not os.path.isfile(src):
-            raise FileNotFoundError("run %s has no file %r; see run.get_file_names()" % (self._id, name))
-        dest = output_file_path or os.path.basename(name)
-        if os.path.isdir(dest):
-            dest = os.path.join(dest, os.path.basename(name))
-        shutil.copyfile(src, dest)
-        return dest
-
-    def download_files(self, prefix=None, output_directory=None, output_paths=None, batch_size=100,
-                       append_prefix=True, timeout_seconds=None):
-        out = output_directory or "."
-        done = []
-        for name in self.get_file_names():
-            if prefix and not name.startswith(prefix):
-                continue
-            rel = name if append_prefix or not prefix else name[len(prefix):].lstrip("/")
-            dest = os.path.join(out, rel)
-            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-            done.append(self.download_file(name, dest))
-        return done
-
-    # -- children ---------------------------------------------------------------------------
-    def child_run(self, name=None, run_id=None, outputs=None):
-        child_id = _ids.scoped(self._id, run_id or uuid.uuid4().hex[:8])
-        why = _ids.problem(self._id, child_id)
-        if why:
-            raise _values.LoggingError("child run id %r: %s" % (run_id, why))
-        if name is not None and len(str(name)) > _values.MAX_DISPLAY_NAME_CHARS:
-            raise _values.LoggingError("child run name is %d characters, the limit is %d"
-                                       % (len(str(name)), _values.MAX_DISPLAY_NAME_CHARS))
-        root = None if self._root is None else os.path.join(self._root, "runs", child_id)
-        child = type(self)._make_child(self, child_id, root, name)
-        self._pending.append(("run", child_id, {"parent": self._id, "display_name": name}, None, _time(),
-                              {"r": child_id}))
-        self._children.append(child)
-        return child
-
-    def _make_child(self, child_id, root, name):
-        return Run(child_id, root, self._experiment, self._writer, parent=self, display_name=name)
-
-    def create_children(self, count=None, tag_key=None, tag_values=None):
-        if (count is None) == (tag_key is None or tag_values is None):
-            raise ValueError("create_children: give count, or tag_key and tag_values")
-        n = count if count is not None else len(tag_values)
-        if n > MAX_CHILDREN:
-            raise ValueError("create_children: at most %d children at once, asked for %d" % (MAX_CHILDREN, n))
-        children = []
-        for i in range(n):
-            child = self.child_run()
-            if count is not None:
-                child.tag("azureml.batch_child_number", str(i))
-            else:
-                child.tag(tag_key, tag_values[i])
-            children.append(child)
-        return children
-
-    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None):
-        for child in list(self._children):
-            yield child
-            if recursive:
-                yield from child.get_children(recursive=True)
 
     # -- lifecycle ------------------------------------------------------------------------
     def flush(self, timeout_seconds=300):
@@ -529,17 +288,6 @@ class OfflineRun(_Announcing, Run):
     def _set(self, status):
         self._status = status
         self._writer.flush()
-
-
-class RegisteredModel(object):
-    """What ``run.register_model`` returns: the name, the path in the run, its tags (the
-    version is given when the store records it: `runctl models NAME`)."""
-
-    def __init__(self, name, path, tags, run_id):
-        self.name, self.path, self.tags, self.run_id = name, path, tags, run_id
-
-    def __repr__(self):
-        return "Model(name=%r, path=%r, run_id=%r)" % (self.name, self.path, self.run_id)
 
 
 def _offline_run():
