@@ -57,7 +57,7 @@ class Workspace:
 
     @property
     def experiments(self) -> dict[str, Experiment]:
-        names = [r[0] for r in self._session.store.db.execute("SELECT name FROM experiments ORDER BY name")]
+        names = self._session.store.experiment_names()
         return {n: Experiment(self, n) for n in names}
 
     def get_run(self, run_id: str) -> Run:

@@ -508,6 +508,56 @@ class Store:
     def properties(self, run_id: str) -> dict[str, str]:
         return {k: v for k, v in self.db.execute("SELECT key, value FROM properties WHERE run_id = ? ORDER BY key", (run_id,))}
 
+    def experiment_names(self) -> list[str]:
+        return [name for (name,) in self.db.execute("SELECT name FROM experiments ORDER BY name")]
+
+    # -- what the portal shows (its queries live here: the store owns its schema) ------------
+    def latest_scalar(self, run_id: str, name: str) -> Any:
+        """The last value logged for scalar metric ``name`` (None if none)."""
+        row = self.db.execute(
+            "SELECT value, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+            "AND kind IN ('scalar', 'scalars') ORDER BY seq DESC LIMIT 1", (run_id, name)).fetchone()
+        return None if row is None else unpack_scalars(row[1])[0][-1] if row[1] else json.loads(row[0])
+
+    def experiment_summaries(self) -> list[tuple[str, int, float | None, int]]:
+        """(experiment, top-level runs, newest run's creation time, unfinished runs), newest first."""
+        return [(n, c, t, a or 0) for n, c, t, a in self.db.execute(
+            "SELECT e.name, COUNT(r.id), MAX(r.created_at), SUM(r.status IN ('Running', 'Starting', 'Queued', "
+            "'Preparing', 'Finalizing', 'CancelRequested')) FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id "
+            "AND r.parent_id IS NULL GROUP BY e.name ORDER BY MAX(r.created_at) DESC")]
+
+    def metric_names(self, run_id: str) -> list[tuple[str, str, int]]:
+        """(name, kind, number of values) of a run's metrics, in the order they were first logged."""
+        return [tuple(row) for row in self.db.execute(  # type: ignore[misc]
+            "SELECT name, CASE kind WHEN 'scalars' THEN 'scalar' ELSE kind END AS k, "
+            "SUM(CASE kind WHEN 'scalars' THEN CAST(value AS INTEGER) ELSE 1 END) FROM metrics "
+            "WHERE run = (SELECT rk FROM runs WHERE id = ?) GROUP BY name, k ORDER BY MIN(seq)", (run_id,))]
+
+    def metric_kinds(self, run_id: str, name: str) -> set[str]:
+        return {k for (k,) in self.db.execute(
+            "SELECT DISTINCT kind FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ?", (run_id, name))}
+
+    def logged_images(self, run_id: str) -> list[tuple[str, Any]]:
+        """(name, the artifact's name) of every image the run logged, in order."""
+        return [(n, json.loads(v)) for n, v in self.db.execute(
+            "SELECT name, value FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND kind = 'image' "
+            "ORDER BY seq", (run_id,))]
+
+    def scalar_rows(self, run_id: str, name: str) -> Iterator[tuple[Any, Any, Any, Any]]:
+        """(value JSON, step, time, packed batch or None) of scalar metric ``name``, in order (plain tuples)."""
+        cur = self.db.cursor()
+        cur.row_factory = None  # plain tuples: many rows
+        yield from cur.execute(
+            "SELECT value, step, ts, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
+            "AND kind IN ('scalar', 'scalars') ORDER BY seq", (run_id, name))
+
+    def change_mark(self, run_id: str) -> tuple[str, int, bool] | None:
+        """(status, newest metric's sequence number, synced): what a watcher compares."""
+        row = self.db.execute(
+            "SELECT status, (SELECT MAX(seq) FROM metrics WHERE run = runs.rk), synced FROM runs WHERE id = ?",
+            (run_id,)).fetchone()
+        return None if row is None else (row[0], row[1] or 0, bool(row[2]))
+
     # -- snapshot stat cache -----------------------------------------------------------
     def stat_cache_get(self, paths: list[str]) -> dict[str, tuple]:
         out: dict[str, tuple] = {}

@@ -51,3 +51,14 @@ def test_third_party_backend_via_entry_point(tmp_path: Path) -> None:
     assert out.split() == ["fancy_mod:FancyBackend", "fancy"]
     assert "fancy" not in available()
     assert backend_class("local").name == "local"
+
+
+def test_no_sql_outside_the_store() -> None:
+    """The store owns its schema: every query is a Store method (the seam a second store,
+    the team's PostgreSQL, plugs into), never SQL written in the portal, the API or the CLI."""
+    import re
+
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b .*\b(FROM|INTO|SET)\b|\.db\.(execute|cursor)\(")
+    offenders = [f"{p.relative_to(REPO)}:{n}" for p in sorted((REPO / "runctl").rglob("*.py")) if p.name != "store.py"
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if sql.search(line)]
+    assert offenders == []

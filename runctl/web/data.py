@@ -25,20 +25,13 @@ def run_row(store: Store, r: RunRecord, metrics: list[str]) -> dict[str, Any]:
     end = r.ended_at or (time.time() if r.started_at and not r.status.is_terminal else None)
     latest = {}
     for name in metrics:
-        row = store.db.execute(
-            "SELECT value, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
-            "AND kind IN ('scalar', 'scalars') ORDER BY seq DESC LIMIT 1", (r.id, name)).fetchone()
-        latest[name] = None if row is None else unpack_scalars(row[1])[0][-1] if row[1] else json.loads(row[0])
+        latest[name] = store.latest_scalar(r.id, name)
     return {**r.summary(), "kind": r.kind, "parent_id": r.parent_id, "tags": store.tags(r.id),
             "duration_s": (end - r.started_at) if end and r.started_at else None, "latest": latest}
 
 
 def experiments(store: Store) -> list[dict[str, Any]]:
-    rows = store.db.execute(
-        "SELECT e.name, COUNT(r.id), MAX(r.created_at), SUM(r.status IN ('Running', 'Starting', 'Queued', "
-        "'Preparing', 'Finalizing', 'CancelRequested')) FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id "
-        "AND r.parent_id IS NULL GROUP BY e.name ORDER BY MAX(r.created_at) DESC").fetchall()
-    return [{"name": n, "runs": c, "last_created": t, "active": a or 0} for n, c, t, a in rows]
+    return [{"name": n, "runs": c, "last_created": t, "active": a} for n, c, t, a in store.experiment_summaries()]
 
 
 SORTS = {"created": lambda r: r["created_at"] or "", "status": lambda r: r["status"],
@@ -67,17 +60,12 @@ def runs(store: Store, experiment: str | None, status: str | None, tag: str | No
 def run_detail(store: Store, r: RunRecord) -> dict[str, Any]:
     spec = r.spec or {}
     children = [run_row(store, c, []) for c in store.runs(parent_id=r.id)]
-    names = store.db.execute(
-        "SELECT name, CASE kind WHEN 'scalars' THEN 'scalar' ELSE kind END AS k, "
-        "SUM(CASE kind WHEN 'scalars' THEN CAST(value AS INTEGER) ELSE 1 END) FROM metrics "
-        "WHERE run = (SELECT rk FROM runs WHERE id = ?) GROUP BY name, k ORDER BY MIN(seq)", (r.id,)).fetchall()
+    names = store.metric_names(r.id)
     return {**run_row(store, r, []), "description": r.description, "backend": r.backend,
             "config": spec.get("job"), "job_file": spec.get("job_file"), "properties": store.properties(r.id),
             "children": children, "metrics": [{"name": n, "kind": k, "count": c} for n, k, c in names],
             "logs": files(store, r.id, protocol.LOGS_DIR), "outputs": files(store, r.id, protocol.OUTPUTS_DIR),
-            "images": [{"name": n, "path": image_path(json.loads(v))} for n, v in store.db.execute(
-                "SELECT name, value FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND kind = 'image' "
-                "ORDER BY seq", (r.id,))]}
+            "images": [{"name": n, "path": image_path(v)} for n, v in store.logged_images(r.id)]}
 
 
 def image_path(artifact: Any) -> str:
@@ -123,8 +111,7 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
            x_axis: str = "step") -> dict[str, Any]:
     """One metric, ready to chart: a scalar series (downsampled min/max per bucket past
     ``max_points``), rows/tables as columns, lists as a series."""
-    kinds = {k for (k,) in store.db.execute(
-        "SELECT DISTINCT kind FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ?", (run_id, name))}
+    kinds = store.metric_kinds(run_id, name)
     if not kinds:
         raise InputError(f"run {run_id} has no metric {name!r}")
     if "scalar" in kinds or "scalars" in kinds:
@@ -150,14 +137,10 @@ def scalar_series(store: Store, run_id: str, name: str, max_points: int, x_axis:
     for NaN and infinities, which a chart cannot place). Past ``max_points`` values, each of
     max_points/2 buckets (equal counts of values) contributes its minimum and its maximum,
     in x order: every peak and dip stays visible, and the answer says so."""
-    cur = store.db.cursor()
-    cur.row_factory = None  # plain tuples: many rows
     ys: list[Any] = []
     steps: list[Any] = []
     times: list[Any] = []
-    for value, step, ts, packed in cur.execute(
-            "SELECT value, step, ts, packed FROM metrics WHERE run = (SELECT rk FROM runs WHERE id = ?) AND name = ? "
-            "AND kind IN ('scalar', 'scalars') ORDER BY seq", (run_id, name)):
+    for value, step, ts, packed in store.scalar_rows(run_id, name):
         if packed is not None:
             vals, tss, st = unpack_scalars(packed)
             ys.extend(vals)
@@ -237,16 +220,14 @@ def change_marks(store: Store, run_ids: list[str]) -> dict[str, Any]:
     """What a watcher compares to see whether a run changed: status, newest metric, log size."""
     out = {}
     for rid in run_ids:
-        row = store.db.execute(
-            "SELECT status, (SELECT MAX(seq) FROM metrics WHERE run = runs.rk), synced FROM runs WHERE id = ?",
-            (rid,)).fetchone()
+        row = store.change_mark(rid)
         if row is None:
             continue
         try:
             size = (store.run_dir(rid) / protocol.LOG_FILE).stat().st_size
         except OSError:
             size = 0
-        out[rid] = {"status": row[0], "metrics_seq": row[1] or 0, "log_size": size, "synced": bool(row[2])}
+        out[rid] = {"status": row[0], "metrics_seq": row[1], "log_size": size, "synced": row[2]}
     return out
 
 
