@@ -9,6 +9,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from . import protocol
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ MAX_FILE_BYTES = 1 << 50
 KINDS = ("file", "symlink", "fifo", "socket", "device", "deep", "hardlink")
 SKIP_REASONS = {"deep": "too deep", "hardlink": "another name of a file already listed"}
 MAX_ERROR_CHARS = 4000
-MAX_TIME_S = 1e11
 
 
 def path_problem(path: object, reldir: str) -> str | None:
@@ -86,7 +86,7 @@ def state(js: JobState) -> JobState:
         dropped.append("exit_code")
     for name in ("started_at", "ended_at"):
         t = getattr(js, name)
-        if t is not None and not (type(t) in (int, float) and math.isfinite(t) and 0 <= t < MAX_TIME_S):
+        if t is not None and not (type(t) in (int, float) and math.isfinite(t) and 0 <= t < protocol.MAX_TIME_S):
             fixes[name] = None
             dropped.append(name)
     for name, limit in (("error", MAX_ERROR_CHARS), ("host", 255), ("warning", MAX_ERROR_CHARS)):

@@ -70,11 +70,11 @@ def sync_run(store: Store, backend: Backend, record: RunRecord, blocking: bool =
         state = answers.state(backend.status(handle) if state is None else state)
         final = state.status.is_terminal
         ingest_events(store, backend, handle, record.id, final)
-        ingest_logs(store, backend, handle, record.id, final)
+        logs_skipped = ingest_logs(store, backend, handle, record.id, final)
         if after_logs is not None:
             after_logs()
         if state.status.is_terminal:
-            fetch_outputs(store, backend, handle, record.id, outputs_max_bytes)
+            fetch_outputs(store, backend, handle, record.id, outputs_max_bytes, logs_skipped)
         _record_state(store, record, state)
         if state.status.is_terminal:
             backend.release(handle, state)
@@ -160,11 +160,11 @@ def parse_events(data: bytes) -> tuple[list[dict], int]:
     return events, len(parsed) - len(events)
 
 
-def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, final: bool = False) -> None:
+def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, final: bool = False) -> list[str]:
     """Append what each log file gained since the last sync. A file the job rewrote in place
     (its bytes before our offset changed) is fetched again whole."""
     dest_root = store.run_dir(run_id)
-    files, _skipped = answers.list_files(backend, handle, protocol.LOGS_DIR)  # (recorded at the end, with outputs')
+    files, skipped = answers.list_files(backend, handle, protocol.LOGS_DIR)  # (recorded at the end, with outputs')
     for f in files:
         dest = dest_root / f.path
         have = dest.stat().st_size if dest.exists() else 0
@@ -176,6 +176,7 @@ def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, fin
         private.makedirs(dest.parent)
         with private.open_file(dest, "ab") as out:
             copy_range(backend, handle, f.path, out, have, f.size)
+    return skipped
 
 
 TAIL_CHECK_BYTES = 4096
@@ -210,19 +211,19 @@ FETCHED_AT_END = ("outputs", "artifacts", "runs")
 
 
 def fetch_outputs(store: Store, backend: Backend, handle: Handle, run_id: str,
-                  max_bytes: int = DEFAULT_OUTPUTS_MAX_BYTES) -> None:
+                  max_bytes: int = DEFAULT_OUTPUTS_MAX_BYTES, logs_skipped: list[str] | None = None) -> None:
     """Bring outputs/ and uploaded artifacts/ (and child runs' files under runs/<id>/) into the
     store: moved when the run directory is on this filesystem, else copied by chunks. Links,
     special files, a second name of a hard-linked file, folders of runs that are not this run's
     children and whatever would take the run past ``max_bytes`` are skipped, and the skips are
     recorded as the run's ``runctl.skipped_files`` property."""
     children = store.descendants(run_id)
-    skipped: list[str] = []
+    skipped: list[str] = list(logs_skipped or [])  # (what logs/ held that was skipped: listed by ingest_logs)
     total = 0
-    for reldir in (protocol.LOGS_DIR, *FETCHED_AT_END):
+    for reldir in FETCHED_AT_END:
         files, not_files = answers.list_files(backend, handle, reldir)
         skipped += not_files
-        for f in files if reldir != protocol.LOGS_DIR else ():
+        for f in files:
             dest = _store_path(store, run_id, f.path, children)
             if dest is None:
                 skipped.append(f"{f.path} (not a child run of this run)")
