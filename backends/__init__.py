@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from runctl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .base import Backend
+    from runctl.backends.base import Backend
 
 ENTRY_POINT_GROUP = "runctl.backends"
 

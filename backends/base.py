@@ -7,7 +7,7 @@ stage it, start the launcher there (``submit``), say what state jobs are in, rea
 RUN_DIR files from an offset without following links, and stop a job. Handles are plain
 data that round-trip through the store; live clients belong on the backend object, which
 core closes with ``close()`` when done. The launcher's side of the protocol is
-``runctl.protocol``; staging is ``backends/transport.py``.
+``runctl.job.protocol``; staging is ``backends/transport.py``.
 
 Errors (runctl.errors), converted at the edge from the backend's own library:
 InputError (exit 2) for what the target cannot do, raised before a run exists by
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from runctl.status import RunStatus
 
 if TYPE_CHECKING:
-    from .transport import Transport
+    from runctl.backends.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,24 @@ class LaunchSpec:
                 "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s}
 
 
+@dataclass(frozen=True)
+class Services:
+    """What core lends a backend, in place of the store's directory (whose layout only the
+    store knows):
+
+    - ``objects``: the object cache on this machine, files by content (read it, never write
+      it); ``LocalTransport(services.objects)`` stages RUN_DIRs on this machine from it;
+    - ``work_root``: where RUN_DIRs on this machine go when the target names no work_dir;
+    - ``state_dir``: a private folder for this backend type's own small state;
+    - ``keep_out``: folders a job must never be handed (read-write mounts): the store's.
+    """
+
+    objects: Path
+    work_root: Path
+    state_dir: Path
+    keep_out: tuple[Path, ...] = ()
+
+
 class Backend(abc.ABC):
     """One configured compute target. ``options`` are its fields from the workspace config."""
 
@@ -112,10 +130,10 @@ class Backend(abc.ABC):
         "cancel_grace_s": {"type": "number", "minimum": 0, "description": "SIGTERM-to-SIGKILL grace (default 10)"},
     }
 
-    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
+    def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
         self.target = target
         self.options = options
-        self.store_dir = store_dir
+        self.services = services
         # Core sets this before ``plan``: a backend that must wait for capacity before it can
         # place a run (free GPUs, a slot) calls it once with why, and core shows the run Queued.
         self.on_queued: Callable[[LaunchSpec, str], None] = lambda spec, why: None

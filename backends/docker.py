@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from runctl import __version__
-from runctl import protocol as P
+from runctl.backends.base import Handle, JobState, LaunchSpec, Services
+from runctl.backends.engine import Engine, EngineError, EngineUnreachable, check_url, engine_url
+from runctl.backends.hostdir import HostDirBackend, finished_state, times
 from runctl.errors import BackendUnreachable, ConfigError, InputError, RunctlError, StartError
+from runctl.job import protocol as P
+from runctl.job.ownership import abandon_unstarted, read_status
 from runctl.status import RunStatus
-
-from .base import Handle, JobState, LaunchSpec
-from .engine import Engine, EngineError, EngineUnreachable, check_url, engine_url
-from .hostdir import HostDirBackend, finished_state, times
-from .ownership import abandon_unstarted, read_status
 
 CONTAINER_RUN_DIR = "/runctl/run"
 LABEL_RUN_ID = "runctl.run_id"
@@ -163,12 +162,13 @@ def parse_mounts(mounts: list[Any]) -> dict[str, dict[str, str]]:
     return out
 
 
-def check_mounts(volumes: dict[str, dict[str, str]], store_dir: Path, allowed: bool) -> None:
-    """A read-write mount of /, of runctl's store, or of a folder holding it hands the job the
-    host or every run's data: refused unless the target says allow_unsafe_mounts: true."""
+def check_mounts(volumes: dict[str, dict[str, str]], kept: Path, allowed: bool) -> None:
+    """A read-write mount of /, of runctl's store (``services.keep_out``), or of a folder holding
+    it hands the job the host or every run's data: refused unless the target says
+    allow_unsafe_mounts: true."""
     if allowed:
         return
-    store = os.path.realpath(store_dir)
+    store = os.path.realpath(kept)
     for source, how in volumes.items():
         real = os.path.realpath(source)
         holds_store = store == real or store.startswith(real.rstrip("/") + "/")
@@ -279,8 +279,8 @@ class DockerBackend(HostDirBackend):
                    "description": "labels put on the containers and images this target makes (e.g. to find them)"},
     }
 
-    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
-        super().__init__(target, options, store_dir)
+    def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
+        super().__init__(target, options, services)
         problem = check_url(engine_url(options.get("base_url")))
         if problem and options.get("base_url"):
             raise ConfigError(problem, field="base_url", hint="remove base_url to use this machine's daemon")
@@ -321,8 +321,8 @@ class DockerBackend(HostDirBackend):
 
     # -- images ---------------------------------------------------------------------------
     def check_job(self, spec: LaunchSpec) -> None:
-        check_mounts(parse_mounts(self.options.get("mounts", [])), self.store_dir,
-                     bool(self.options.get("allow_unsafe_mounts")))
+        for kept in self.services.keep_out:
+            check_mounts(parse_mounts(self.options.get("mounts", [])), kept, bool(self.options.get("allow_unsafe_mounts")))
         docker_env = (spec.environment or {}).get("docker") or {}
         if not (docker_env.get("image") or docker_env.get("dockerfile") or docker_env.get("base_image")
                 or self.options.get("image")):

@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from runctl import protocol as P
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
+from runctl.backends.localfs import LocalTransport
+from runctl.backends.transport import Transport
 from runctl.errors import ConfigError
+from runctl.job import protocol as P
+from runctl.job import safefs
+from runctl.job.ownership import cancel_requested, read_status, touch_cancel_marker
 from runctl.status import RunStatus
-
-from . import safefs
-from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-from .localfs import LocalTransport
-from .ownership import cancel_requested, read_status, touch_cancel_marker
-from .transport import Transport
 
 
 class HostDirBackend(Backend):
@@ -33,9 +32,9 @@ class HostDirBackend(Backend):
         "keep_run_dirs": {"enum": ["failed", "all", "none"], "description": "which run directories outlive their sync"},
     }
 
-    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
-        super().__init__(target, options, store_dir)
-        self.work_dir = Path(options.get("work_dir") or store_dir / "work").expanduser()
+    def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
+        super().__init__(target, options, services)
+        self.work_dir = Path(options.get("work_dir") or services.work_root).expanduser()
         existing = next(p for p in (self.work_dir, *self.work_dir.parents) if os.path.lexists(p))
         if not existing.is_dir():
             raise ConfigError(f"{str(existing)!r} is not a directory", field="work_dir",
@@ -48,7 +47,7 @@ class HostDirBackend(Backend):
         return Handle(self.name, "", str(self.work_dir / spec.run_id), host=os.uname().nodename)
 
     def transport(self, handle: Handle) -> Transport:
-        return LocalTransport(self.store_dir / "objects")
+        return LocalTransport(self.services.objects)
 
     def read(self, handle: Handle, relpath: str, offset: int, max_bytes: int) -> bytes:
         return safefs.read_file(handle.run_dir, relpath, offset, max_bytes)

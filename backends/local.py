@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runctl import protocol as P
+from runctl.backends.base import Handle, JobState, LaunchSpec
+from runctl.backends.hostdir import HostDirBackend, live_state
 from runctl.errors import InputError, StartError
-from runctl.launcher import kill_run_processes, process_alive
-
-from .base import Handle, JobState, LaunchSpec
-from .hostdir import HostDirBackend, live_state
-from .ownership import abandon_unstarted, launcher_alive, read_status
+from runctl.job import protocol as P
+from runctl.job.launcher import kill_run_processes, process_alive
+from runctl.job.ownership import abandon_unstarted, launcher_alive, read_status
 
 
 class LocalBackend(HostDirBackend):

@@ -1,6 +1,6 @@
-"""The local filesystem transport: RUN_DIR on this machine, the object cache being the
-store's own ``objects/`` (so nothing is ever sent twice, and for local and Docker runs
-nothing is sent at all). Stdlib only."""
+"""The local filesystem transport: RUN_DIR on this machine, its cache the object cache that
+core lends backends (``services.objects``), so nothing is ever sent twice, and for local and
+Docker runs nothing is sent at all. Stdlib only."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import os
 import shutil
 from pathlib import Path
 
-from runctl import protocol as P
-
-from . import safefs
-from .transport import StagePlan, Transport
+from runctl.backends.transport import StagePlan, Transport
+from runctl.job import protocol as P
+from runctl.job import safefs
 
 
 class LocalTransport(Transport):

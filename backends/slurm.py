@@ -22,17 +22,16 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-from runctl import protocol as P
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
+from runctl.backends.hostdir import times as times_of
+from runctl.backends.localfs import LocalTransport
+from runctl.backends.sshlink import SSH_OPTIONS
+from runctl.backends.transport import Transport
 from runctl.errors import BackendUnreachable, InputError, StartError
+from runctl.job import ownership, safefs
+from runctl.job import protocol as P
+from runctl.job.ownership import abandon_unstarted, launcher_alive, read_status
 from runctl.status import RunStatus
-
-from . import ownership, safefs
-from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-from .hostdir import times as times_of
-from .localfs import LocalTransport
-from .ownership import abandon_unstarted, launcher_alive, read_status
-from .sshlink import SSH_OPTIONS
-from .transport import Transport
 
 # squeue's states -> runctl's, for a job that has not ended (PENDING and the states of a job
 # waiting to run again are Queued; a job that Slurm requeues stays the same run).
@@ -175,7 +174,7 @@ class _Here:
     def __init__(self, backend: SlurmBackend) -> None:
         self.backend = backend
         self.work_dir = str(Path(os.path.expanduser(backend.options.get("work_dir") or
-                                                    backend.store_dir / "work")).absolute())
+                                                    backend.services.work_root)).absolute())
 
     def run(self, argv: list[str], env: dict[str, str] | None = None, stdin: bytes = b"") -> tuple[int, str, str]:
         try:
@@ -189,7 +188,7 @@ class _Here:
         return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
     def transport(self) -> Transport:
-        return LocalTransport(self.backend.store_dir / "objects")
+        return LocalTransport(self.backend.services.objects)
 
     def make_logs_dir(self, run_dir: str) -> None:
         os.makedirs(os.path.join(run_dir, P.LOGS_DIR), mode=0o700, exist_ok=True)
@@ -226,7 +225,7 @@ class _Login:
     """Remote mode: everything through runctl's agent on the login node."""
 
     def __init__(self, backend: SlurmBackend) -> None:
-        from .sshlink import HostLink
+        from runctl.backends.sshlink import HostLink
 
         self.link = HostLink(backend.options["login"], {**backend.options,
                                                         "work_dir": backend.options.get("work_dir", "~/.runctl")})
@@ -243,7 +242,7 @@ class _Login:
         return answer["rc"], answer["out"], answer["err"]
 
     def transport(self) -> Transport:
-        from .sshlink import SSHTransport
+        from runctl.backends.sshlink import SSHTransport
 
         return SSHTransport(self.link)
 
@@ -298,8 +297,8 @@ class SlurmBackend(Backend):
         **SSH_OPTIONS,  # with login: how to reach it, as for ssh targets (command_timeout_s: for every command)
     }
 
-    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
-        super().__init__(target, options, store_dir)
+    def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
+        super().__init__(target, options, services)
         self.python = options.get("python", "python3")
         self.command_timeout_s = float(options.get("command_timeout_s", 60))
         self.site: _Here | _Login = _Login(self) if options.get("login") else _Here(self)
@@ -329,7 +328,7 @@ class SlurmBackend(Backend):
         """The login node's key (local mode connects to nothing)."""
         if not isinstance(self.site, _Login):
             return None
-        from .sshlink import trust_host
+        from runctl.backends.sshlink import trust_host
 
         return [f"{self.site.link.alias}: {trust_host(self.site.link.settings)}"]
 
@@ -467,7 +466,7 @@ class SlurmBackend(Backend):
 
     def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
         """Through the login node: its object cache, ready copy, and the finished runs' dirs.
-        (Local mode stages from the store's own objects: nothing more to collect here.)"""
+        (Local mode stages from this machine's object cache: nothing more to collect here.)"""
         if isinstance(self.site, _Login):
             return self.site.link.gc([h.run_dir for h in finished], older_than_s, dry_run)
         return []

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import posixpath
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
-from runctl import protocol as P
-from runctl.errors import BackendUnreachable, InputError, RunctlError, StartError
-from runctl.status import RunStatus
-
-from .base import Backend, Handle, JobState, LaunchSpec, RunFile
-from .hostdir import live_state, times
-from .sshlink import (  # noqa: F401  (agent_files, RUNCTL_PKG: what the agent is made of, and from where)
-    RUNCTL_PKG,
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
+from runctl.backends.hostdir import live_state, times
+from runctl.backends.sshlink import (  # noqa: F401  (agent_files: what the agent is made of)
     SSH_OPTIONS,
     HostLink,
     HostSettings,
@@ -32,7 +26,10 @@ from .sshlink import (  # noqa: F401  (agent_files, RUNCTL_PKG: what the agent i
     agent_files,
     trust_host,
 )
-from .transport import Transport
+from runctl.backends.transport import Transport
+from runctl.errors import BackendUnreachable, InputError, RunctlError, StartError
+from runctl.job import protocol as P
+from runctl.status import RunStatus
 
 INVENTORY_FRESH_S = 5.0  # the GPU list from check_job serves placement this long (busy is asked anew)
 
@@ -57,10 +54,10 @@ class SSHBackend(Backend):
                             "description": "how long a submit waits for free GPUs (default 0: fail at once)"},
     }
 
-    def __init__(self, target: str, options: dict[str, Any], store_dir: Path) -> None:
-        super().__init__(target, options, store_dir)
+    def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
+        super().__init__(target, options, services)
         self.links = {alias: HostLink(alias, options) for alias in (options.get("hosts") or [target])}
-        self.unanswered = Unanswered(store_dir / "ssh-unanswered.json", float(options.get("retry_unanswered_s", 30)))
+        self.unanswered = Unanswered(services.state_dir / "unanswered.json", float(options.get("retry_unanswered_s", 30)))
         self.python = options.get("python", "python3")
         self._chosen: dict[str, tuple[HostLink, list[int]]] = {}  # run id -> (host, GPUs) placement chose
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from runctl import protocol as P
+from runctl.backends.base import RunFile
+from runctl.backends.transport import CacheDamaged, StagePlan, Transport
 from runctl.errors import BackendUnreachable, InputError, StartError
-
-from .base import RunFile
-from .transport import CacheDamaged, StagePlan, Transport
+from runctl.job import package_files
+from runctl.job import protocol as P
 
 # How to reach a host: target options of every backend that uses SSH (JSON Schema properties).
 SSH_OPTIONS: dict[str, Any] = {
@@ -104,23 +104,19 @@ class Unanswered:
             del data[alias]
             self._write(data)
 
-RUNCTL_PKG = Path(__file__).resolve().parent.parent / "runctl"
-if not (RUNCTL_PKG / "remote_agent.py").exists():  # installed: backends/ lives inside runctl/
-    RUNCTL_PKG = Path(__file__).resolve().parent.parent
-AGENT_FILES = (("remote_agent.py", "remote_agent.py"), ("launcher.py", "launcher.py"),
-               ("protocol.py", "lib/runctl_protocol.py"))
-SAFEFS = Path(__file__).resolve().parent / "safefs.py"
-OWNERSHIP = Path(__file__).resolve().parent / "ownership.py"
+AGENT_SKIPS = ("runctl_job/context/",)  # the run-context client: only jobs use it, from their RUN_DIR
 READ_CHUNK = 4 << 20
 # The agent's files sit in the host's work_dir, where a job (same user) could rewrite them,
 # so runctl never runs them unchecked: this bootstrap, given on the command line each time
 # (argv: its own source, the folder, {file: sha256}, then the agent's arguments), reads each
 # file once without following links, compares it with runctl's own copy's digest, and runs
-# what it read and checked, from memory. A file missing or changed is asked for on stdin
-# (one JSON line: {name: base64}) and installed afresh. Python >= 3.8, stdlib only.
+# what it read and checked, from memory: a finder first on sys.meta_path serves the package
+# runctl_job from those bytes, and the agent is runctl_job.agent. A file missing or changed
+# is asked for on stdin (one JSON line: {name: base64}) and installed afresh. Python >= 3.8,
+# stdlib only.
 AGENT_LOADER = "import sys;exec(sys.argv[1])"
 AGENT_BOOTSTRAP = """
-import base64, hashlib, json, os, shutil, sys, types
+import base64, hashlib, importlib.util, json, os, shutil, sys
 os.umask(0o077)
 boot, dest, want, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4:]
 def ok(name, data):
@@ -144,9 +140,11 @@ if not all(ok(n, d) for n, d in files.items()):
         sys.stdout.write('{"error": "the agent files arrived damaged"}\\n')
         sys.exit(1)
     tmp = '%s.tmp%d' % (dest, os.getpid())
-    os.makedirs(os.path.join(tmp, 'lib'))
     for name, data in files.items():
-        with open(os.path.join(tmp, name), 'wb') as f:
+        path = os.path.join(tmp, name)
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path))
+        with open(path, 'wb') as f:
             f.write(data)
     if os.path.lexists(dest):
         old = '%s.bad%d' % (dest, os.getpid())
@@ -159,26 +157,35 @@ if not all(ok(n, d) for n, d in files.items()):
         os.rename(tmp, dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-def module(name, rel):
-    m = types.ModuleType(name)
-    m.__file__ = os.path.join(dest, rel)
-    sys.modules[name] = m
-    exec(compile(files[rel], m.__file__, 'exec'), m.__dict__)
-    return m
-module('runctl_protocol', 'lib/runctl_protocol.py')
-module('safefs', 'safefs.py')
-module('launcher', 'launcher.py')
-module('ownership', 'ownership.py')
-agent = module('remote_agent', 'remote_agent.py')
+modules = {}
+for rel in files:
+    name = rel[:-3].replace('/', '.')
+    modules[name[:-9] if name.endswith('.__init__') else name] = rel
+class Checked(object):
+    def find_spec(self, name, path=None, target=None):
+        rel = modules.get(name)
+        if rel is None:
+            return None
+        return importlib.util.spec_from_loader(name, self, origin=os.path.join(dest, rel),
+                                               is_package=rel.endswith('/__init__.py'))
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        rel = modules[module.__name__]
+        module.__file__ = os.path.join(dest, rel)
+        exec(compile(files[rel], module.__file__, 'exec'), module.__dict__)
+sys.meta_path.insert(0, Checked())
+import runctl_job.agent as agent
+agent.HOME = dest
 agent.RELAUNCH = [sys.executable, '-S', '-E', '-c', 'import sys;exec(sys.argv[1])', boot, dest, sys.argv[3]]
 sys.exit(agent.main(args or ['--serve']))
 """
 
 
 def agent_files() -> list[tuple[str, bytes]]:
-    """(path in the agent's folder, content) of every file runctl's agent is made of."""
-    files = [(dest, (RUNCTL_PKG / src).read_bytes()) for src, dest in AGENT_FILES]
-    return [*files, ("safefs.py", SAFEFS.read_bytes()), ("ownership.py", OWNERSHIP.read_bytes())]
+    """(path in the agent's folder, content) of every file runctl's agent is made of: the
+    job-side package, runctl/job/, as runctl_job/ (less what only jobs use)."""
+    return [(rel, Path(src).read_bytes()) for src, rel in package_files() if not rel.startswith(AGENT_SKIPS)]
 
 
 @contextlib.contextmanager

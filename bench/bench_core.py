@@ -45,7 +45,7 @@ LOG_LOOP = textwrap.dedent("""
     n, repeat, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     per_call = []
     if mode == "runctl":
-        from runctl.context import Run
+        from runctl.job.context import Run
         run = Run.get_context()
         assert not run.id.startswith("OfflineRun")
         log = run.log
@@ -107,7 +107,7 @@ def bench_help(tmp: Path, repeat: int) -> None:
 
 def bench_list(tmp: Path, repeat: int) -> None:
     from runctl.status import RunStatus
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     home = tmp / "listhome"
     store = Store(home)
@@ -127,8 +127,8 @@ def bench_list(tmp: Path, repeat: int) -> None:
 
 
 def bench_snapshot(tmp: Path, repeat: int) -> None:
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
+    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.sqlite import Store
 
     def make_tree(root: Path, salt: str) -> Path:
         for i in range(2000):

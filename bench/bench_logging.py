@@ -26,7 +26,7 @@ LOOP = textwrap.dedent("""
     import json, os, sys, time
     n, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "runctl":
-        from runctl.context import Run
+        from runctl.job.context import Run
         run = Run.get_context()
         assert not run.id.startswith("OfflineRun")
         log = run.log

@@ -64,9 +64,9 @@ def polling(tmp: Path, proj: Path, env: dict, n: int) -> tuple[int, float]:
     code = f"""
 import sys
 from pathlib import Path
-from runctl.session import Session
-from runctl.jobconfig import load_job
-from runctl.submit import submit
+from runctl.ops.session import Session
+from runctl.config.jobconfig import load_job
+from runctl.ops.submit import submit
 s = Session(start=Path({str(proj)!r}))
 job = load_job(Path({str(proj / "hold.yaml")!r}), s.ws)
 for _ in range({n}):

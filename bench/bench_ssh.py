@@ -46,9 +46,9 @@ def stage_once(src: Path, home: Path, work_dir: Path) -> float:
     code = f"""
 import os, sys, time
 from pathlib import Path
-from runctl.store import Store
-from runctl.snapshot import ObjectStore, list_source, take_snapshot
-from runctl import staging
+from runctl.store.sqlite import Store
+from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+from runctl.ops import staging
 from runctl.backends.base import LaunchSpec
 from runctl.backends.ssh import SSHBackend
 home = Path({str(home)!r})

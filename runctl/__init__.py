@@ -18,7 +18,7 @@ _LAZY = {
     "Run": "runctl.api:Run",
     "RunFailed": "runctl.errors:RunFailed",
     "ActivityFailedException": "runctl.errors:ActivityFailedException",
-    "LoggingError": "runctl.context:LoggingError",
+    "LoggingError": "runctl.job.context:LoggingError",
     "RunStatus": "runctl.status:RunStatus",
     "RunctlError": "runctl.errors:RunctlError",
 }

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from .context import run as ctx
-from .context._writer import EventWriter, event_record
-from .errors import InputError, RunFailed
-from .portal import portal_url
-from .session import Session
-from .status import RunStatus
-from .store import RunRecord, Store
-from .workspace import load_workspace
+from runctl.config.workspace import load_workspace
+from runctl.errors import InputError, RunFailed
+from runctl.job.context import run as ctx
+from runctl.job.context._writer import EventWriter, event_record
+from runctl.ops.portal import portal_url
+from runctl.ops.session import Session
+from runctl.status import RunStatus
+from runctl.store.sqlite import RunRecord, Store
 
 _EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
 
@@ -80,7 +80,7 @@ class Experiment:
         return f"Experiment(name={self.name!r})"
 
     def submit(self, config: ScriptRunConfig, tags: dict[str, str] | None = None, **kwargs: Any) -> Run:
-        from .submit import submit
+        from runctl.ops.submit import submit
 
         session = self.workspace._session
         job = config._to_job(session, self.name)
@@ -95,7 +95,7 @@ class Experiment:
                       display_name: str | None = None, tags: dict[str, str] | None = None, run_id: str | None = None,
                       **kwargs: Any) -> Run:
         """An interactive run recorded in the store: log to it, then ``run.complete()``."""
-        from .interactive import start_interactive
+        from runctl.ops.interactive import start_interactive
 
         return start_interactive(self, InteractiveRun, outputs=outputs, snapshot_directory=snapshot_directory,
                                  display_name=display_name or kwargs.get("name"), tags=tags, run_id=run_id)
@@ -148,7 +148,7 @@ class ScriptRunConfig:
         return doc
 
     def _to_job(self, session: Session, experiment: str) -> Any:
-        from .jobconfig import job_from_mapping
+        from runctl.config.jobconfig import job_from_mapping
 
         return job_from_mapping(self._document(experiment), session.ws, "ScriptRunConfig", Path.cwd())
 
@@ -219,6 +219,20 @@ class Run(ctx.Run):
         self._record = record
 
     @classmethod
+    def get_context(cls, allow_offline: bool = True, used_for_context_manager: bool = False, **kwargs: Any) -> Any:
+        """The submitted run inside a runctl job; outside one, an offline run that prints what it
+        logs and is kept in the store (in memory with RUNCTL_OFFLINE=memory, or when there is
+        no store to keep it in)."""
+        if ctx.Run._context is None and allow_offline and not ctx.in_a_job() and ctx.keeps_offline_runs():
+            try:
+                ctx.Run._context = _offline_run()
+            except Exception as e:  # the script must never crash for want of a store
+                print(f"runctl: not recording this offline run ({type(e).__name__}: {e})", file=sys.stderr)
+        return ctx.Run.get_context(allow_offline, used_for_context_manager, **kwargs)
+
+    get_submitted_run = get_context
+
+    @classmethod
     def _from_record(cls, workspace: Workspace, record: RunRecord) -> Run:
         kind = InteractiveRun if record.kind in ("interactive", "offline") else Run
         return kind(workspace, record)
@@ -242,7 +256,7 @@ class Run(ctx.Run):
         return self._workspace._session
 
     def _refresh(self) -> RunRecord:
-        from .runs import refresh
+        from runctl.ops.runs import refresh
 
         self._writer.flush()
         self._record = refresh(self._session, self._session.store.get(self._id))
@@ -289,13 +303,13 @@ class Run(ctx.Run):
         have = self.properties
         for k, v in properties.items():
             if k in have and have[k] != str(v):
-                from .context import LoggingError
+                from runctl.job.context import LoggingError
 
                 raise LoggingError(f"property {k!r} is already {have[k]!r}; properties are add-only")
         super().add_properties(properties)
 
     def get_details(self) -> dict[str, Any]:
-        from .runs import details
+        from runctl.ops.runs import details
 
         return details(self._session, self._refresh())
 
@@ -310,12 +324,11 @@ class Run(ctx.Run):
         the current directory); returns the zip's path."""
         import zipfile
 
-        from .snapshot import ObjectStore
 
         snap = snapshot_id or self._record.snapshot_id
         if not snap:
             raise InputError(f"run {self._id} has no snapshot (an interactive run); nothing to restore")
-        objects = ObjectStore(self._session.store.dir)
+        objects = self._session.store.objects
         manifest = objects.manifest(snap)
         dest = Path(path or ".") / f"{snap}.zip"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +345,7 @@ class Run(ctx.Run):
 
     def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: Any = None,
                     populate: bool = False) -> dict[str, Any]:
-        from .runs import metrics
+        from runctl.ops.runs import metrics
 
         self._refresh()
         if not recursive:
@@ -366,8 +379,8 @@ class Run(ctx.Run):
     def child_run(self, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> Run:
         import uuid
 
-        from .context import _ids
-        from .context._values import LoggingError
+        from runctl.job.context import _ids
+        from runctl.job.context._values import LoggingError
 
         child_id = _ids.scoped(self._id, run_id or uuid.uuid4().hex[:8])
         why = _ids.problem(self._id, child_id)
@@ -381,7 +394,7 @@ class Run(ctx.Run):
     def wait_for_completion(self, show_output: bool = False, wait_post_processing: bool = False,
                             raise_on_error: bool = True) -> dict[str, Any]:
         """Block until the run ends (streaming its output with show_output); return get_details()."""
-        from . import runs
+        from runctl.ops import runs
 
         record = self._session.store.get(self._id)
         if show_output:
@@ -399,7 +412,7 @@ class Run(ctx.Run):
         return details
 
     def cancel(self) -> None:
-        from .runs import cancel
+        from runctl.ops.runs import cancel
 
         self._record = cancel(self._session, self._session.store.get(self._id))
 
@@ -417,7 +430,7 @@ class Run(ctx.Run):
             self._mark(RunStatus.FAILED, str(error_details) if error_details is not None else "marked failed")
 
     def _mark(self, status: RunStatus, error: str | None) -> None:
-        from .runs import mark_from_outside
+        from runctl.ops.runs import mark_from_outside
 
         self._record = mark_from_outside(self._session, self._session.store.get(self._id), status, error)
 
@@ -431,7 +444,7 @@ class InteractiveRun(Run):
     outputs_dir: str | None = None
 
     def _set_status(self, status: RunStatus, error: str | None = None) -> None:
-        from .interactive import finish_interactive
+        from runctl.ops.interactive import finish_interactive
 
         self._writer.flush()
         finish_interactive(self, status, error)
@@ -476,7 +489,7 @@ def _offline_run() -> InteractiveRun:
     """``Run.get_context()`` outside a job: a run that prints what it logs and is kept in the store."""
     import uuid
 
-    from .interactive import OFFLINE_EXPERIMENT, finish_at_exit, start_interactive
+    from runctl.ops.interactive import OFFLINE_EXPERIMENT, finish_at_exit, start_interactive
 
     class OfflineRecordedRun(ctx._Announcing, InteractiveRun):
         pass
@@ -489,5 +502,3 @@ def _offline_run() -> InteractiveRun:
     finish_at_exit(run)
     return run
 
-
-ctx.Run.offline_factory = _offline_run  # type: ignore[assignment]  # get_context() outside a job: kept in the store

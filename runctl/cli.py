@@ -16,7 +16,7 @@ from typing import Any, Iterator, List, Optional
 
 import typer
 
-from .errors import ConfigError, ExitCode, InputError, RunctlError
+from runctl.errors import ConfigError, ExitCode, InputError, RunctlError
 
 app = typer.Typer(
     name="runctl",
@@ -34,7 +34,7 @@ app.add_typer(compute_app, name="compute", short_help="List and check compute ta
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from runctl import __version__
 
         print(f"runctl {__version__}")
         raise typer.Exit()
@@ -68,7 +68,7 @@ JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 
 
 def _session() -> Any:
-    from .session import Session
+    from runctl.ops.session import Session
 
     return Session()
 
@@ -86,14 +86,14 @@ def _detachable(run_id: str) -> Iterator[None]:
 
 def _session_for_job(job_file: Path) -> Any:
     """The workspace of the job: found from the job file's folder first, then from here."""
-    from .session import Session
-    from .workspace import load_workspace
+    from runctl.config.workspace import load_workspace
+    from runctl.ops.session import Session
 
     return Session(load_workspace(Path(job_file).resolve().parent, None, Path.cwd()))
 
 
 def _resolve(session: Any, ref: str, refresh: bool = True) -> Any:
-    from .runs import refresh as do_refresh
+    from runctl.ops.runs import refresh as do_refresh
 
     record = session.store.resolve(ref)
     return do_refresh(session, record) if refresh else record
@@ -157,9 +157,9 @@ def submit(
                                                help="With --sweep: at most this many runs at a time."),
 ) -> None:
     """Submit a job and print its run id (with --sweep: the sweep's parent run)."""
-    from . import runs
-    from .jobconfig import load_job
-    from .submit import submit as do_submit
+    from runctl.config.jobconfig import load_job
+    from runctl.ops import runs
+    from runctl.ops.submit import submit as do_submit
 
     with _session_for_job(job_file) as s:
         sets = list(set_) + ([f"compute_target={compute}"] if compute else [])
@@ -171,7 +171,7 @@ def submit(
         if sweep:
             if unique is not None:
                 raise InputError("--unique: not with --sweep")
-            from .sweep import grid, submit_sweep
+            from runctl.ops.sweep import grid, submit_sweep
 
             record, created = submit_sweep(s, job, grid(sweep), max_parallel), True
         else:
@@ -223,7 +223,7 @@ def _report_end(s: Any, record: Any, quiet: bool, show_tail: bool = False) -> No
         line += f": {record.error}"
     print(safe(line), file=sys.stderr)
     if show_tail and record.status.value == "Failed":
-        from .sync import store_log_path
+        from runctl.ops.sync import store_log_path
 
         tail = _last_lines(store_log_path(s.store, record.id), TAIL_LINES)
         if tail:
@@ -250,8 +250,8 @@ def logs(
     json_: bool = typer.Option(False, "--json", help="Print {log file name: text} as JSON (control characters escaped)."),
 ) -> None:
     """Print a run's output (stdout and stderr of the script), as the job wrote it."""
-    from . import runs
-    from .sync import store_log_path
+    from runctl.ops import runs
+    from runctl.ops.sync import store_log_path
 
     with _session() as s:
         record = _resolve(s, run, refresh=not follow)
@@ -292,8 +292,8 @@ def wait(
 ) -> None:
     """Wait for runs to end; exit with the run's exit code (several runs: 0 if all completed,
     else the first failed one's)."""
-    from . import runs
-    from .errors import NotFinished
+    from runctl.errors import NotFinished
+    from runctl.ops import runs
 
     with _session() as s:
         records = [_resolve(s, r, refresh=False) for r in run]
@@ -320,9 +320,9 @@ def list_(
     json_: bool = JsonOpt,
 ) -> None:
     """List runs, newest first."""
-    from .errors import InputError
-    from .runs import refresh_many
-    from .status import RunStatus
+    from runctl.errors import InputError
+    from runctl.ops.runs import refresh_many
+    from runctl.status import RunStatus
 
     want = None
     if status_ is not None:
@@ -378,7 +378,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 @app.command(short_help="Show a run's details.")
 def show(run: str = RunArg, json_: bool = JsonOpt) -> None:
     """Show a run's details: status, timings, properties, tags, definition, log files."""
-    from .runs import details
+    from runctl.ops.runs import details
 
     with _session() as s:
         d = details(s, _resolve(s, run))
@@ -403,7 +403,7 @@ def metrics(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include child runs: {run_id: {...}}."),
 ) -> None:
     """Print a run's metrics."""
-    from .runs import metrics as get_metrics
+    from runctl.ops.runs import metrics as get_metrics
 
     with _session() as s:
         record = _resolve(s, run)
@@ -454,7 +454,7 @@ def _metrics_csv(s: Any, run_id: str, name: str | None) -> None:
 @app.command(short_help='Cancel a run.')
 def cancel(run: str = RunArg) -> None:
     """Cancel a run: SIGTERM, then SIGKILL after the grace period."""
-    from .runs import cancel as do_cancel
+    from runctl.ops.runs import cancel as do_cancel
 
     with _session() as s:
         record = do_cancel(s, _resolve(s, run))
@@ -467,7 +467,7 @@ def outputs(
     dest: Path = typer.Argument(Path("."), metavar="[DEST]", help="Directory to copy the outputs into."),
 ) -> None:
     """Copy a finished run's outputs into DEST."""
-    from .runs import copy_outputs
+    from runctl.ops.runs import copy_outputs
 
     with _session() as s:
         record = _resolve(s, run)
@@ -489,8 +489,8 @@ def rerun(
 ) -> None:
     """Submit the exact snapshot and settings of a run again (with the workspace config it
     was submitted with)."""
-    from . import runs
-    from .submit import rerun as do_rerun
+    from runctl.ops import runs
+    from runctl.ops.submit import rerun as do_rerun
 
     with _session() as first:
         record = _resolve(first, run, refresh=False)
@@ -511,8 +511,8 @@ def rerun(
 def _session_submitted_from(session: Any, record: Any) -> Any:
     """A rerun uses the workspace config its run was submitted with (its compute targets),
     with this store; if that config is gone, it says so and uses the one found here."""
-    from .session import Session
-    from .workspace import load_workspace
+    from runctl.config.workspace import load_workspace
+    from runctl.ops.session import Session
 
     recorded = (record.spec or {}).get("workspace_config")
     if not recorded or str(session.ws.config_path) == recorded:
@@ -533,9 +533,9 @@ def validate(
     json_: bool = JsonOpt,
 ) -> None:
     """Check a job file without submitting; show what its snapshot would hold."""
-    from .jobconfig import load_job
-    from .snapshot import human_bytes
-    from .submit import check, list_job_source
+    from runctl.config.jobconfig import load_job
+    from runctl.ops.submit import check, list_job_source
+    from runctl.store.snapshot import human_bytes
 
     with _session_for_job(job_file) as s:
         job = load_job(job_file, s.ws, list(set_))
@@ -566,8 +566,8 @@ def ui(
                                         help="Require this token (default: a new one when not on loopback)."),
 ) -> None:
     """Serve the portal: runs, live metric charts and logs in a browser, until Ctrl-C."""
-    from .session import Session
-    from .web.server import serve
+    from runctl.ops.session import Session
+    from runctl.web.server import serve
 
     with _session() as s:
         store_dir, ws = s.store.dir, s.ws
@@ -585,7 +585,7 @@ def models(
     json_: bool = JsonOpt,
 ) -> None:
     """Models that runs registered (run.register_model), newest version first."""
-    from .store import _iso
+    from runctl.store.sqlite import _iso
 
     with _session() as s:
         rows = s.store.models(name)
@@ -610,7 +610,7 @@ def convert(
     """Turn an Azure ML v1 run configuration into a runctl job file, saying what was left out."""
     import yaml
 
-    from .v1config import convert as do_convert
+    from runctl.config.v1config import convert as do_convert
 
     job, notes, _ = do_convert(config)
     if output is not None and config.resolve().parent != output.resolve().parent:
@@ -638,7 +638,7 @@ def shim_install(python: Optional[str] = typer.Option(None, "--python", metavar=
                                                      help="That environment's Python (default: runctl's own).")) -> None:
     """Let v1 scripts run with plain `python` in an environment: `Run.get_context()` is then
     an offline run recorded in runctl's store. A real azureml-core there always wins."""
-    from .shimpath import install
+    from runctl.ops.shimpath import install
 
     print(f"installed {install(python)}")
 
@@ -647,7 +647,7 @@ def shim_install(python: Optional[str] = typer.Option(None, "--python", metavar=
 def shim_uninstall(python: Optional[str] = typer.Option(None, "--python", metavar="PATH",
                                                        help="That environment's Python (default: runctl's own).")) -> None:
     """Undo `runctl shim install` in an environment."""
-    from .shimpath import uninstall
+    from runctl.ops.shimpath import uninstall
 
     removed = uninstall(python)
     print(f"removed {removed}" if removed else "not installed there; nothing to do")
@@ -663,8 +663,8 @@ def gc(
     snapshots and objects no run refers to."""
     import math
 
-    from . import gc as do_gc
-    from .snapshot import human_bytes
+    from runctl.ops import gc as do_gc
+    from runctl.store.snapshot import human_bytes
 
     if not math.isfinite(older_than):
         raise InputError(f"--older-than must be a finite number of days, not {older_than} (for example --older-than 30)")
@@ -684,7 +684,7 @@ def gc(
 @compute_app.command("list")
 def compute_list(json_: bool = JsonOpt) -> None:
     """List the configured compute targets."""
-    from .workspace import load_workspace
+    from runctl.config.workspace import load_workspace
 
     ws = load_workspace()
     items = [{"name": t.name, "type": t.type, **t.options} for t in ws.targets.values()]
@@ -699,7 +699,7 @@ def compute_list(json_: bool = JsonOpt) -> None:
 @compute_app.command("check")
 def compute_check(name: str = typer.Argument("local", metavar="[TARGET]", help="Compute target name (default: local).")) -> None:
     """Check that a compute target works from here."""
-    from .errors import InputError
+    from runctl.errors import InputError
 
     with _session() as s:
         if name not in s.ws.targets:
@@ -716,7 +716,7 @@ def compute_trust(name: str = typer.Argument(..., metavar="TARGET",
     """Trust the current host key of every host a target connects to over SSH (an ssh target's
     hosts, a Slurm target's login node): prints each fingerprint and adds it to known_hosts.
     Check the fingerprint with the host's administrator first: runctl never trusts on its own."""
-    from .errors import InputError
+    from runctl.errors import InputError
 
     with _session() as s:
         if name not in s.ws.targets:

@@ -321,8 +321,8 @@ class BackendMethods:
 
     @pytest.fixture
     def rig(self, tmp_path: Path, home: Path, make_backend: Any, job_environment: dict[str, Any], job_python: str) -> Any:
-        from runctl.snapshot import ObjectStore, list_source, take_snapshot
-        from runctl.store import Store
+        from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+        from runctl.store.sqlite import Store
 
         class Rig:
             pass
@@ -368,8 +368,8 @@ class BackendMethods:
                           grace_s=1, snapshot_id=rig.sid, environment=rig.environment, secret_env=secrets or {})
 
     def _start(self, rig: Any, spec: Any, counting: bool = False) -> Any:
-        from runctl import staging
-        from runctl.snapshot import ObjectStore
+        from runctl.ops import staging
+        from runctl.store.snapshot import ObjectStore
 
         objects = ObjectStore(rig.home)
         handle = rig.backend.plan(spec)
@@ -388,8 +388,8 @@ class BackendMethods:
                         timeout_s=timeout_s, what="the run to end")
 
     def test_staging_twice_sends_nothing_the_second_time(self, rig: Any) -> None:
-        from runctl import staging
-        from runctl.snapshot import ObjectStore
+        from runctl.ops import staging
+        from runctl.store.snapshot import ObjectStore
 
         objects = ObjectStore(rig.home)
         for i, run_id in enumerate(("exp_1_first", "exp_1_again")):
@@ -451,8 +451,8 @@ class BackendMethods:
         from dataclasses import replace
 
         from runctl.backends.base import RunFile
-        from runctl.store import Store
-        from runctl.sync import sync_run
+        from runctl.ops.sync import sync_run
+        from runctl.store.sqlite import Store
 
         handle, _ = self._start(rig, self._spec(rig, "grow", "exp_1_hostile"))
         self._until_final(rig, handle)

@@ -119,8 +119,8 @@ def wait_for(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1, wha
 
 def stage_run_dir(backend: Any, spec: Any, store_dir: Path) -> Path:
     """Stage ``spec``'s RUN_DIR for ``backend`` exactly as `runctl submit` does; returns it."""
-    from runctl import staging
-    from runctl.snapshot import ObjectStore
+    from runctl.ops import staging
+    from runctl.store.snapshot import ObjectStore
 
     objects = ObjectStore(store_dir)
     handle = backend.plan(spec)
@@ -134,7 +134,7 @@ def fake(tmp_path: Path) -> tuple[Any, Any, str]:
     """A store with one Running run on a FakeBackend (tests/fakes.py)."""
     from runctl.backends.base import Handle
     from runctl.status import RunStatus
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     from .fakes import FakeBackend
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runctl.backends import safefs
-from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile
+from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
 from runctl.backends.localfs import LocalTransport
+from runctl.job import safefs
 from runctl.status import RunStatus
 
 
@@ -17,7 +17,7 @@ class FakeBackend(Backend):
     name = "fake"
 
     def __init__(self, run_dir: Path) -> None:
-        super().__init__("fake", {}, run_dir)
+        super().__init__("fake", {}, Services(objects=run_dir / "objects", work_root=run_dir.parent, state_dir=run_dir))
         self.run_dir = run_dir
         self.state = JobState(RunStatus.RUNNING)
         self.reads = 0
@@ -26,7 +26,7 @@ class FakeBackend(Backend):
         return Handle("fake", "", str(self.run_dir))
 
     def transport(self, handle: Handle) -> LocalTransport:
-        return LocalTransport(self.store_dir / "objects")
+        return LocalTransport(self.services.objects)
 
     def submit(self, spec: LaunchSpec, handle: Handle) -> Handle:
         return Handle("fake", "1", str(self.run_dir))

@@ -12,11 +12,11 @@ import signal
 import subprocess
 from typing import Any, ClassVar
 
-from runctl import protocol
 from runctl.backends.base import Handle, JobState, LaunchSpec
 from runctl.backends.hostdir import HostDirBackend, live_state
-from runctl.backends.ownership import abandon_unstarted, launcher_alive, read_status
 from runctl.errors import InputError, StartError
+from runctl.job import protocol
+from runctl.job.ownership import abandon_unstarted, launcher_alive, read_status
 
 
 class RunAsBackend(HostDirBackend):

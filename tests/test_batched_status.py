@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from runctl import runs
-from runctl.session import Session
+from runctl.ops import runs
+from runctl.ops.session import Session
 
 from .conftest import Project
 

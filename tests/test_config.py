@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from runctl.config.jobconfig import NON_SCHEMA_FIELDS, JobConfig, load_job
+from runctl.config.workspace import load_workspace
 from runctl.errors import ConfigError
-from runctl.jobconfig import NON_SCHEMA_FIELDS, JobConfig, load_job
-from runctl.workspace import load_workspace
 
 from .conftest import REPO, Project
 
@@ -158,7 +158,7 @@ def test_target_options_are_validated_by_their_backend(project: Project, target:
     ("100", 100), ("64Ki", 64 << 10),
 ])
 def test_memory_units(text: object, size: int) -> None:
-    from runctl.resources import parse_memory
+    from runctl.config.resources import parse_memory
 
     assert parse_memory(text) == size
 
@@ -228,7 +228,7 @@ dataReferences:
 
 
 def test_a_v1_run_configuration_converts_and_submits_as_it_is(project: Project) -> None:
-    from runctl.v1config import convert
+    from runctl.config.v1config import convert
 
     proj = project.root / "v1proj"
     (proj / ".azureml").mkdir(parents=True)

@@ -16,6 +16,7 @@ import pytest
 
 from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
+from runctl.store.layout import services
 
 from .backend_contract import TARGET, BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, REPO, SESSION_ID, SESSION_LABEL, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
@@ -425,8 +426,8 @@ def test_submit_killed_at_random_instants_leaves_no_untracked_container(tmp_path
 
 def one_line_snapshot(tmp_path: Path, home: Path) -> str:
     """The snapshot id of a source folder whose t.py prints 'job ran', in the store at ``home``."""
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
+    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.sqlite import Store
 
     src = tmp_path / "src"
     src.mkdir()
@@ -448,7 +449,7 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     from runctl.backends.docker import DockerBackend
 
     sid = one_line_snapshot(tmp_path, home)
-    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, services(home, "docker"))
     spec = LaunchSpec(run_id=f"exp_1_{re.sub('[^a-z]', '', made)}", experiment="exp", argv=["python3", "t.py"], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)
@@ -551,7 +552,7 @@ def test_a_container_begun_beside_staging_is_removed_when_staging_fails(tmp_path
     leaves neither the container nor the empty RUN_DIR behind, and the job never ran."""
     from runctl.backends.docker import DockerBackend
 
-    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, services(home, "docker"))
     spec = LaunchSpec(run_id="exp_1_aborted", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
                       grace_s=1, snapshot_id="s")
     handle = backend.plan(spec)
@@ -581,7 +582,7 @@ def test_a_run_canceled_while_its_container_waits_for_go_ends_canceled(tmp_path:
     from runctl.backends.docker import DockerBackend
 
     sid = one_line_snapshot(tmp_path, home)
-    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, home)
+    backend = DockerBackend("d", {"image": IMAGE, "labels": {SESSION_LABEL: SESSION_ID}}, services(home, "docker"))
     spec = LaunchSpec(run_id="exp_1_cancelwait", experiment="exp", argv=["python3", "t.py"], env={}, timeout_s=60,
                       grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)

@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 
 from runctl.backends.engine import Engine, EngineError, EngineUnreachable, check_url
+from runctl.store.layout import services
 
 
 class CannedDaemon:
@@ -187,7 +188,7 @@ def test_docker_errors_are_mapped_by_operation(tmp_path: Path, home: Path) -> No
                b'{"message": "refused"}')
     sock = tmp_path / "d.sock"
     CannedDaemon(sock, [refusal] * 6)
-    backend = DockerBackend("d", {"image": "x", "base_url": f"unix://{sock}"}, home)
+    backend = DockerBackend("d", {"image": "x", "base_url": f"unix://{sock}"}, services(home, "docker"))
     handle = Handle("docker", "abc", str(tmp_path / "run"))
     for call in (lambda: backend.status_many([handle]), lambda: backend.release(handle, JobState(RunStatus.COMPLETED))):
         with pytest.raises(InputError) as e:
@@ -195,7 +196,7 @@ def test_docker_errors_are_mapped_by_operation(tmp_path: Path, home: Path) -> No
         assert e.value.exit_code == ExitCode.BAD_INPUT and "refused" in str(e.value)
     with pytest.raises(StartError), docker_errors("starting", StartError):
         raise EngineError(500, "no such image")
-    gone = DockerBackend("d", {"image": "x", "base_url": f"unix://{tmp_path / 'none.sock'}"}, home)
+    gone = DockerBackend("d", {"image": "x", "base_url": f"unix://{tmp_path / 'none.sock'}"}, services(home, "docker"))
     with pytest.raises(BackendUnreachable) as e:
         gone.status_many([handle])
     assert e.value.exit_code == ExitCode.BACKEND_UNREACHABLE

@@ -49,7 +49,7 @@ def test_a_status_json_of_the_wrong_types_never_breaks_the_listing(project: Proj
 def deep_cleanup(tmp_path: Path) -> Any:
     """pytest's own clean-up of old temporary folders recurses: leave no deep tree behind."""
     yield
-    from runctl.backends import safefs
+    from runctl.job import safefs
 
     for child in tmp_path.iterdir():
         safefs.remove_tree(str(child))
@@ -84,7 +84,8 @@ def test_folders_thousands_deep_are_reported_not_followed(project: Project, wher
 def test_a_device_node_in_place_of_status_json_is_never_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A root job can put a device node where runctl reads: runctl looks (lstat, no link
     followed) before it opens, so the device is never opened (opening one can have effects)."""
-    from runctl.backends import hostdir, safefs
+    from runctl.backends import hostdir
+    from runctl.job import safefs
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

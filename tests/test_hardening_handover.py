@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from runctl.store.layout import services
+
 from .conftest import Project, stage_run_dir, wait_for
 
 JOB = """
@@ -105,7 +107,7 @@ def test_a_run_adopted_after_its_submitter_died_is_followed_cancelled_and_unique
             time.sleep(0.1)
         """)
     rid = project.cli("submit", str(job), "-q", "--unique", "k", check=True).out.strip()
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     store = Store(Path(os.environ["RUNCTL_HOME"]))
     handle = store.get(rid).handle
@@ -165,7 +167,7 @@ def test_cancel_of_a_finished_run_stops_what_still_runs(project: Project) -> Non
     rid = project.cli("submit", str(job), "-q", check=True).out.strip()
     wait_for(lambda: "escaped" in project.cli("logs", rid).out, what="the job to start its escaper")
     os.kill(_launcher_pid(project, rid), signal.SIGKILL)
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     store = Store(Path(os.environ["RUNCTL_HOME"]))
     store.update(rid, status="Failed", error="launcher died", synced=True)  # recorded, not released
@@ -182,15 +184,15 @@ def test_a_pending_run_whose_submitter_died_never_starts(tmp_path: Path, home: P
     launcher that still comes up refuses to start the job."""
     from runctl.backends.base import LaunchSpec
     from runctl.backends.local import LocalBackend
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
+    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.sqlite import Store
 
     src = tmp_path / "src"
     src.mkdir()
     (src / "t.py").write_text("print('job ran')\n")
     store = Store(home)
     sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
-    backend = LocalBackend("local", {}, home)
+    backend = LocalBackend("local", {}, services(home, "local"))
     spec = LaunchSpec(run_id=f"exp_1_{made.replace(' ', '')}", experiment="exp", argv=[sys.executable, "t.py"], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
     handle = backend.plan(spec)

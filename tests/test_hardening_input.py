@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runctl.errors import InputError
-from runctl.snapshot import _strip_credentials
+from runctl.store.snapshot import _strip_credentials
 
 from .conftest import Project, run_cli
 
@@ -130,7 +130,7 @@ def test_unreadable_source_is_exit_2(tmp_path: Path) -> None:
         os.chmod(p, 0o777)
     import pathspec  # noqa: F401  (imported while root: nobody may not read this venv, e.g. under a 0700 mktemp)
 
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
 
     err = _as_nobody(lambda: list_source(src))
     assert err.startswith("InputError: ") and "private: cannot read this directory" in err, err

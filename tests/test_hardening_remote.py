@@ -28,7 +28,7 @@ def test_a_job_that_rewrites_runctls_agent_never_gets_its_code_run(tmp_path: Pat
     job = proj.script_job(f"""
         import glob, os
         for d in glob.glob(os.path.join({str(work)!r}, ".runctl-agent", "*")):
-            for name in ("remote_agent.py", "launcher.py", "safefs.py", "lib/runctl_protocol.py"):
+            for name in ("runctl_job/agent.py", "runctl_job/launcher.py", "runctl_job/safefs.py", "runctl_job/protocol.py"):
                 with open(os.path.join(d, name), "w") as f:
                     f.write({planted!r})
         print("rewritten", flush=True)
@@ -46,7 +46,7 @@ def test_a_job_that_rewrites_runctls_agent_never_gets_its_code_run(tmp_path: Pat
 
     installed = list((work / ".runctl-agent").iterdir())
     assert len(installed) == 1
-    assert (installed[0] / "remote_agent.py").read_bytes() == (sshlink.RUNCTL_PKG / "remote_agent.py").read_bytes()
+    assert (installed[0] / "runctl_job" / "agent.py").read_bytes() == dict(sshlink.agent_files())["runctl_job/agent.py"]
 
 
 def test_run_directories_on_a_shared_host_are_private(tmp_path: Path, home: Path) -> None:
@@ -78,10 +78,10 @@ def test_a_lost_answer_to_launch_leaves_the_run_pending_and_a_retry_adopts_it(tm
     is not closed as "failed to start" while its job runs; the next command adopts it, and a
     retry with the same --unique key gets that run instead of starting a second copy."""
     from runctl.backends import sshlink
+    from runctl.config.jobconfig import load_job
     from runctl.errors import BackendUnreachable
-    from runctl.jobconfig import load_job
-    from runctl.session import Session
-    from runctl.submit import submit
+    from runctl.ops.session import Session
+    from runctl.ops.submit import submit
 
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -231,6 +231,6 @@ def test_a_status_json_of_the_wrong_types_and_a_deep_tree_on_an_ssh_host(tmp_pat
         assert proj.cli(*cmd).rc == 0
     assert "exit_code" in proj.cli("show", rid, "--json", check=True).json()["properties"]["runctl.status_warning"]
     for child in (tmp_path / "remote").iterdir():  # (pytest's own clean-up recurses: no deep tree left)
-        from runctl.backends import safefs
+        from runctl.job import safefs
 
         safefs.remove_tree(str(child))

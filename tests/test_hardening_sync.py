@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from runctl.context import LoggingError, OfflineRun
-from runctl.context._values import MAX_EVENT_BYTES
+from runctl.job.context import LoggingError, OfflineRun
+from runctl.job.context._values import MAX_EVENT_BYTES
+from runctl.ops.sync import CHUNK_BYTES, MAX_EVENT_LINE_BYTES, sync_run
 from runctl.status import RunStatus
-from runctl.store import Store
-from runctl.sync import CHUNK_BYTES, MAX_EVENT_LINE_BYTES, sync_run
+from runctl.store.sqlite import Store
 
 from .conftest import Project
 from .fakes import FakeBackend
@@ -203,8 +203,8 @@ def test_gc_removes_leftovers_of_killed_submits_and_unreferenced_snapshots_only(
     incoming = home / "objects" / ".incoming.999999.1.tmp"
     incoming.write_bytes(b"half")
     project.write("other.py", "print(2)\n")
-    from runctl.session import Session
-    from runctl.submit import make_snapshot
+    from runctl.ops.session import Session
+    from runctl.ops.submit import make_snapshot
 
     with Session(start=project.root) as s:
         lonely = make_snapshot(s, project.src)  # a snapshot no run refers to

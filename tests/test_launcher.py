@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runctl import staging
 from runctl.backends.base import LaunchSpec
 from runctl.backends.localfs import LocalTransport
-from runctl.snapshot import ObjectStore, list_source, take_snapshot
-from runctl.store import Store
+from runctl.ops import staging
+from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+from runctl.store.sqlite import Store
 
 from .conftest import wait_for
 
@@ -47,7 +47,7 @@ def test_spec_json_golden(tmp_path: Path) -> None:
     assert json.loads((run_dir / ".runctl" / "spec.json").read_text()) == GOLDEN_SPEC
     shipped = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / ".runctl").rglob("*.py"))
     assert ".runctl/launcher.py" in shipped and ".runctl/lib/sitecustomize.py" in shipped
-    assert ".runctl/lib/runctl_context/run.py" in shipped and ".runctl/shim/azureml/core/__init__.py" in shipped
+    assert ".runctl/lib/runctl_job/context/run.py" in shipped and ".runctl/shim/azureml/core/__init__.py" in shipped
 
 
 def test_launcher_runs_job_in_weird_paths_with_verbatim_argv(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_job_side_runs_on_every_python_here(tmp_path: Path) -> None:
 def test_process_liveness_with_and_without_proc(tmp_path: Path) -> None:
     import os
 
-    from runctl.launcher import proc_start_ticks, process_alive
+    from runctl.job.launcher import proc_start_ticks, process_alive
 
     me = os.getpid()
     assert process_alive(me, proc_start_ticks(me))
@@ -125,19 +125,22 @@ def test_process_liveness_with_and_without_proc(tmp_path: Path) -> None:
 def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
     """runctl's remote agent (with safefs and the launcher beside it) on each Python >= 3.8
     found here: what an SSH host with an old Python runs."""
+    import hashlib
+
     from runctl.backends import ssh
+    from runctl.backends.sshlink import AGENT_BOOTSTRAP, AGENT_LOADER
 
     agent = tmp_path / "agent"
-    (agent / "lib").mkdir(parents=True)
     for dest, data in ssh.agent_files():
+        (agent / dest).parent.mkdir(parents=True, exist_ok=True)
         (agent / dest).write_bytes(data)
+    digests = json.dumps({dest: hashlib.sha256(data).hexdigest() for dest, data in ssh.agent_files()})
     run_dir = make_run_dir(tmp_path / "run", "print('from the job')\n")
     spec = json.loads((run_dir / ".runctl" / "spec.json").read_text())
     spec["argv"][0] = sys.executable
     (run_dir / ".runctl" / "spec.json").write_text(json.dumps(spec))
     assert subprocess.run([sys.executable, str(run_dir / ".runctl" / "launcher.py"), str(run_dir)]).returncode == 0
     import base64
-    import hashlib
 
     blob = b"X = 1\n"
     digest = hashlib.sha256(blob).hexdigest()
@@ -156,7 +159,7 @@ def test_the_ssh_agent_runs_on_every_python_here(tmp_path: Path) -> None:
                      "spare": True, "files": [["code/x.py", digest, 0o644]], "links": [["code/y.py", "x.py"]],
                      "inline": [["note", base64.b64encode(b"hi").decode()]]},
                     {"op": "launch", "run_dir": str(fresh), "variables": {"SECRET": "s"}}]
-        p = subprocess.run([python, "-S", "-E", str(agent / "remote_agent.py"), "--serve"], capture_output=True,
+        p = subprocess.run([python, "-S", "-E", "-c", AGENT_LOADER, AGENT_BOOTSTRAP, str(agent), digests], capture_output=True,
                            text=True, input="".join(json.dumps(r) + "\n" for r in requests), timeout=60)
         hello, *answers = [json.loads(line) for line in p.stdout.splitlines()]
         assert p.returncode == 0 and hello == {"ready": True} and len(answers) == len(requests), (python, p.stderr)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from runctl.store.layout import services
+
 from .backend_contract import BackendContract, BackendMethods, WatchingMethods
 
 
@@ -25,7 +27,7 @@ class TestLocalMethods(WatchingMethods, BackendMethods):
     def make_backend(self, home: Path) -> Any:
         from runctl.backends.local import LocalBackend
 
-        return lambda options: LocalBackend("under-test", options, home)
+        return lambda options: LocalBackend("under-test", options, services(home, "local"))
 
     @pytest.fixture
     def stop_from_outside(self) -> Any:
@@ -77,7 +79,7 @@ def test_a_follower_wakes_when_the_run_starts_prints_or_ends(tmp_path: Path) -> 
     from runctl.backends.base import Handle
     from runctl.backends.local import LocalBackend
 
-    backend = LocalBackend("local", {}, tmp_path / "store")
+    backend = LocalBackend("local", {}, services(tmp_path / "store", "local"))
     run_dir = tmp_path / "run"
     (run_dir / "logs").mkdir(parents=True)
     handle = Handle("local", "1", str(run_dir))

@@ -11,9 +11,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runctl.context._writer import encode_batch
-from runctl.store import Store
-from runctl.sync import sync_run
+from runctl.job.context._writer import encode_batch
+from runctl.ops.sync import sync_run
+from runctl.store.sqlite import Store
 
 from .fakes import FakeBackend
 
@@ -30,7 +30,7 @@ def test_the_writer_batches_one_metrics_plain_numbers_and_keeps_the_rest_in_plac
               ("scalar", "loss", float("nan"), None, 1.8, None)]
     got = lines(events)
     assert [g["k"] for g in got] == ["scalars", "scalars", "tag", "scalar", "scalar", "scalar"]
-    from runctl.context._writer import unpack_line_values
+    from runctl.job.context._writer import unpack_line_values
 
     loss = unpack_line_values(got[0])
     assert loss[:2] == [1.0, 0.5] and math.isnan(loss[2]) and got[0]["c"] == 3 and got[0]["vt"] == "d"
@@ -62,7 +62,7 @@ def expanded(events: list[tuple]) -> dict[str, list[tuple[Any, Any, Any]]]:
 def test_the_column_path_and_the_general_path_agree() -> None:
     """The usual flush (plain numbers, one run, a few names) is packed column by column;
     anything else takes the general path: both give every metric's values in order, typed."""
-    from runctl.context import _writer
+    from runctl.job.context import _writer
 
     cases = [
         [("scalar", "loss", 1.0 / (i + 1), None, 10.0 + i, None) for i in range(500)],
@@ -141,7 +141,7 @@ def test_a_version_2_store_gains_packed_metrics(tmp_path: Path) -> None:
     db.close()
     store = Store(tmp_path)
     assert "packed" in [r[1] for r in store.db.execute("PRAGMA table_info(metrics)")]
-    from runctl.store import SCHEMA_VERSION
+    from runctl.store.sqlite import SCHEMA_VERSION
 
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 

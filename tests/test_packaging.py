@@ -21,10 +21,11 @@ def test_wheel_installs_backends_under_runctl_only(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "runctl/backends/base.py" in names and "runctl/backends/local.py" in names
     assert not [n for n in names if n.startswith("backends/")], "no bare top-level backends package"
-    for needed in ("runctl/runconfig.schema.json", "runctl/launcher.py", "runctl/context/run.py",
-                   "runctl/_shim/sitecustomize.py", "runctl/_shim/azureml/core/__init__.py",
-                   "runctl/_shim/azureml/core/_surface.py", "runctl/task.py", "runctl/remote_agent.py",
-                   "runctl/backends/safefs.py", "runctl/backends/slurm.py", "runctl/web/static/index.html",
+    for needed in ("runctl/runconfig.schema.json", "runctl/job/launcher.py", "runctl/job/context/run.py",
+                   "runctl/job/shim/sitecustomize.py", "runctl/job/shim/azureml/core/__init__.py",
+                   "runctl/job/shim/azureml/core/_surface.py", "runctl/job/task.py", "runctl/job/agent.py",
+                   "runctl/job/entry/launcher.py", "runctl/job/entry/runctl_task.py",
+                   "runctl/job/safefs.py", "runctl/backends/slurm.py", "runctl/web/static/index.html",
                    "runctl/web/static/app.js", "runctl/web/static/uPlot.iife.min.js", "runctl/web/static/uPlot.LICENSE"):
         assert needed in names, needed
     schema = json.loads(zipfile.ZipFile(wheel).read("runctl/runconfig.schema.json"))
@@ -59,6 +60,43 @@ def test_no_sql_outside_the_store() -> None:
     import re
 
     sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b .*\b(FROM|INTO|SET)\b|\.db\.(execute|cursor)\(")
-    offenders = [f"{p.relative_to(REPO)}:{n}" for p in sorted((REPO / "runctl").rglob("*.py")) if p.name != "store.py"
+    code = [p for p in sorted([*(REPO / "runctl").rglob("*.py"), *(REPO / "backends").rglob("*.py")])
+            if (REPO / "runctl" / "store") not in p.parents]
+    offenders = [f"{p.relative_to(REPO)}:{n}" for p in code
                  for n, line in enumerate(p.read_text().splitlines(), 1) if sql.search(line)]
     assert offenders == []
+
+
+def test_backends_never_see_the_store_layout() -> None:
+    """Backends get services (the object cache, a work root, a state folder), never the
+    store's directory or its objects/ layout."""
+    import re
+
+    leak = re.compile(r'store_dir|\bobjects/|/ "objects"|digest\[:2\]')
+    offenders = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in sorted((REPO / "backends").rglob("*.py"))
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if leak.search(line)]
+    assert offenders == []
+
+
+def test_no_import_circles(tmp_path: Path) -> None:
+    """No two of runctl's modules import each other, directly or round a circle, counting
+    imports inside functions (only imports under TYPE_CHECKING aside)."""
+    import shutil
+
+    import grimp
+
+    layout = tmp_path / "layout"
+    shutil.copytree(REPO / "runctl", layout / "runctl", ignore=shutil.ignore_patterns("__pycache__", "backends"))
+    shutil.copytree(REPO / "backends", layout / "runctl" / "backends", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(layout))
+    try:
+        graph = grimp.build_graph("runctl", exclude_type_checking_imports=True, cache_dir=None)
+    finally:
+        sys.path.remove(str(layout))
+    circles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported.startswith("runctl") and module != imported and \
+                    graph.chain_exists(importer=imported, imported=module):
+                circles.append(f"{module} -> {imported} -> ... -> {module}")
+    assert circles == []

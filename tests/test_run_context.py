@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runctl.context import LoggingError, OfflineRun, Run
+from runctl.job.context import LoggingError, OfflineRun, Run
 
 from .conftest import Project
 

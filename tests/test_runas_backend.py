@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from runctl.store.layout import services
+
 from .backend_contract import WEIRD_WORK_DIR, BackendMethods
 from .conftest import require_service, stage_run_dir, wait_for
 from .runas_backend import RunAsBackend
@@ -36,7 +38,7 @@ class TestRunAsMethods(BackendMethods):
             options = {**options}
             if "work_dir" in options:
                 options["work_dir"] = str(open_base / WEIRD_WORK_DIR)
-            return RunAsBackend("runas", options, home)
+            return RunAsBackend("runas", options, services(home, "runas"))
 
         return make
 
@@ -57,8 +59,8 @@ class TestRunAsMethods(BackendMethods):
 def test_the_job_runs_as_the_other_user(tmp_path: Path, home: Path, open_base: Path) -> None:
     require_service("root (to run jobs as another user)", os.getuid() == 0, "run the suite as root")
     from runctl.backends.base import LaunchSpec
-    from runctl.snapshot import ObjectStore, list_source, take_snapshot
-    from runctl.store import Store
+    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.sqlite import Store
 
     secret = open_base / "root-only.txt"
     secret.write_text("root's")
@@ -70,7 +72,7 @@ def test_the_job_runs_as_the_other_user(tmp_path: Path, home: Path, open_base: P
     store = Store(home)
     sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)
     store.close()
-    backend = RunAsBackend("runas", {"work_dir": str(open_base / "w")}, home)
+    backend = RunAsBackend("runas", {"work_dir": str(open_base / "w")}, services(home, "runas"))
     spec = LaunchSpec(run_id="exp_1_who", experiment="exp", argv=["/usr/bin/python3", "who.py", str(secret)], env={},
                       timeout_s=60, grace_s=1, snapshot_id=sid)
     stage_run_dir(backend, spec, home)

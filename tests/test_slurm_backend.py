@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from runctl.store.layout import services
+
 from .backend_contract import BackendContract, BackendMethods
 from .conftest import ALIVE_JOB, SLURM_CONF, SLURM_STATE, Project, kill_submits_at_random, require_service, wait_for
 
@@ -82,7 +84,7 @@ def test_batch_script_golden(name: str, spec: dict[str, Any], options: dict[str,
 
 
 def test_the_task_shim_gives_torchrun_and_azure_names() -> None:
-    from runctl.task import first_host, rank_environment
+    from runctl.job.task import first_host, rank_environment
 
     assert first_host("gpu[03-04,07],cpu1") == "gpu03" and first_host("node7") == "node7"
     env = rank_environment({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODEID": "2",
@@ -174,7 +176,7 @@ class TestSlurmMethods(_SlurmMethods):
 
         def make(options: dict[str, Any]) -> SlurmBackend:
             opts = {k: v for k, v in local_target(tmp_path, cancel_grace_s=2, **options).items() if k != "type"}
-            return SlurmBackend("under-test", opts, home)
+            return SlurmBackend("under-test", opts, services(home, "slurm"))
 
         return make
 
@@ -197,7 +199,7 @@ class TestSlurmLoginMethods(_SlurmMethods):
 
         def make(options: dict[str, Any]) -> SlurmBackend:
             opts = {k: v for k, v in login_target(tmp_path, cancel_grace_s=2, **options).items() if k != "type"}
-            return SlurmBackend("under-test", opts, home)
+            return SlurmBackend("under-test", opts, services(home, "slurm"))
 
         return make
 
@@ -326,7 +328,7 @@ def test_a_reused_job_id_is_never_taken_for_an_old_run(tmp_path: Path, home: Pat
     try:
         wait_for(lambda: "RUNNING" in subprocess.run(["squeue", "-h", "-j", other_id, "-o", "%T"],
                                                      capture_output=True, text=True).stdout, what="the other job")
-        from runctl.store import Store
+        from runctl.store.sqlite import Store
 
         store = Store(home)
         handle = dict(store.get(rid).handle or {})
@@ -351,7 +353,7 @@ time.sleep(1)
 
 
 def test_a_sweep_is_one_job_array_with_a_run_per_combination(tmp_path: Path, home: Path) -> None:
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path)})
     job = proj.script_job(SWEEP_SCRIPT, compute_target="cluster")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runctl import snapshot, staging
 from runctl.backends.localfs import LocalTransport
 from runctl.errors import InputError
-from runctl.snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
-from runctl.store import Store
+from runctl.ops import staging
+from runctl.store.snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
+from runctl.store.sqlite import Store, snapshot
 
 
 def paths(root: Path) -> list[str]:

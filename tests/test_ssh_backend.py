@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from runctl.store.layout import services
+
 from .backend_contract import BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, Project, kill_submits_at_random, require_service
 
@@ -63,7 +65,7 @@ class TestSSHMethods(WatchingMethods, BackendMethods):
 
         def make(options: dict[str, Any]) -> SSHBackend:
             opts = {k: v for k, v in target(cancel_grace_s=2, **options).items() if k != "type"}
-            return SSHBackend("under-test", opts, home)
+            return SSHBackend("under-test", opts, services(home, "ssh"))
 
         return make
 
@@ -218,7 +220,7 @@ def _environ_has(pid: str, marker: bytes) -> bool:
 
 
 def _edit_handle(home: Path, rid: str, **changes: Any) -> None:
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     store = Store(home)
     handle = store.get(rid).handle or {}

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from runctl.backends.base import JobState
+from runctl.ops.sync import sync_run
 from runctl.status import RunStatus
-from runctl.store import Store
-from runctl.sync import sync_run
+from runctl.store.sqlite import Store
 
 from .conftest import Project
 from .fakes import FakeBackend
@@ -146,7 +146,7 @@ def test_child_ids_that_would_leave_the_store_are_refused(fake: tuple[Store, Fak
     [child] = store.runs(parent_id=rid)
     assert child.id.startswith(rid + "_x") and "/" not in child.id, "kept, under a safe id scoped to the run"
     assert list(store.metric_events(child.id)) == [("scalar", "x", 1)]
-    from runctl.context import LoggingError, OfflineRun
+    from runctl.job.context import LoggingError, OfflineRun
 
     with pytest.raises(LoggingError, match="child run id"):
         OfflineRun().child_run(run_id="../x")

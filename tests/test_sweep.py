@@ -36,7 +36,7 @@ def test_a_local_sweep_runs_one_by_one_within_max_parallel(project: Project, tmp
     parent = r.out.strip()
     shown = project.cli("show", parent, "--json", check=True).json()
     assert shown["status"] == "Completed"
-    from runctl.store import Store
+    from runctl.store.sqlite import Store
 
     store = Store(Path(project.root).parent / "store")
     kids = store.runs(parent_id=parent)

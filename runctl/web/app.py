@@ -25,10 +25,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from runctl.errors import InputError, RunctlError
-from runctl.session import Session
-from runctl.store import Store
-
-from . import data
+from runctl.ops.session import Session
+from runctl.store.sqlite import Store
+from runctl.web import data
 
 STATIC = Path(__file__).parent / "static"
 WATCH_POLL_S = 0.25  # how often a page's watcher compares its runs (the store is local: cheap)
@@ -67,7 +66,7 @@ class Portal:
 
     def sync_loop(self) -> None:
         """Sync the unfinished runs being watched, one batched status call per backend."""
-        from runctl.runs import refresh_many
+        from runctl.ops.runs import refresh_many
 
         session = self.session_factory()
         try:
@@ -132,7 +131,7 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None,
                          p.get("sort", "-created"), q_list(request, "metrics"), q_int(request, "limit", 500, 1, 10_000))
 
     def run(request: Request) -> Any:
-        from runctl.portal import portal_url
+        from runctl.ops.portal import portal_url
 
         r = portal.store.resolve(request.path_params["run_id"])
         return {**data.run_detail(portal.store, r), "portal_url": portal_url(r.id, portal.store.dir)}

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runctl import protocol
 from runctl.errors import InputError
+from runctl.job import protocol
 from runctl.status import RunStatus
-from runctl.store import RunRecord, Store, unpack_scalars
+from runctl.store.sqlite import RunRecord, Store, unpack_scalars
 
 MAX_POINTS_DEFAULT = 2000  # a chart a couple of thousand pixels wide needs no more
 LOG_TAIL_BYTES = 256 << 10
@@ -116,7 +116,7 @@ def metric(store: Store, run_id: str, name: str, max_points: int = MAX_POINTS_DE
         raise InputError(f"run {run_id} has no metric {name!r}")
     if "scalar" in kinds or "scalars" in kinds:
         return scalar_series(store, run_id, name, max_points, x_axis)
-    from runctl.context._shape import shape_metrics
+    from runctl.job.context._shape import shape_metrics
 
     shaped = shape_metrics(store.metric_events(run_id, name)).get(name)
     if isinstance(shaped, dict):

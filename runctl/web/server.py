@@ -14,10 +14,10 @@ import socket
 from pathlib import Path
 from typing import Callable, Iterator
 
-from runctl import private
 from runctl.errors import InputError
-from runctl.portal import UI_FILE
-from runctl.session import Session
+from runctl.ops.portal import UI_FILE
+from runctl.ops.session import Session
+from runctl.store import private
 
 DEFAULT_PORT = 8765
 
@@ -52,7 +52,7 @@ def listening_socket(host: str, wanted: int) -> socket.socket:
 @contextlib.contextmanager
 def advertised(store_dir: Path, url: str) -> Iterator[None]:
     """ui.json names this server while it runs (with our pid, so a stale file is ignored)."""
-    from runctl.launcher import this_process
+    from runctl.job.launcher import this_process
 
     path = store_dir / UI_FILE
     tmp = path.with_name(f".{UI_FILE}.{os.getpid()}")
@@ -70,7 +70,7 @@ def serve(session_factory: Callable[[], Session], store_dir: Path, host: str, po
           open_browser: bool, announce: Callable[[str], None]) -> None:
     import uvicorn
 
-    from .app import create_app
+    from runctl.web.app import create_app
 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(18)

@@ -1,5 +1,0 @@
-"""``from azureml.core.run import Run`` (azureml-core absent): the same Run as ``azureml.core``'s."""
-
-from runctl_context.run import OfflineRun as _OfflineRun  # noqa: F401
-
-from . import Run  # noqa: F401
