@@ -18,7 +18,8 @@ from typing import Any, Iterator
 from runctl.config.workspace import load_workspace
 from runctl.errors import InputError, RunFailed
 from runctl.job.context import run as ctx
-from runctl.job.context._writer import EventWriter, event_record
+from runctl.job.context._writer import EventWriter
+from runctl.job.events import event_record
 from runctl.ops.portal import portal_url
 from runctl.ops.session import Session
 from runctl.status import RunStatus

@@ -1,5 +1,5 @@
 """Batched metrics: the job's writer sends one metric's run.log() values of a flush as one
-"scalars" line (context/_writer.encode_batch), the store keeps it as one packed row
+"scalars" line (runctl/job/events.py's encode_batch), the store keeps it as one packed row
 (store.pack_scalars), and every reader expands it: nothing lost, duplicated, reordered
 or retyped, and a forged batch is refused without losing its neighbours."""
 
@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runctl.job.context._writer import encode_batch
+from runctl.job.events import encode_batch
 from runctl.ops.sync import sync_run
 from runctl.store.sqlite import Store
 
@@ -30,7 +30,7 @@ def test_the_writer_batches_one_metrics_plain_numbers_and_keeps_the_rest_in_plac
               ("scalar", "loss", float("nan"), None, 1.8, None)]
     got = lines(events)
     assert [g["k"] for g in got] == ["scalars", "scalars", "tag", "scalar", "scalar", "scalar"]
-    from runctl.job.context._writer import unpack_line_values
+    from runctl.job.events import unpack_line_values
 
     loss = unpack_line_values(got[0])
     assert loss[:2] == [1.0, 0.5] and math.isnan(loss[2]) and got[0]["c"] == 3 and got[0]["vt"] == "d"
@@ -62,7 +62,7 @@ def expanded(events: list[tuple]) -> dict[str, list[tuple[Any, Any, Any]]]:
 def test_the_column_path_and_the_general_path_agree() -> None:
     """The usual flush (plain numbers, one run, a few names) is packed column by column;
     anything else takes the general path: both give every metric's values in order, typed."""
-    from runctl.job.context import _writer
+    from runctl.job import events as _writer
 
     cases = [
         [("scalar", "loss", 1.0 / (i + 1), None, 10.0 + i, None) for i in range(500)],

@@ -11,8 +11,9 @@ import pytest
 from runctl.backends.localfs import LocalTransport
 from runctl.errors import InputError
 from runctl.ops import staging
+from runctl.store import snapshot
 from runctl.store.snapshot import ObjectStore, check_size, git_properties, list_source, take_snapshot
-from runctl.store.sqlite import Store, snapshot
+from runctl.store.sqlite import Store
 
 
 def paths(root: Path) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Iterator
 
 from runctl.config.workspace import DEFAULT_OUTPUTS_MAX_MB
+from runctl.job import events as events_format
 from runctl.job import protocol
 from runctl.ops import answers
 from runctl.status import RunStatus
@@ -109,12 +110,12 @@ def ingest_events(store: Store, backend: Backend, handle: Handle, run_id: str, f
             end = len(data) - 1
         if end < 0:
             if final and data.strip():
-                events, bad = parse_events(data + b"\n")
+                events, bad = events_format.parse_lines(data + b"\n")
                 if bad:
                     events.append(sync_warning(offset, "the last event line was cut off when the job ended"))
                 store.ingest_events(run_id, offset, offset + len(data), events)
             return  # nothing new, or only a torn line: wait for the next sync
-        events, bad = parse_events(data[: end + 1])
+        events, bad = events_format.parse_lines(data[: end + 1])
         if bad:
             events.append(sync_warning(offset, f"{bad} damaged event line(s) skipped"))
         if not store.ingest_events(run_id, offset, offset + end + 1, events):
@@ -139,27 +140,6 @@ def _next_line(backend: Backend, handle: Handle, offset: int) -> int | None:
         if cut >= 0:
             return offset + cut + 1
         offset += len(data)
-
-
-def parse_events(data: bytes) -> tuple[list[dict], int]:
-    """Complete lines of events.jsonl -> (events, number of lines that could not be used).
-    The whole chunk is parsed as one JSON array (one C-level call); if a line is damaged,
-    line by line. A line that is not a well-formed event is counted, never fatal."""
-    text = data.decode("utf-8", errors="replace")
-    lines = [ln for ln in text.split("\n") if ln.strip()]
-    try:
-        parsed = json.loads("[" + ",".join(lines) + "]")
-    except (ValueError, RecursionError):
-        parsed = []
-        for ln in lines:
-            try:
-                parsed.append(json.loads(ln))
-            except (ValueError, RecursionError):
-                parsed.append(None)  # a line damaged on disk cannot be recovered; the rest still counts
-    # Only the shape here (cheap, per event); field types are checked by the store, which
-    # re-checks a chunk event by event only when one of them does not fit (store.valid_event).
-    events = [ev for ev in parsed if type(ev) is dict and "k" in ev and "n" in ev and "v" in ev]
-    return events, len(parsed) - len(events)
 
 
 def ingest_logs(store: Store, backend: Backend, handle: Handle, run_id: str, final: bool = False) -> list[str]:

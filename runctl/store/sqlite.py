@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, cast
 
 from runctl.errors import InputError
+from runctl.job import events as events_format
 from runctl.status import RunStatus
 from runctl.store import layout
 
@@ -375,7 +376,7 @@ class Store:
                 packed = pack_scalars(ev)
                 if packed is None:
                     raise TypeError("malformed scalars event")  # ingest_events re-checks each event
-                metric_rows.append((keys[rid], kind, name, str(_count(ev)), None, _num(ev.get("t0")), ev.get("d"),
+                metric_rows.append((keys[rid], kind, name, str(events_format.batch_count(ev)), None, _num(ev.get("t0")), ev.get("d"),
                                     packed))
             elif kind == "scalar" or kind not in _RUN_EVENT_KINDS:
                 # (a step, time or description of an odd type is stored as it is; one SQLite cannot
@@ -610,10 +611,6 @@ def _no_space(path: Path) -> bool:
     return st.f_bavail == 0 or st.f_favail == 0
 
 
-_EVENT_TYPES = {"k": (str,), "n": (str,), "r": (str, type(None)), "s": (int, type(None)),
-                "t": (int, float, type(None)), "d": (str, type(None))}
-
-
 def sync_warning(offset: int, what: str) -> dict:
     """An event recording what sync could not ingest: the run's ``runctl.sync_warning.<offset>`` property."""
     return {"k": "property", "n": f"runctl.sync_warning.{offset}", "v": f"events.jsonl at byte {offset}: {what}"}
@@ -626,7 +623,7 @@ def valid_event(ev: Any) -> bool:
     if ev["k"] == "scalars":
         return (type(ev["n"]) is str and pack_scalars(ev) is not None and isinstance(ev.get("d"), (str, type(None)))
                 and isinstance(ev.get("r"), (str, type(None))))
-    return all(isinstance(ev.get(key), types) for key, types in _EVENT_TYPES.items()) and type(ev.get("s")) is not bool
+    return events_format.valid_fields(ev)
 
 
 _PACK_HEAD = struct.Struct("<cIBBd")  # values' type code, count, times (0 none, 1 as floats, 2 as µs after
@@ -666,10 +663,6 @@ def pack_scalars(ev: dict[str, Any]) -> bytes | None:
     except OverflowError:
         return None
     return _PACK_HEAD.pack(code.encode(), n, mode, steps is not None, t0) + body
-
-
-def _count(ev: dict[str, Any]) -> int:
-    return int(ev["c"]) if "vb" in ev else len(ev["v"])
 
 
 def _pack_raw(ev: dict[str, Any]) -> bytes | None:

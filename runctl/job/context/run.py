@@ -7,19 +7,19 @@ Child runs write to the same file, each event tagged with the child's id.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 import uuid
 
+from .. import events
 from .. import protocol as P
 from . import _values
 from ._children import MAX_CHILDREN, ChildCalls  # noqa: F401  (MAX_CHILDREN: the limit, as before)
 from ._file_api import FileCalls, RegisteredModel  # noqa: F401
 from ._log_api import MAX_JSON_METRIC_BYTES, LoggingCalls  # noqa: F401
 from ._shape import shape_metrics
-from ._writer import EventWriter, MemoryWriter, unpack_line_values
+from ._writer import EventWriter, MemoryWriter
 
 ENV_RUN_ID = P.RUN_ID
 ENV_RUN_DIR = P.RUN_DIR
@@ -202,14 +202,7 @@ class Run(LoggingCalls, FileCalls, ChildCalls):
         out = []
         path = self._writer.path
         if path and os.path.exists(path):
-            with open(path, "rb") as f:
-                for line in f:
-                    if line.endswith(b"\n"):
-                        rec = json.loads(line)
-                        if rec["k"] == "scalars":  # a batch of one metric's values (_writer.encode_batch)
-                            out.extend((rec.get("r"), "scalar", rec["n"], v) for v in unpack_line_values(rec))
-                        else:
-                            out.append((rec.get("r"), rec["k"], rec["n"], rec["v"]))
+            out = events.read_file(path)
         elif isinstance(self._writer, MemoryWriter):
             out = [((ev[5] or {}).get("r"), ev[0], ev[1], ev[2]) for ev in self._writer.kept]
         return out
