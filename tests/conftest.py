@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from runctl.testing import Project as KitProject
+from runctl.testing import Result, run_cli, wait_for  # noqa: F401  (the tests import them from here)
+from runctl.testing.rig import stage_run_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 # This test session's own mark on the containers and images its Docker targets make: the
@@ -33,16 +31,6 @@ def session_labelled(targets: dict[str, dict]) -> dict[str, dict]:
                    if t.get("type") == "docker" else t) for name, t in targets.items()}
 
 
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h = tmp_path / "store"
@@ -54,79 +42,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return h
 
 
-class Project:
-    """A project directory with a workspace config, source files and job files."""
+class Project(KitProject):
+    """runctl.testing's Project, whose Docker targets carry this test session's label."""
 
-    def __init__(self, root: Path, targets: dict[str, dict] | None = None) -> None:
-        self.root = root
-        self.src = root / "src"
-        self.src.mkdir(parents=True, exist_ok=True)
-        if targets:
-            (root / ".runctl").mkdir(exist_ok=True)
-            (root / ".runctl" / "config.yaml").write_text(yaml.safe_dump({"compute_targets": session_labelled(targets)}))
-
-    def write(self, rel: str, text: str) -> Path:
-        p = self.src / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text))
-        return p
-
-    def job(self, name: str = "job.yaml", **fields: Any) -> Path:
-        doc = {"source_directory": "src", "experiment": "test"}
-        doc.update(fields)
-        p = self.root / name
-        p.write_text(yaml.safe_dump(doc))
-        return p
-
-    def script_job(self, code: str, name: str = "job.yaml", **fields: Any) -> Path:
-        script = name.replace(".yaml", ".py")
-        self.write(script, code)
-        return self.job(name, script=script, **fields)
-
-    def cli(self, *args: str, timeout: float = 120, check: bool = False, env: dict | None = None) -> Result:
-        return run_cli(*args, cwd=self.root, timeout=timeout, check=check, env=env)
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "runctl", *args], cwd=self.root,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 120, check: bool = False, env: dict | None = None) -> Result:
-    full_env = dict(os.environ, **(env or {}))
-    p = subprocess.run([sys.executable, "-m", "runctl", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout, env=full_env)
-    r = Result(p.returncode, p.stdout, p.stderr)
-    if check and r.rc != 0:
-        raise AssertionError(f"runctl {' '.join(args)} exited {r.rc}\nstdout: {r.out}\nstderr: {r.err}")
-    return r
+    def targets(self, targets: dict[str, dict]) -> dict[str, dict]:
+        return session_labelled(targets)
 
 
 @pytest.fixture
 def project(tmp_path: Path, home: Path) -> Project:
     return Project(tmp_path / "proj")
-
-
-def wait_for(predicate: Any, timeout_s: float = 30, interval_s: float = 0.1, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy (for ordering only, never to assert speed)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def stage_run_dir(backend: Any, spec: Any, store_dir: Path) -> Path:
-    """Stage ``spec``'s RUN_DIR for ``backend`` exactly as `runctl submit` does; returns it."""
-    from runctl.ops import staging
-    from runctl.store.snapshot import ObjectStore
-
-    objects = ObjectStore(store_dir)
-    handle = backend.plan(spec)
-    staging.stage(objects, backend.transport(handle), handle.run_dir,
-                  staging.plan(objects, spec.snapshot_id, spec.launcher_spec()))
-    return Path(handle.run_dir)
 
 
 @pytest.fixture
@@ -135,8 +60,7 @@ def fake(tmp_path: Path) -> tuple[Any, Any, str]:
     from runctl.backends.base import Handle
     from runctl.status import RunStatus
     from runctl.store.sqlite import Store
-
-    from .fakes import FakeBackend
+    from runctl.testing import FakeBackend
 
     store = Store(tmp_path / "store")
     run_dir = tmp_path / "rundir"

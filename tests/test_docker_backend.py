@@ -17,8 +17,8 @@ import pytest
 from runctl.backends.base import LaunchSpec
 from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
 from runctl.store.layout import services
+from runctl.testing.contract import TARGET, BackendContract, BackendMethods, WatchingMethods
 
-from .backend_contract import TARGET, BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, REPO, SESSION_ID, SESSION_LABEL, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
@@ -68,6 +68,8 @@ def submit(proj: Project, code: str, *args: str, image: str = IMAGE, **fields: A
 
 
 class TestDockerContract(BackendContract):
+    project_class = Project  # (its Docker target carries this session's label)
+
     @pytest.fixture
     def target_config(self) -> dict[str, Any]:
         return {"type": "docker"}

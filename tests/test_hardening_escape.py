@@ -1,6 +1,6 @@
 """A job stays inside its run: it cannot change another run, and what it names cannot take
 over the terminal. (Links planted in RUN_DIR are covered per backend by the contract suite,
-tests/backend_contract.py::test_a_job_cannot_make_runctl_read_or_move_host_files.)"""
+runctl/testing/contract.py::test_a_job_cannot_make_runctl_read_or_move_host_files.)"""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from runctl.job.context._values import MAX_EVENT_BYTES
 from runctl.ops.sync import CHUNK_BYTES, MAX_EVENT_LINE_BYTES, sync_run
 from runctl.status import RunStatus
 from runctl.store.sqlite import Store
+from runctl.testing import FakeBackend
 
 from .conftest import Project
-from .fakes import FakeBackend
 
 
 def test_a_million_floats_in_one_log_list_and_everything_after_it_arrive(project: Project) -> None:

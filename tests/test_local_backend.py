@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from runctl.store.layout import services
-
-from .backend_contract import BackendContract, BackendMethods, WatchingMethods
+from runctl.testing.contract import BackendContract, BackendMethods, WatchingMethods
 
 
 class TestLocalContract(BackendContract):

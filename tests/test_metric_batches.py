@@ -14,8 +14,7 @@ from typing import Any
 from runctl.job.events import encode_batch
 from runctl.ops.sync import sync_run
 from runctl.store.sqlite import Store
-
-from .fakes import FakeBackend
+from runctl.testing import FakeBackend
 
 
 def lines(events: list[tuple]) -> list[dict[str, Any]]:

@@ -24,12 +24,20 @@ def test_wheel_installs_backends_under_runctl_only(tmp_path: Path) -> None:
     for needed in ("runctl/runconfig.schema.json", "runctl/job/launcher.py", "runctl/job/context/run.py",
                    "runctl/job/shim/sitecustomize.py", "runctl/job/shim/azureml/core/__init__.py",
                    "runctl/job/shim/azureml/core/_surface.py", "runctl/job/task.py", "runctl/job/agent.py",
-                   "runctl/job/entry/launcher.py", "runctl/job/entry/runctl_task.py",
+                   "runctl/job/entry/launcher.py", "runctl/job/entry/runctl_task.py", "runctl/testing/contract.py",
                    "runctl/job/safefs.py", "runctl/backends/slurm.py", "runctl/web/static/index.html",
                    "runctl/web/static/app.js", "runctl/web/static/uPlot.iife.min.js", "runctl/web/static/uPlot.LICENSE"):
         assert needed in names, needed
     schema = json.loads(zipfile.ZipFile(wheel).read("runctl/runconfig.schema.json"))
     assert schema == json.loads((REPO / "runconfig.schema.json").read_text())
+    site = tmp_path / "site"  # installed from the wheel alone, away from this checkout
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)
+    code = ("import runctl, runctl.testing, runctl.testing.contract, runctl.job.context; "
+            "print(runctl.__file__); print(runctl.testing.__all__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(site)}, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out[0].startswith(str(site)) and "FakeBackend" in out[1]
 
 
 def test_public_names() -> None:

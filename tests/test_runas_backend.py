@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from runctl.store.layout import services
+from runctl.testing.contract import WEIRD_WORK_DIR, BackendMethods
 
-from .backend_contract import WEIRD_WORK_DIR, BackendMethods
 from .conftest import require_service, stage_run_dir, wait_for
 from .runas_backend import RunAsBackend
 

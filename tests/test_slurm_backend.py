@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from runctl.store.layout import services
+from runctl.testing.contract import BackendContract, BackendMethods
 
-from .backend_contract import BackendContract, BackendMethods
 from .conftest import ALIVE_JOB, SLURM_CONF, SLURM_STATE, Project, kill_submits_at_random, require_service, wait_for
 
 GOLDEN = Path(__file__).parent / "golden"

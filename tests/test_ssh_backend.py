@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from runctl.store.layout import services
+from runctl.testing.contract import BackendContract, BackendMethods, WatchingMethods
 
-from .backend_contract import BackendContract, BackendMethods, WatchingMethods
 from .conftest import ALIVE_JOB, Project, kill_submits_at_random, require_service
 
 STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))

@@ -15,9 +15,9 @@ from runctl.backends.base import JobState
 from runctl.ops.sync import sync_run
 from runctl.status import RunStatus
 from runctl.store.sqlite import Store
+from runctl.testing import FakeBackend
 
 from .conftest import Project
-from .fakes import FakeBackend
 
 
 def test_twenty_concurrent_submits_get_distinct_runs(project: Project) -> None:

@@ -1,5 +1,6 @@
-"""A backend whose RUN_DIR is a folder the test writes to directly and whose state the test
-sets: fault injection for sync (never the only proof that a backend works)."""
+"""A public fake backend: its RUN_DIR is a folder the test writes to directly and its state
+is what the test sets. For testing what consumes a backend (core's sync, fault injection),
+never as the only proof that a backend works."""
 
 from __future__ import annotations
 

@@ -1,9 +1,14 @@
-"""The conformance suite every backend passes, through the real CLI and real jobs.
+"""The conformance suite every backend passes: pytest classes to subclass in a test module.
 
-A backend joins by subclassing ``BackendContract`` and providing two fixtures:
-``target_config`` (its compute target's fields in .runctl/config.yaml) and
-``job_extra`` (job fields it needs, e.g. a docker image). The jobs use only the
-standard library, so they run in any image with Python >= 3.8.
+- ``BackendContract``: real jobs through the real CLI. A backend joins by providing
+  ``target_config`` (its compute target's fields in .runctl/config.yaml, ``type`` included:
+  a backend of another package registers its type through the ``runctl.backends`` entry
+  point group) and optionally ``job_extra`` (job fields it needs, e.g. a docker image).
+- ``BackendMethods``: the contract method by method, as core drives it (below).
+- ``WatchingMethods``: for backends whose ``wait_for_change`` watches the run.
+
+The jobs use only the standard library, so they run in any image with Python >= 3.8. Each
+class brings its own ``home`` fixture: a private store for the test (RUNCTL_HOME).
 """
 
 from __future__ import annotations
@@ -16,12 +21,29 @@ from typing import Any
 
 import pytest
 
-from .conftest import Project, wait_for
+from runctl.testing import rig as core
+from runctl.testing.project import Project, wait_for
 
 TARGET = "under-test"
 
 
-class BackendContract:
+class Isolated:
+    """A fresh store (RUNCTL_HOME) and config folders for each test; no run context inherited."""
+
+    @pytest.fixture
+    def home(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        h = tmp_path / "store"
+        monkeypatch.setenv("RUNCTL_HOME", str(h))
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+        monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
+        monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
+        return h
+
+
+class BackendContract(Isolated):
+    project_class: type[Project] = Project  # a test suite may write its configs its own way
+
     @pytest.fixture
     def target_config(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -32,7 +54,7 @@ class BackendContract:
 
     @pytest.fixture
     def proj(self, tmp_path: Path, home: Path, target_config: dict[str, Any], job_extra: dict[str, Any]) -> Project:
-        p = Project(tmp_path / "proj", {TARGET: {**target_config, "cancel_grace_s": 2}})
+        p = self.project_class(tmp_path / "proj", {TARGET: {**target_config, "cancel_grace_s": 2}})
         p.extra = {"compute_target": TARGET, **job_extra}  # type: ignore[attr-defined]
         return p
 
@@ -289,11 +311,13 @@ def _last_run(proj: Project) -> str | None:
 WEIRD_WORK_DIR = "work dir with 'quotes' \"double\" and $HOME"
 
 
-class BackendMethods:
+class BackendMethods(Isolated):
     """The contract at method level: what core relies on from each method of a backend.
-    A backend joins with ``make_backend`` (target options -> a Backend over ``store_dir``),
-    ``job_environment`` (LaunchSpec.environment it needs, e.g. an image) and
-    ``stop_from_outside`` (stop a running job the way an operator would, not through runctl)."""
+    A backend joins with ``make_backend`` (target options -> a Backend; build it with
+    ``runctl.testing.services_for(home, NAME)`` as its services), ``job_environment``
+    (LaunchSpec.environment it needs, e.g. an image), ``job_python`` (the interpreter on the
+    compute side) and ``stop_from_outside`` (stop a running job the way an operator would, not
+    through runctl); ``unreachable_options`` if its compute side can be made unreachable."""
 
     @pytest.fixture
     def make_backend(self) -> Any:
@@ -321,9 +345,6 @@ class BackendMethods:
 
     @pytest.fixture
     def rig(self, tmp_path: Path, home: Path, make_backend: Any, job_environment: dict[str, Any], job_python: str) -> Any:
-        from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
-        from runctl.store.sqlite import Store
-
         class Rig:
             pass
 
@@ -343,9 +364,7 @@ class BackendMethods:
             "        time.sleep(0.3)\n"
             "elif mode == 'sleep':\n"
             "    time.sleep(600)\n")
-        store = Store(home)
-        r.sid = take_snapshot(list_source(src), ObjectStore(home), store.stat_cache_get, store.stat_cache_put)  # type: ignore[attr-defined]
-        store.close()
+        r.sid = core.snapshot(src, home)  # type: ignore[attr-defined]
         r.backend = make_backend({"work_dir": str(tmp_path / WEIRD_WORK_DIR)})  # type: ignore[attr-defined]
         r.environment = job_environment  # type: ignore[attr-defined]
         r.python = job_python  # type: ignore[attr-defined]
@@ -368,15 +387,9 @@ class BackendMethods:
                           grace_s=1, snapshot_id=rig.sid, environment=rig.environment, secret_env=secrets or {})
 
     def _start(self, rig: Any, spec: Any, counting: bool = False) -> Any:
-        from runctl.ops import staging
-        from runctl.store.snapshot import ObjectStore
-
-        objects = ObjectStore(rig.home)
         handle = rig.backend.plan(spec)
         assert handle.pending and WEIRD_WORK_DIR in handle.run_dir
-        transport = rig.backend.transport(handle)
-        staged = staging.stage(objects, transport, handle.run_dir, staging.plan(objects, spec.snapshot_id,
-                                                                               spec.launcher_spec()))
+        staged = core.stage(rig.backend, spec, handle, rig.home)
         rig.backend.check_job(spec)
         final = rig.backend.submit(spec, handle)
         rig.started.append(final)
@@ -388,18 +401,13 @@ class BackendMethods:
                         timeout_s=timeout_s, what="the run to end")
 
     def test_staging_twice_sends_nothing_the_second_time(self, rig: Any) -> None:
-        from runctl.ops import staging
-        from runctl.store.snapshot import ObjectStore
-
-        objects = ObjectStore(rig.home)
         for i, run_id in enumerate(("exp_1_first", "exp_1_again")):
             spec = self._spec(rig, "quick", run_id)
             handle = rig.backend.plan(spec)
-            transport, run_dir = rig.backend.transport(handle), handle.run_dir
-            staged = staging.stage(objects, transport, run_dir, staging.plan(objects, rig.sid, spec.launcher_spec()))
+            staged = core.stage(rig.backend, spec, handle, rig.home)
             if i == 1:
                 assert (staged.sent_objects, staged.sent_bytes) == (0, 0)
-            assert transport.missing(staging.plan(objects, rig.sid, spec.launcher_spec()).digests) == set()
+            assert rig.backend.transport(handle).missing(core.stage_digests(spec, rig.home)) == set()
 
     def test_read_list_and_state_of_a_run(self, rig: Any) -> None:
         handle, _ = self._start(rig, self._spec(rig, "grow", "exp_1_grow"))
@@ -451,8 +459,6 @@ class BackendMethods:
         from dataclasses import replace
 
         from runctl.backends.base import RunFile
-        from runctl.ops.sync import sync_run
-        from runctl.store.sqlite import Store
 
         handle, _ = self._start(rig, self._spec(rig, "grow", "exp_1_hostile"))
         self._until_final(rig, handle)
@@ -489,9 +495,7 @@ class BackendMethods:
                 return replace(real.status(h), exit_code=10**30, started_at=float("nan"), ended_at="yesterday",
                                error={"not": "text"}, host=7)
 
-        store = Store(tmp_path / "hostile-store")
-        record, _ = store.create_run("exp", handle=handle.to_dict(), compute_target="under-test")
-        record = sync_run(store, Hostile(), record, blocking=True)  # type: ignore[arg-type]
+        store, record = core.sync_once(Hostile(), handle, tmp_path / "hostile-store")
         assert record.synced and record.status.value == "Completed", record
         assert record.exit_code is None and record.started_at is None and record.error is None and record.host is None
         assert not outside.exists(), "nothing is written outside the store"
