@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Iterator
 from runctl import __version__
 from runctl.backends.base import Handle, JobState, LaunchSpec, Services
 from runctl.backends.engine import Engine, EngineError, EngineUnreachable, check_url, engine_url
-from runctl.backends.hostdir import HostDirBackend, finished_state, times
+from runctl.backends.hostdir import HostDirBackend, finished_state, live_state, times
 from runctl.errors import BackendUnreachable, ConfigError, InputError, RunctlError, StartError
 from runctl.job import protocol as P
 from runctl.job.ownership import abandon_unstarted, read_status
@@ -693,7 +693,9 @@ def map_state(st: dict[str, Any], c_state: dict[str, Any] | None, cancel_request
         return finished_state(st, cancel_requested)
     if c_state is None:
         return JobState(RunStatus.FAILED, error="the run's container was removed before the job finished", **common)
-    if running:
+    if running and st:  # the launcher's word on a live run, as on every backend
+        return live_state(st, True, cancel_requested)
+    if running:  # no launcher (an image without Python): the container is the job
         return JobState(RunStatus.CANCEL_REQUESTED if cancel_requested else RunStatus.RUNNING, **common)
     if c_state.get("Status") == "created":
         return JobState(RunStatus.STARTING, **common)

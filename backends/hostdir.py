@@ -24,7 +24,7 @@ from runctl.status import RunStatus
 
 
 class HostDirBackend(Backend):
-    """RUN_DIR is ``<work_dir>/<run_id>`` here (work_dir defaults to ``<store>/work``)."""
+    """RUN_DIR is ``<work_dir>/<run_id>`` here (work_dir defaults to ``services.work_root``)."""
 
     options_schema: ClassVar[dict[str, Any]] = {
         **Backend.options_schema,

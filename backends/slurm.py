@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
+from runctl.backends.hostdir import live_state
 from runctl.backends.hostdir import times as times_of
 from runctl.backends.localfs import LocalTransport
 from runctl.backends.sshlink import SSH_OPTIONS
@@ -150,8 +151,8 @@ def job_state(slurm: tuple[str, str] | None, st: dict[str, Any], cancel: bool, p
         return JobState(RunStatus(status), exit_code=code, error=error, **times)
     if state in ACTIVE:
         status = ACTIVE[state]
-        if status == RunStatus.RUNNING and st.get("state") not in (P.RUNNING, P.STOPPING):
-            status = RunStatus.STARTING  # the allocation runs; the launcher is on its way
+        if status == RunStatus.RUNNING:  # the allocation runs: the launcher's word, as on every backend
+            return live_state(st, True, cancel)
         if cancel and not status.is_terminal:
             status = RunStatus.CANCEL_REQUESTED
         return JobState(status, error=f"Slurm: {reason}" if status == RunStatus.QUEUED and reason not in

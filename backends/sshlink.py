@@ -42,9 +42,9 @@ SSH_OPTIONS: dict[str, Any] = {
 
 
 class Unanswered:
-    """Hosts that did not answer a status request lately, kept in one small JSON file in
-    runctl's store, so that the next `runctl list` (another process) reports such a host at
-    once instead of spending its connect_timeout_s on it again. A host is asked again
+    """Hosts that did not answer a status request lately, kept in one small JSON file in the
+    backend's state folder (``services.state_dir``), so that the next `runctl list` (another
+    process) reports such a host at once instead of spending its connect_timeout_s on it again. A host is asked again
     ``retry_s`` after it last failed, at once by `runctl compute check`, and a second time
     within the same command (a `wait` retrying really asks)."""
 

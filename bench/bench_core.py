@@ -127,7 +127,7 @@ def bench_list(tmp: Path, repeat: int) -> None:
 
 
 def bench_snapshot(tmp: Path, repeat: int) -> None:
-    from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+    from runctl.store.snapshot import list_source, take_snapshot
     from runctl.store.sqlite import Store
 
     def make_tree(root: Path, salt: str) -> Path:
@@ -146,7 +146,7 @@ def bench_snapshot(tmp: Path, repeat: int) -> None:
 
     def snap(home: Path, tree: Path = src) -> None:
         store = Store(home)
-        take_snapshot(list_source(tree), ObjectStore(store.dir), store.stat_cache_get, store.stat_cache_put)
+        take_snapshot(list_source(tree), store.objects, store.stat_cache_get, store.stat_cache_put)
         store.close()
 
     def cp(tree: Path = src) -> None:

@@ -47,15 +47,15 @@ def stage_once(src: Path, home: Path, work_dir: Path) -> float:
 import os, sys, time
 from pathlib import Path
 from runctl.store.sqlite import Store
-from runctl.store.snapshot import ObjectStore, list_source, take_snapshot
+from runctl.store.snapshot import list_source, take_snapshot
 from runctl.ops import staging
 from runctl.backends.base import LaunchSpec
 from runctl.backends.ssh import SSHBackend
 home = Path({str(home)!r})
 store = Store(home)
-objects = ObjectStore(home)
+objects = store.objects
 sid = take_snapshot(list_source(Path({str(src)!r})), objects, store.stat_cache_get, store.stat_cache_put)
-backend = SSHBackend("b", {target(work_dir)!r}, home)
+backend = SSHBackend("b", {target(work_dir)!r}, store.services("ssh"))
 spec = LaunchSpec(run_id="r%d" % time.time_ns(), experiment="e", argv=["python3"], env={{}}, timeout_s=1, grace_s=1,
                   snapshot_id=sid)
 handle = backend.plan(spec)
@@ -119,8 +119,9 @@ import json, statistics, time
 from pathlib import Path
 from runctl.backends.base import LaunchSpec
 from runctl.backends.ssh import SSHBackend
+from runctl.store.layout import services
 options = {{**{target(tmp / "remote-gpu")!r}, "nvidia_smi": {str(smi)!r}}}
-backend = SSHBackend("b", options, Path({str(tmp / "h-gpu")!r}))
+backend = SSHBackend("b", options, services(Path({str(tmp / "h-gpu")!r}), "ssh"))
 def once(gpus):
     spec = LaunchSpec(run_id="r%d" % time.time_ns(), experiment="e", argv=["python3"], env={{}}, timeout_s=1,
                       grace_s=1, snapshot_id="-", resources={{"gpus": gpus}})

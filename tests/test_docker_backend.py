@@ -85,7 +85,7 @@ class TestDockerMethods(WatchingMethods, BackendMethods):
         from runctl.backends.docker import DockerBackend
 
         return lambda options: DockerBackend("under-test", {"image": IMAGE, "cancel_grace_s": 2, **options,
-                                                            "labels": {SESSION_LABEL: SESSION_ID}}, home)
+                                                            "labels": {SESSION_LABEL: SESSION_ID}}, services(home, "docker"))
 
     @pytest.fixture
     def job_environment(self) -> dict[str, Any]:
