@@ -31,7 +31,7 @@ def start_interactive(experiment: Experiment, cls: type[InteractiveRun], *, outp
 
     session = experiment.workspace._session
     store = session.store
-    props = {"azureml.runsource": "runctl.ops.interactive"}
+    props = {"azureml.runsource": "runctl.interactive"}
     snapshot_id = None
     if snapshot_directory is not None:
         src = Path(snapshot_directory).resolve()

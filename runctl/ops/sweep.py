@@ -60,7 +60,7 @@ def submit_sweep(session: Session, job: JobConfig, combos: list[dict[str, str]],
                                  compute_target=job.compute_target, backend=backend.name, snapshot_id=snapshot_id,
                                  spec={**job_document(job), "sweep": combos, "max_parallel": max_parallel},
                                  started_at=time.time())
-    store.set_tags(parent.id, {**job.tags, "runctl.ops.sweep": " x ".join(sorted(combos[0]))})
+    store.set_tags(parent.id, {**job.tags, "runctl.sweep": " x ".join(sorted(combos[0]))})
     children = []
     for i, combo in enumerate(combos):
         child_job = replace(job, arguments=[*job.arguments, *(a for k, v in combo.items() for a in (f"--{k}", v))])
