@@ -92,12 +92,14 @@ class LaunchSpec:
     distributed: dict[str, Any] = field(default_factory=dict)  # the job's distributed_job_config
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # never written to disk by runctl
     code_files: tuple[tuple[str, str], ...] = ()  # (path under code/, digest): e.g. an image build's cache key
+    system_metrics_interval_s: float = 10.0  # the launcher samples the job's CPU, memory, GPUs (0: never)
 
     def launcher_spec(self) -> dict[str, Any]:
         """The launcher's spec.json (the job environment goes in here; ``secret_env`` never does:
         backends hand it to the launcher on its standard input, ``--secrets-stdin``)."""
         return {"run_id": self.run_id, "experiment": self.experiment, "argv": self.argv, "env": self.env,
-                "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s}
+                "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s,
+                "system_metrics_interval_s": self.system_metrics_interval_s}
 
 
 @dataclass(frozen=True)

@@ -401,6 +401,8 @@ def metrics(
     json_: bool = typer.Option(False, "--json", help="Print the dict run.get_metrics() returns."),
     csv_: bool = typer.Option(False, "--csv", help="Print every logged value as CSV (name,step,value,time)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include child runs: {run_id: {...}}."),
+    system: bool = typer.Option(False, "--system", help="The job's CPU, memory and GPU use (system/*), sampled by "
+                                "the launcher, instead of what the script logged."),
 ) -> None:
     """Print a run's metrics."""
     from runctl.ops.runs import metrics as get_metrics
@@ -408,20 +410,64 @@ def metrics(
     with _session() as s:
         record = _resolve(s, run)
         if csv_:
-            _metrics_csv(s, record.id, name)
+            _metrics_csv(s, record.id, name, system)
             return
-        m = get_metrics(s, record, name)
+        m = get_metrics(s, record, name, system)
         if name is not None and not m and not recursive:
-            have = sorted(get_metrics(s, record))
+            have = sorted([*get_metrics(s, record), *get_metrics(s, record, system=True)])
             raise InputError(f"run {record.id} has no metric {name!r}; it has: {', '.join(have) or 'none'}")
         if recursive:
-            m = {r.id: get_metrics(s, r, name) for r in [record, *_descendants(s, record)]}
+            m = {r.id: get_metrics(s, r, name, system) for r in [record, *_descendants(s, record)]}
             m = {k: v for k, v in m.items() if v}
         if json_:
             _print_json(m)
             return
         for k, v in m.items():
             print(safe(f"{k}: {json.dumps(v, allow_nan=True)}"))
+
+
+@app.command(short_help="Show how two runs differ: code, config, environment, metrics, tags.")
+def diff(
+    run: str = RunArg,
+    other: Optional[str] = typer.Argument(None, metavar="[OTHER]", help="The run to compare with (default: the run "
+                                          "RUN was rerun from, else the previous run of its experiment)."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON (keys: code, config, environment, metrics, tags)."),
+    stat: bool = typer.Option(False, "--stat", help="A summary: what changed, without the file diffs and values."),
+) -> None:
+    """Show how two runs differ: the code between their snapshots (a unified diff of changed
+    text files), the job's fields and arguments, where and how they ran, each metric's last
+    value (min and max of series), tags and properties. Colour and a pager on a terminal."""
+    from runctl.ops import diff as diffs
+
+    with _session() as s:
+        a = _resolve(s, run)
+        b = _resolve(s, other) if other is not None else None
+        if b is None:
+            a, b = diffs.baseline(s, a), a
+        d = diffs.diff_runs(s, a, b, texts=not stat)
+    if json_:
+        _print_json(d)
+        return
+    tty = sys.stdout.isatty()
+    lines = diffs.render(d, safe, stat=stat, color=tty and not os.environ.get("NO_COLOR"))
+    _page("\n".join(lines) + "\n", tty)
+
+
+def _page(text: str, tty: bool) -> None:
+    """``text`` through a pager on a terminal when it is longer than the screen (as git does:
+    $PAGER, else less -FRX), else straight out."""
+    import shutil
+    import subprocess
+
+    if tty and text.count("\n") > shutil.get_terminal_size().lines:
+        pager = os.environ.get("PAGER") or "less"
+        env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+        try:
+            subprocess.run(pager, shell=True, input=text.encode(), env=env, check=False)
+            return
+        except OSError:
+            pass
+    sys.stdout.write(text)
 
 
 def _descendants(s: Any, record: Any) -> list[Any]:
@@ -431,13 +477,15 @@ def _descendants(s: Any, record: Any) -> list[Any]:
     return out
 
 
-def _metrics_csv(s: Any, run_id: str, name: str | None) -> None:
+def _metrics_csv(s: Any, run_id: str, name: str | None, system: bool = False) -> None:
     import csv
+
+    from runctl.job.sysmetrics import is_system
 
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(["name", "step", "value", "time"])
     for row in s.store.metric_rows(run_id):
-        if name is not None and row["name"] != name:
+        if name is not None and row["name"] != name or name is None and is_system(row["name"]) != system:
             continue
         value = json.loads(row["value"])
         if row["kind"] in ("row", "table"):

@@ -1,18 +1,40 @@
 #!/usr/bin/env python3
-"""A stand-in for nvidia-smi on the test SSH host: answers runctl's two queries from the
-gpus.json file beside this script (GPUs and the processes on them)."""
+"""A stand-in for nvidia-smi: answers the queries runctl makes from the gpus.json file beside
+this script (GPUs, their use and the processes on them); ``--loop-ms=N`` answers again every
+N ms until killed, as the real one does."""
 
 import json
 import os
 import sys
+import time
 
-state = json.loads(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpus.json")).read())
+HERE = os.path.dirname(os.path.abspath(__file__))
 args = " ".join(sys.argv[1:])
-if "--query-gpu=" in args:
-    for g in state["gpus"]:
-        print(f"{g['index']}, {g['uuid']}, {g['name']}, {g.get('used', 0)}, {g.get('total', 81559)}")
-elif "--query-compute-apps=" in args:
-    for app in state.get("apps", []):
-        print(f"{app['uuid']}, {app['pid']}")
-else:
-    sys.exit(2)
+FIELDS = {"index": "index", "uuid": "uuid", "name": "name", "memory.used": "used", "memory.total": "total",
+          "utilization.gpu": "util"}
+DEFAULTS = {"used": 0, "total": 81559, "util": 0}
+
+
+def state():
+    with open(os.path.join(HERE, "gpus.json")) as f:
+        return json.load(f)
+
+
+def answer():
+    if "--query-gpu=" in args:
+        wanted = args.split("--query-gpu=")[1].split()[0].split(",")
+        for g in state()["gpus"]:
+            print(", ".join(str(g.get(FIELDS[w], DEFAULTS.get(FIELDS[w], ""))) for w in wanted))
+    elif "--query-compute-apps=" in args:
+        for app in state().get("apps", []):
+            print(f"{app['uuid']}, {app['pid']}")
+    else:
+        sys.exit(2)
+    sys.stdout.flush()
+
+
+loop = [a for a in sys.argv[1:] if a.startswith("--loop-ms=")]
+answer()
+while loop:
+    time.sleep(int(loop[0].split("=")[1]) / 1000)
+    answer()

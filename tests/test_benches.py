@@ -13,6 +13,7 @@ from .conftest import REPO, require_service
 
 BENCHES = {  # bench -> what it needs (checked by the suites of those services)
     "bench_core.py": [],
+    "bench_sysmetrics.py": [],
     "bench_logging.py": [],
     "bench_agent_start.py": ["sshd"],
     "bench_ssh.py": ["sshd"],

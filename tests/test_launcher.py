@@ -24,6 +24,7 @@ GOLDEN_SPEC = {
     "cwd": "code",
     "timeout_s": 5,
     "grace_s": 1.5,
+    "system_metrics_interval_s": 10.0,
 }
 
 

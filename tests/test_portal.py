@@ -251,6 +251,62 @@ def test_a_browser_sees_the_chart_grow_the_log_tail_and_escaped_tags(project: Pr
         driver.quit()
 
 
+def chrome(tmp_path: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))  # type: ignore[arg-type]
+
+
+def test_a_browser_compares_runs_parameters_metrics_system_and_code(project: Project, portal: Any,
+                                                                     tmp_path: Path) -> None:
+    require_service("headless Chromium", browser_ready(), "run tests/infra/up-browser.sh")
+    code = ("import sys, time\nfrom azureml.core import Run\nrun = Run.get_context()\nlr = float(sys.argv[2])\n"
+            "for i in range(5):\n    run.log('loss', lr / (i + 1))\n    time.sleep(0.1)\nrun.log('accuracy', {acc})\n")
+    project.write("train.py", code.format(acc=0.5))
+    job = project.job(script="train.py", arguments=["--lr", "0.1"], tags={"variant": "a"}, system_metrics_interval_s=0.2)
+    a = project.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    project.write("train.py", code.format(acc=0.8))
+    job = project.job(script="train.py", arguments=["--lr", "0.01"], tags={"variant": "b <b>x</b>"},
+                      system_metrics_interval_s=0.2)
+    b = project.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    p = portal()
+    api = p.get("/api/compare", params={"runs": f"{a},{b}"}).json()
+    assert [r["final"]["accuracy"] for r in api["runs"]] == [0.5, 0.8]
+    assert "system/cpu_percent" in api["system_metrics"] and "system/cpu_percent" not in api["metrics"]
+    assert p.get("/api/diff", params={"a": a, "b": b}).json()["config"]["arguments"]["changed"][0]["key"] == "--lr"
+    assert p.get("/api/compare", params={"runs": a}).status_code == 400
+    driver = chrome(tmp_path)
+    try:
+        driver.set_window_size(1280, 2400)
+        driver.get(f"{p.base}/compare?runs={a},{b}")
+
+        def js(expr: str) -> Any:
+            return driver.execute_script(f"return {expr};")
+
+        def text(element_id: str) -> str:
+            return str(js(f"(document.getElementById('{element_id}') || {{}}).textContent || ''"))
+
+        wait_for(lambda: "+run.log('accuracy', 0.8)" in text("compare-diff"), timeout_s=30, what="the code diff")
+        params = text("compare-params")
+        assert "--lr 0.1" in params and "--lr 0.01" in params and "0.5" in params and "0.8" in params
+        assert "b <b>x</b>" in params and js("document.querySelectorAll('#compare-params b').length") == 0
+        wait_for(lambda: js("document.querySelectorAll('#compare-charts .plot[data-points]').length") >= 2,
+                 timeout_s=30, what="the metric charts")
+        wait_for(lambda: js("document.querySelectorAll('#compare-system .plot[data-points]').length") >= 2,
+                 timeout_s=30, what="the system metrics charted")
+        assert "--lr: 0.1 \u2192 0.01" in text("compare-diff")
+        driver.save_screenshot(str(tmp_path / "compare.png"))
+        assert (tmp_path / "compare.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
+
+
 def test_the_portal_keeps_to_its_origin(project: Project, portal: Any, home: Path) -> None:
     """DNS rebinding (a foreign Host header) is refused; a job's HTML is never served as a page
     of the portal's origin; bad numbers are 400s; ui.json is private; a long log_list is

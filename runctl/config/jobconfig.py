@@ -19,6 +19,7 @@ from runctl.errors import ConfigError
 
 SCHEMA_FILE = "runconfig.schema.json"
 DEFAULT_MAX_RUN_DURATION_S = 2592000
+DEFAULT_SYSTEM_METRICS_INTERVAL_S = 10.0  # (runctl.job.sysmetrics.DEFAULT_INTERVAL_S)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class JobConfig:
     environment: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
     max_run_duration_seconds: int = DEFAULT_MAX_RUN_DURATION_S
+    system_metrics_interval_s: float = DEFAULT_SYSTEM_METRICS_INTERVAL_S
     node_count: int = 1
     distributed_job_config: dict[str, Any] | None = None
     experiment: str = "default"
@@ -198,6 +200,7 @@ def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: P
         environment=d.get("environment") or {},
         resources=_resources(d.get("resources") or {}),
         max_run_duration_seconds=d.get("max_run_duration_seconds", DEFAULT_MAX_RUN_DURATION_S),
+        system_metrics_interval_s=d.get("system_metrics_interval_s", DEFAULT_SYSTEM_METRICS_INTERVAL_S),
         node_count=d.get("node_count", 1),
         distributed_job_config=d.get("distributed_job_config"),
         experiment=experiment,

@@ -32,6 +32,7 @@ import threading
 import time
 
 from . import protocol as P
+from . import sysmetrics
 
 CHECK_S = 0.1  # how often the time limit and a stop signal are checked
 PR_SET_PDEATHSIG = 1
@@ -244,8 +245,27 @@ def run(run_dir, secrets=None, started=None):
         return 127
     status.update(state=P.RUNNING, pid=child.pid, pgid=child.pid)
     write_status(run_dir, status)
-    rc, reason = supervise(run_dir, child, spec, status)
+    sampler = start_sampling(run_dir, spec, child.pid)
+    try:
+        rc, reason = supervise(run_dir, child, spec, status)
+    finally:
+        if sampler is not None:
+            sampler.stop()  # the job has ended: so does its sampling
     return finish(run_dir, child, rc, reason, status)
+
+
+def start_sampling(run_dir, spec, sid):
+    """The job's system metrics (sysmetrics.py), sampled beside it; None when switched off or
+    on a rank that does not log metrics."""
+    env = dict(os.environ)
+    env.update(spec.get("env") or {})
+    if not P.logs_metrics(env):
+        return None
+    try:
+        return sysmetrics.start(run_dir, spec, sid, env, P.EVENTS_FILE)
+    except Exception as e:  # sampling must never cost the job its run
+        sys.stderr.write("runctl launcher: no system metrics: %s: %s\n" % (type(e).__name__, e))
+        return None
 
 
 def signal_group(pgid, sig):

@@ -249,11 +249,14 @@ def mark_from_outside(session: Session, record: RunRecord, status: RunStatus, er
     return session.store.get(record.id)
 
 
-def metrics(session: Session, record: RunRecord, name: str | None = None) -> dict[str, Any]:
-    """Azure ML's ``get_metrics()`` shape for one run."""
+def metrics(session: Session, record: RunRecord, name: str | None = None, system: bool = False) -> dict[str, Any]:
+    """Azure ML's ``get_metrics()`` shape for one run: what the script logged; with ``system``,
+    the launcher's system/* samples instead (a name asked for is given whichever it is)."""
     from runctl.job.context._shape import shape_metrics
+    from runctl.job.sysmetrics import is_system
 
-    events = (e for e in session.store.metric_events(record.id, name) if e[0] not in ("error",))
+    events = (e for e in session.store.metric_events(record.id, name) if e[0] not in ("error",)
+              and (name is not None or is_system(e[1]) == system))
     return shape_metrics(events)
 
 

@@ -136,6 +136,15 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None,
         r = portal.store.resolve(request.path_params["run_id"])
         return {**data.run_detail(portal.store, r), "portal_url": portal_url(r.id, portal.store.dir)}
 
+    def compare(request: Request) -> Any:
+        return data.compare(portal.session, q_list(request, "runs"))
+
+    def diff(request: Request) -> Any:
+        from runctl.ops.diff import diff_runs
+
+        a, b = (portal.store.resolve(request.query_params.get(k) or "-") for k in ("a", "b"))
+        return diff_runs(portal.session, a, b)
+
     def metric(request: Request) -> Any:
         r = portal.store.resolve(request.path_params["run_id"])
         width = q_int(request, "points", data.MAX_POINTS_DEFAULT, 10, 20000)
@@ -195,6 +204,8 @@ def create_app(session_factory: Callable[[], Session], token: str | None = None,
     routes = [
         Route("/api/experiments", api(experiments)),
         Route("/api/runs", api(runs)),
+        Route("/api/compare", api(compare)),
+        Route("/api/diff", api(diff)),
         Route("/api/runs/{run_id}", api(run)),
         Route("/api/runs/{run_id}/metrics/{name:path}", api(metric)),
         Route("/api/runs/{run_id}/logs", api(logs)),

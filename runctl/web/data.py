@@ -9,12 +9,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runctl.errors import InputError
 from runctl.job import protocol
 from runctl.status import RunStatus
 from runctl.store.sqlite import RunRecord, Store, unpack_scalars
+
+if TYPE_CHECKING:
+    from runctl.ops.session import Session
 
 MAX_POINTS_DEFAULT = 2000  # a chart a couple of thousand pixels wide needs no more
 LOG_TAIL_BYTES = 256 << 10
@@ -55,6 +58,32 @@ def runs(store: Store, experiment: str | None, status: str | None, tag: str | No
         raise InputError(f"sort {sort!r}: one of {', '.join(SORTS)} (prefix - for descending)")
     rows.sort(key=SORTS[key], reverse=sort.startswith("-"))
     return rows
+
+
+MAX_COMPARED = 20
+
+
+def compare(session: Session, run_ids: list[str]) -> dict[str, Any]:
+    """What the compare view tabulates for each run: its parameters (arguments, tags, a
+    sweep's values are tags too) and each metric's final value; and the names of the metrics
+    to chart (the script's, and the system/* samples apart)."""
+    from runctl.job.sysmetrics import is_system
+    from runctl.ops.diff import metric_summary
+
+    if not 2 <= len(run_ids) <= MAX_COMPARED:
+        raise InputError(f"compare 2 to {MAX_COMPARED} runs, not {len(run_ids)}")
+    rows: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for rid in run_ids:
+        r = session.store.resolve(rid)
+        summary = metric_summary(session, r)
+        names.update(summary)
+        job = (r.spec or {}).get("job") or {}
+        rows.append({"id": r.id, "display_name": r.display_name, "status": r.status.value,
+                     "compute_target": r.compute_target, "arguments": [str(a) for a in job.get("arguments") or []],
+                     "tags": session.store.tags(r.id), "final": {n: s["last"] for n, s in summary.items()}})
+    return {"runs": rows, "metrics": sorted(n for n in names if not is_system(n)),
+            "system_metrics": sorted(n for n in names if is_system(n))}
 
 
 def run_detail(store: Store, r: RunRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import uuid
 
 from .. import events
 from .. import protocol as P
+from ..sysmetrics import is_system
 from . import _values
 from ._children import MAX_CHILDREN, ChildCalls  # noqa: F401  (MAX_CHILDREN: the limit, as before)
 from ._file_api import FileCalls, RegisteredModel  # noqa: F401
@@ -219,7 +220,8 @@ class Run(LoggingCalls, FileCalls, ChildCalls):
 
         def metrics_of(run_id):
             want = None if run_id == top else run_id
-            m = shape_metrics((k, n, v) for r, k, n, v in events if r == want and k not in NOT_METRICS)
+            m = shape_metrics((k, n, v) for r, k, n, v in events if r == want and k not in NOT_METRICS
+                              and (name is not None or not is_system(n)))  # (the launcher's samples: not the script's)
             if name is not None:
                 m = {name: m[name]} if name in m else {}
             return m

@@ -168,6 +168,7 @@ async function runPage(runId) {
   setCrumbs(link("/", "experiments"), link("/experiments/" + encodeURIComponent(run.experiment), run.experiment), run.id);
   const header = el("div");
   const chartsDiv = el("div", {class: "charts"});
+  const systemDiv = el("div", {class: "charts", id: "system-charts"});
   const logPre = el("pre", {class: "log", id: "log"});
   const logName = el("select");
   const xAxis = el("select", {id: "x-axis"}, el("option", {value: "step"}, "x: step (or index)"),
@@ -221,7 +222,8 @@ async function runPage(runId) {
       const placeholder = chartsDiv.querySelector("p.muted");
       if (placeholder && run.metrics.length) placeholder.remove();
       for (const m of run.metrics.filter(m => m.kind !== "image")) {
-        if (!slots.has(m.name)) { const s = chartBox(m.name); slots.set(m.name, s); chartsDiv.appendChild(s.box); }
+        const box = m.name.startsWith("system/") ? systemDiv : chartsDiv;  // the launcher's samples, apart
+        if (!slots.has(m.name)) { const s = chartBox(m.name); slots.set(m.name, s); box.appendChild(s.box); }
         const data = await api("/api/runs/" + encodeURIComponent(run.id) + "/metrics/" + encodeURIComponent(m.name) + "?points=" +
                                Math.max(200, Math.round(chartsDiv.clientWidth || 1000)) + "&x=" + xAxis.value);
         if (data.kind === "table" || (data.kind === "rows" && !Object.keys(data.columns).length)) continue;
@@ -247,7 +249,8 @@ async function runPage(runId) {
   }
   logName.onchange = () => refreshLog(true);
 
-  main.replaceChildren(header, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "Logs ", logName), logPre,
+  main.replaceChildren(header, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "System"), systemDiv,
+    el("h2", {}, "Logs ", logName), logPre,
     el("h2", {}, "Images"), images, el("h2", {}, "Outputs"), outputs, el("h2", {}, "Child runs"), children,
     el("h2", {}, "Configuration"), el("pre", {class: "config"}, JSON.stringify(run.config, null, 2)));
   renderHeader();
@@ -266,26 +269,80 @@ async function comparePage() {
   const ids = (new URLSearchParams(location.search).get("runs") || "").split(",").filter(Boolean);
   setCrumbs(link("/", "experiments"), "compare");
   if (ids.length < 2) { main.replaceChildren(el("p", {}, "Pick two runs or more on an experiment's page.")); return; }
-  const runs = await Promise.all(ids.map(id => api("/api/runs/" + encodeURIComponent(id))));
-  const names = [...new Set(runs.flatMap(r => r.metrics.filter(m => m.kind === "scalar").map(m => m.name)))];
-  const grid = el("div", {class: "charts"});
-  main.replaceChildren(el("h1", {}, "Compare " + runs.length + " runs"),
-    el("p", {}, runs.map((r, i) => el("span", {style: "color:" + PALETTE[i % PALETTE.length] + ";margin-right:1em"},
-      link("/runs/" + encodeURIComponent(r.id), r.display_name || r.id)))), grid);
-  for (const name of names) {
+  const cmp = await api("/api/compare?runs=" + ids.map(encodeURIComponent).join(","));
+  const runs = cmp.runs;
+  const label = r => r.display_name || r.id;
+  const fmt = v => v === undefined || v === null ? "" : typeof v === "number" ? String(Math.round(v * 1e6) / 1e6) : String(v);
+  const tagKeys = [...new Set(runs.flatMap(r => Object.keys(r.tags)))].sort();
+  const params = el("table", {id: "compare-params"},
+    el("tr", {}, el("th", {}, "run"), el("th", {}, "status"), el("th", {}, "arguments"),
+       tagKeys.map(k => el("th", {}, k)), cmp.metrics.map(m => el("th", {class: "metric"}, m))),
+    runs.map((r, i) => el("tr", {},
+      el("td", {}, el("span", {style: "color:" + PALETTE[i % PALETTE.length]}, "\u25cf "), link("/runs/" + encodeURIComponent(r.id), label(r))),
+      el("td", {}, statusCell(r.status)), el("td", {class: "args"}, r.arguments.join(" ")),
+      tagKeys.map(k => el("td", {}, r.tags[k] === undefined ? "" : r.tags[k])),
+      cmp.metrics.map(m => el("td", {class: "metric"}, fmt(r.final[m]))))));
+  const grid = el("div", {class: "charts", id: "compare-charts"});
+  const system = el("div", {class: "charts", id: "compare-system"});
+  const diffBox = el("div", {id: "compare-diff"});
+  const pick = [el("select", {id: "diff-a"}), el("select", {id: "diff-b"})];
+  pick.forEach((s, j) => { s.replaceChildren(...runs.map((r, i) => el("option", {value: r.id}, label(r)))); s.value = runs[j].id;
+                           s.onchange = () => showDiff(); });
+  main.replaceChildren(el("h1", {}, "Compare " + runs.length + " runs"), params,
+    el("h2", {}, "Metrics"), grid, el("h2", {}, "System"), system,
+    el("h2", {}, "Differences ", pick[0], " \u2192 ", pick[1]), diffBox);
+
+  async function overlay(box, name) {
     const slot = chartBox(name);
-    grid.appendChild(slot.box);
-    const series = await Promise.all(runs.map(r => r.metrics.some(m => m.name === name) ?
-      api("/api/runs/" + encodeURIComponent(r.id) + "/metrics/" + encodeURIComponent(name) + "?points=1000") : null));
-    const xs = [...new Set(series.flatMap(s => s ? s.x : []))].sort((a, b) => a - b);
+    box.appendChild(slot.box);
+    const series = await Promise.all(runs.map(r => api("/api/runs/" + encodeURIComponent(r.id) + "/metrics/" +
+      encodeURIComponent(name) + "?points=1000").catch(() => null)));
+    const usable = series.map(s => s && s.x ? s : null);
+    const xs = [...new Set(usable.flatMap(s => s ? s.x : []))].sort((a, b) => a - b);
     const index = new Map(xs.map((x, i) => [x, i]));
-    const ys = series.map((s, i) => { const v = new Array(xs.length).fill(null);
-      if (s) s.x.forEach((x, j) => { v[index.get(x)] = s.y[j]; }); return {label: runs[i].display_name || runs[i].id, values: v}; });
-    slot.note.textContent = series.some(s => s && s.downsampled) ? "some series downsampled (min/max per bucket)" : "";
+    const ys = usable.map((s, i) => { const v = new Array(xs.length).fill(null);
+      if (s) s.x.forEach((x, j) => { v[index.get(x)] = s.y[j]; }); return {label: label(runs[i]), values: v}; });
+    slot.note.textContent = usable.some(s => s && s.downsampled) ? "some series downsampled (min/max per bucket)" : "";
     slot.plot.dataset.points = String(xs.length);
-    slot.chart = chartFor(slot.plot, {x: xs, ys}, {xLabel: series.find(Boolean).x_label});
+    if (xs.length) slot.chart = chartFor(slot.plot, {x: xs, ys}, {xLabel: usable.find(Boolean).x_label});
   }
-  if (!names.length) grid.appendChild(el("p", {class: "muted"}, "These runs have no scalar metrics in common."));
+
+  async function showDiff() {
+    const d = await api("/api/diff?a=" + encodeURIComponent(pick[0].value) + "&b=" + encodeURIComponent(pick[1].value));
+    const lines = [];
+    const add = (cls, text) => lines.push(el("div", {class: cls}, text));
+    const show = v => typeof v === "string" ? v : JSON.stringify(v);
+    const c = d.code;
+    if (!c.available) add("head", "code: " + c.why);
+    else if (c.same) add("head", "code: the same snapshot");
+    else {
+      add("head", `code: ${c.changed} changed, ${c.added} added, ${c.removed} removed, ${c.renamed} renamed`);
+      if (c.why) add("", c.why);
+      for (const f of c.files) {
+        add("file", f.path + ": " + (f.change === "renamed" ? "renamed from " + f.from : f.change) + (f.binary ? " (binary)" : ""));
+        for (const line of f.diff || [])
+          add(line.startsWith("+++") || line.startsWith("---") ? "file" : line.startsWith("+") ? "add" :
+              line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "", line);
+      }
+    }
+    const cfg = d.config;
+    add("head", "config");
+    if (cfg.arguments) cfg.arguments.changed.forEach(x => add("", `  ${x.key}: ${show(x.a)} \u2192 ${show(x.b)}`));
+    cfg.fields.concat(cfg.environment_fields).forEach(x => add("", `  ${x.key}: ${show(x.a)} \u2192 ${show(x.b)}`));
+    add("head", "environment" + (d.environment.note ? " (" + d.environment.note + ")" : ""));
+    d.environment.facts.concat(d.environment.record || [], d.environment.packages || [])
+      .forEach(x => add("", `  ${x.key}: ${show(x.a)} \u2192 ${show(x.b)}`));
+    add("head", "metrics");
+    d.metrics.filter(m => !m.same).forEach(m => add("", `  ${m.name}: ${m.a ? fmt(m.a.last) : "-"} \u2192 ${m.b ? fmt(m.b.last) : "-"}`));
+    add("head", "tags and properties");
+    d.tags.tags.concat(d.tags.properties).forEach(x => add("", `  ${x.key}: ${show(x.a)} \u2192 ${show(x.b)}`));
+    diffBox.replaceChildren(el("pre", {class: "diff"}, lines));
+  }
+
+  const charted = cmp.metrics.filter(n => runs.some(r => typeof r.final[n] === "number"));
+  await Promise.all([showDiff(), ...charted.map(n => overlay(grid, n)), ...cmp.system_metrics.map(n => overlay(system, n))]);
+  if (!charted.length) grid.appendChild(el("p", {class: "muted"}, "These runs have no numeric metrics."));
+  if (!cmp.system_metrics.length) system.appendChild(el("p", {class: "muted"}, "No system metrics sampled."));
 }
 
 async function go(path, push = true) {
