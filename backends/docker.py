@@ -191,6 +191,7 @@ def container_spec(spec: LaunchSpec, options: dict[str, Any], host_run_dir: str,
         P.RUN_ID: spec.run_id, P.RUN_DIR: CONTAINER_RUN_DIR, P.EXPERIMENT: spec.experiment,
         P.OUTPUTS: f"{CONTAINER_RUN_DIR}/{P.OUTPUTS_DIR}", "RUNCTL_PYTHON": python,
         "RUNCTL_TIMEOUT_S": str(spec.timeout_s or ""), "RUNCTL_GRACE_S": f"{spec.grace_s:g}",
+        "RUNCTL_IMAGE": image,  # (the run's environment record names it)
     })
     if spec.secret_env:
         env["RUNCTL_SECRETS_STDIN"] = "1"

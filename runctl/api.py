@@ -294,8 +294,10 @@ class Run(ctx.Run):
 
     @property
     def properties(self) -> dict[str, str]:
-        self._writer.flush()
-        return self._session.store.properties(self._id)
+        from runctl.ops.runs import ENVIRONMENT_PROPERTY
+
+        self._writer.flush()  # (the environment record has its own call: get_environment())
+        return {k: v for k, v in self._session.store.properties(self._id).items() if k != ENVIRONMENT_PROPERTY}
 
     def get_properties(self) -> dict[str, str]:
         return self.properties
@@ -313,6 +315,14 @@ class Run(ctx.Run):
         from runctl.ops.runs import details
 
         return details(self._session, self._refresh())
+
+    def get_environment(self) -> dict[str, Any] | None:
+        """What the run ran with: its interpreter and installed packages (name -> version), the
+        OS and host, the image on Docker, GPUs, driver and CUDA (None until the run has a record)."""
+        from runctl.ops.runs import environment_record
+
+        self._refresh()
+        return environment_record(self._session.store.properties(self._id))
 
     def get_details_with_logs(self) -> dict[str, Any]:
         """v1: get_details() with "logFiles" holding each log's text instead of its location."""

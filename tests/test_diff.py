@@ -4,7 +4,6 @@ objects were garbage-collected."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -66,18 +65,20 @@ def test_diff_of_two_real_runs(project: Project) -> None:
     assert back["runs"][0]["id"] == a and back["code"]["same"]
 
 
-def test_environment_records_are_compared_package_by_package(project: Project, home: Path) -> None:
-    a, b = two_runs(project)
-    from runctl.store.sqlite import Store
-
-    store = Store(home)
-    store.add_properties(a, {"runctl.environment": json.dumps({"python": "3.11.7", "packages": {"numpy": "1.26.4"}})})
-    store.add_properties(b, {"runctl.environment": json.dumps({"python": "3.11.7", "packages": {"numpy": "2.1.0",
-                                                                                                  "scipy": "1.14.1"}})})
-    store.close()
+def test_environment_records_are_compared_package_by_package(project: Project, tmp_path: Path) -> None:
+    """The second run can import one more distribution (on its PYTHONPATH): the records the
+    launcher took say so, package by package."""
+    extra = tmp_path / "extra" / "fakepkg-1.0.dist-info"
+    extra.mkdir(parents=True)
+    (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: fakepkg\nVersion: 1.0\n")
+    code = "import importlib.metadata as m\nprint(m.version('fakepkg'))\n"
+    a = project.cli("submit", str(project.script_job("print('plain')\n")), "--wait", "-q", check=True).out.strip()
+    job = project.script_job(code, environment={"environment_variables": {"PYTHONPATH": str(extra.parent)}})
+    b = project.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    assert project.cli("logs", b, check=True).out.strip() == "1.0", "the job imports it"
     env = project.cli("diff", a, b, "--json", check=True).json()["environment"]
-    assert env["packages"] == [{"key": "numpy", "a": "1.26.4", "b": "2.1.0"}, {"key": "scipy", "a": None, "b": "1.14.1"}]
-    assert "package numpy: 1.26.4 -> 2.1.0" in project.cli("diff", a, b, check=True).out
+    assert env["packages"] == [{"key": "fakepkg", "a": None, "b": "1.0"}]
+    assert "package fakepkg: null -> 1.0" in project.cli("diff", a, b, check=True).out
 
 
 def test_a_diff_whose_snapshot_objects_were_collected_says_so(project: Project, home: Path) -> None:

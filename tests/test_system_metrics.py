@@ -108,3 +108,29 @@ def test_zero_turns_it_off_and_no_nvidia_smi_means_no_gpu_metrics(project: Proje
                  environment={"environment_variables": {"RUNCTL_NVIDIA_SMI": str(tmp_path / "no-such-nvidia-smi")}})
     assert sorted(system(project, rid)) == ["system/cpu_percent", "system/memory_rss_mb"]
     assert os.path.exists(tmp_path) and project.cli("status", rid, "--json", check=True).json()["status"] == "Completed"
+
+
+PACKAGES = """
+import json, sys
+import importlib.metadata as m
+print("PACKAGES " + json.dumps({d.metadata["Name"]: d.version for d in m.distributions()}), flush=True)
+print("PYTHON " + sys.version.split()[0], flush=True)
+"""
+
+
+def test_every_run_records_its_environment(project: Project, smi: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = submit(project, PACKAGES, environment={"environment_variables": {"RUNCTL_NVIDIA_SMI": str(smi)}})
+    log = project.cli("logs", rid, check=True).out
+    imported = json.loads(log.split("PACKAGES ", 1)[1].splitlines()[0])
+    record = project.cli("show", rid, "--json", check=True).json()["environment_record"]
+    assert record["packages"] == imported, "what the job can import, name -> version"
+    assert record["python"]["version"] == log.split("PYTHON ", 1)[1].split()[0]
+    assert record["os"] and record["host"] and record["gpus"] == ["Stand-in", "Stand-in"]
+    assert record["driver"] == "550.54.15" and record["cuda"] == "12.4"
+    shown = project.cli("show", rid, "--json", check=True).json()
+    assert "runctl.environment" not in shown["properties"]
+
+    from runctl import Workspace
+
+    monkeypatch.chdir(project.root)
+    assert Workspace.from_config().get_run(rid).get_environment() == record

@@ -32,7 +32,6 @@ import threading
 import time
 
 from . import protocol as P
-from . import sysmetrics
 
 CHECK_S = 0.1  # how often the time limit and a stop signal are checked
 PR_SET_PDEATHSIG = 1
@@ -246,12 +245,31 @@ def run(run_dir, secrets=None, started=None):
     status.update(state=P.RUNNING, pid=child.pid, pgid=child.pid)
     write_status(run_dir, status)
     sampler = start_sampling(run_dir, spec, child.pid)
+    recorder = start_record(run_dir, spec)
     try:
         rc, reason = supervise(run_dir, child, spec, status)
     finally:
         if sampler is not None:
             sampler.stop()  # the job has ended: so does its sampling
+        if recorder is not None:
+            recorder.join(RECORD_WAIT_S)  # the record goes in before the end is recorded
     return finish(run_dir, child, rc, reason, status)
+
+
+RECORD_WAIT_S = 15.0
+
+
+def start_record(run_dir, spec):
+    """The run's environment record (envrecord.py), taken in a thread beside the job."""
+    try:
+        from . import envrecord  # (only now: the job has started)
+
+        env = P.job_environment(run_dir, spec, os.environ)
+        return envrecord.record_in_background(os.path.join(run_dir, P.EVENTS_FILE), spec.get("argv") or [], env,
+                                              os.path.join(run_dir, spec.get("cwd", P.CODE_DIR)),
+                                              env.get(envrecord.NVIDIA_SMI_ENV) or "nvidia-smi", run_dir)
+    except Exception:  # a courtesy: never the job's problem
+        return None
 
 
 def start_sampling(run_dir, spec, sid):
@@ -259,9 +277,11 @@ def start_sampling(run_dir, spec, sid):
     on a rank that does not log metrics."""
     env = dict(os.environ)
     env.update(spec.get("env") or {})
-    if not P.logs_metrics(env):
+    if not P.logs_metrics(env) or not spec.get("system_metrics_interval_s", 10):
         return None
     try:
+        from . import sysmetrics  # (only now: the job has started)
+
         return sysmetrics.start(run_dir, spec, sid, env, P.EVENTS_FILE)
     except Exception as e:  # sampling must never cost the job its run
         sys.stderr.write("runctl launcher: no system metrics: %s: %s\n" % (type(e).__name__, e))

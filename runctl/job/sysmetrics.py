@@ -119,8 +119,6 @@ class Sampler:
         self.gpus = None
 
     def start(self):
-        self.gpus = GpuReader(self.environ.get(NVIDIA_SMI_ENV) or "nvidia-smi", self.interval_s,
-                              visible_gpus(self.environ))
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -135,8 +133,14 @@ class Sampler:
     def _loop(self):
         tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
         page_mb = os.sysconf("SC_PAGE_SIZE") / 1048576.0
-        prev, prev_t = session_usage(self.sid), time.monotonic()
-        while not self._stop.wait(self.interval_s):
+        prev, prev_t = {}, time.monotonic()  # the job has just started: everything it uses is new
+        if self._stop.wait(min(0.5, self.interval_s / 2)):  # (nothing while the job starts up)
+            return
+        self.gpus = GpuReader(self.environ.get(NVIDIA_SMI_ENV) or "nvidia-smi", self.interval_s,
+                              visible_gpus(self.environ))
+        if self._stop.wait(self.interval_s - min(0.5, self.interval_s / 2)):
+            return
+        while True:
             usage, now = session_usage(self.sid), time.monotonic()
             used = sum(ticks - prev.get(pid, (0, 0))[0] for pid, (ticks, _rss) in usage.items()
                        if ticks >= prev.get(pid, (0, 0))[0])
@@ -150,6 +154,8 @@ class Sampler:
                 lines.append(encode_line(("scalar", "%sgpu%d/utilization_percent" % (PREFIX, n), util, None, t, None)))
                 lines.append(encode_line(("scalar", "%sgpu%d/memory_used_mb" % (PREFIX, n), mem, None, t, None)))
             self._append("\n".join(lines) + "\n")
+            if self._stop.wait(self.interval_s):
+                return
 
     def _append(self, text):
         """One write() with O_APPEND: whole lines, never interleaved with the job's writer's."""

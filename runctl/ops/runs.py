@@ -255,8 +255,11 @@ def metrics(session: Session, record: RunRecord, name: str | None = None, system
     from runctl.job.context._shape import shape_metrics
     from runctl.job.sysmetrics import is_system
 
-    events = (e for e in session.store.metric_events(record.id, name) if e[0] not in ("error",)
-              and (name is not None or is_system(e[1]) == system))
+    def keep(n: str) -> bool:
+        return is_system(n) == system
+
+    events = (e for e in session.store.metric_events(record.id, name, None if name is not None else keep)
+              if e[0] not in ("error",))
     return shape_metrics(events)
 
 
@@ -278,12 +281,27 @@ def copy_outputs(session: Session, record: RunRecord, dest: Path) -> list[Path]:
     return copied
 
 
+ENVIRONMENT_PROPERTY = "runctl.environment"  # (runctl.job.envrecord.PROPERTY)
+
+
+def environment_record(props: dict[str, str]) -> dict[str, Any] | None:
+    """The run's environment record (runctl/job/envrecord.py), or None when it has none."""
+    import json
+
+    try:
+        record = json.loads(props[ENVIRONMENT_PROPERTY])
+    except (KeyError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def details(session: Session, record: RunRecord) -> dict[str, Any]:
     """Azure ML's ``get_details()`` keys, plus runctl's own."""
     from runctl.ops.portal import portal_url
     from runctl.store.sqlite import _iso
 
     store = session.store
+    props = store.properties(record.id)
     logs_root = store.run_dir(record.id)
     log_files = {p.relative_to(logs_root).as_posix(): str(p) for p in sorted((logs_root / "logs").rglob("*")) if p.is_file()}
     out: dict[str, Any] = {
@@ -295,7 +313,8 @@ def details(session: Session, record: RunRecord) -> dict[str, Any]:
         "status": record.status.value,
         "startTimeUtc": _iso(record.started_at),
         "endTimeUtc": _iso(record.ended_at),
-        "properties": store.properties(record.id),
+        "properties": {k: v for k, v in props.items() if k != ENVIRONMENT_PROPERTY},
+        "environment_record": environment_record(props),
         "tags": store.tags(record.id),
         "runDefinition": (record.spec or {}).get("job"),
         "logFiles": log_files,

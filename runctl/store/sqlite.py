@@ -14,7 +14,7 @@ import time
 from array import array
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 
 from runctl.errors import InputError
 from runctl.job import events as events_format
@@ -481,9 +481,13 @@ class Store:
                 )
                 todo.extend(kids)
 
-    def metric_events(self, run_id: str, name: str | None = None) -> Iterator[tuple[str, str, Any]]:
-        """(kind, name, value) of each logged value, in logging order (batches expanded)."""
+    def metric_events(self, run_id: str, name: str | None = None,
+                      keep: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str, Any]]:
+        """(kind, name, value) of each logged value, in logging order (batches expanded); with
+        ``keep``, only the metrics whose name it keeps (asked once per stored row, not per value)."""
         for kind, n, value, _step, _ts, packed in self._metric_rows(run_id, name):
+            if keep is not None and not keep(n):
+                continue
             if packed is not None:
                 yield from (("scalar", n, v) for v in unpack_scalars(packed, extras=False)[0])
             else:

@@ -19,6 +19,8 @@ from runctl.store.sqlite import RunRecord, Store, unpack_scalars
 if TYPE_CHECKING:
     from runctl.ops.session import Session
 
+from runctl.ops.runs import ENVIRONMENT_PROPERTY, environment_record
+
 MAX_POINTS_DEFAULT = 2000  # a chart a couple of thousand pixels wide needs no more
 LOG_TAIL_BYTES = 256 << 10
 
@@ -90,8 +92,11 @@ def run_detail(store: Store, r: RunRecord) -> dict[str, Any]:
     spec = r.spec or {}
     children = [run_row(store, c, []) for c in store.runs(parent_id=r.id)]
     names = store.metric_names(r.id)
+    props = store.properties(r.id)
     return {**run_row(store, r, []), "description": r.description, "backend": r.backend,
-            "config": spec.get("job"), "job_file": spec.get("job_file"), "properties": store.properties(r.id),
+            "config": spec.get("job"), "job_file": spec.get("job_file"),
+            "properties": {k: v for k, v in props.items() if k != ENVIRONMENT_PROPERTY},
+            "environment_record": environment_record(props),
             "children": children, "metrics": [{"name": n, "kind": k, "count": c} for n, k, c in names],
             "logs": files(store, r.id, protocol.LOGS_DIR), "outputs": files(store, r.id, protocol.OUTPUTS_DIR),
             "images": [{"name": n, "path": image_path(v)} for n, v in store.logged_images(r.id)]}

@@ -178,6 +178,7 @@ async function runPage(runId) {
   const outputs = el("div");
   const images = el("div", {class: "images"});
   const children = el("div");
+  const envBox = el("div", {id: "run-environment"});
   const slots = new Map();
   let logOffset = null;
 
@@ -205,6 +206,17 @@ async function runPage(runId) {
       run.children.map(c => el("tr", {}, el("td", {}, link("/runs/" + encodeURIComponent(c.id), c.display_name || c.id)),
         el("td", {}, statusCell(c.status)), el("td", {}, Object.entries(c.tags).map(([k, v]) => k + ": " + v).join(", "))))) :
       el("p", {class: "muted"}, "none"));
+    const env = run.environment_record;
+    if (!env) envBox.replaceChildren(el("p", {class: "muted"}, "no record (yet)"));
+    else if (!envBox.dataset.shown) {
+      envBox.dataset.shown = "1";
+      const rows = [["python", env.python ? env.python.version + " (" + env.python.executable + ")" : ""], ["os", env.os],
+                    ["host", env.host], ["image", env.image], ["GPUs", (env.gpus || []).join(", ")],
+                    ["driver / CUDA", env.driver ? env.driver + " / " + (env.cuda || "?") : ""]].filter(([k, v]) => v);
+      const pk = Object.entries(env.packages || {}).sort(([a], [b]) => a.toLowerCase() < b.toLowerCase() ? -1 : 1);
+      envBox.replaceChildren(el("table", {class: "kv"}, rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v)))),
+        el("details", {}, el("summary", {}, pk.length + " packages"), el("pre", {class: "config"}, pk.map(([k, v]) => k + "==" + v).join("\n"))));
+    }
     const names = run.logs.map(f => f.path);
     if (!names.includes("logs/std_log.txt")) names.unshift("logs/std_log.txt");
     if (logName.options.length !== names.length) {
@@ -252,6 +264,7 @@ async function runPage(runId) {
   main.replaceChildren(header, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "System"), systemDiv,
     el("h2", {}, "Logs ", logName), logPre,
     el("h2", {}, "Images"), images, el("h2", {}, "Outputs"), outputs, el("h2", {}, "Child runs"), children,
+    el("h2", {}, "Environment"), envBox,
     el("h2", {}, "Configuration"), el("pre", {class: "config"}, JSON.stringify(run.config, null, 2)));
   renderHeader();
   await Promise.all([refreshCharts(), refreshLog(true)]);
