@@ -92,6 +92,9 @@ class LaunchSpec:
     distributed: dict[str, Any] = field(default_factory=dict)  # the job's distributed_job_config
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)  # never written to disk by runctl
     code_files: tuple[tuple[str, str], ...] = ()  # (path under code/, digest): e.g. an image build's cache key
+    # What defines the job's Python environment, which the launcher builds on the compute host
+    # (runctl/job/pyenv.py): {"base", "requirements", "installer_options"}; None: none to build.
+    python_env: dict[str, Any] | None = None
     system_metrics_interval_s: float = 10.0  # the launcher samples the job's CPU, memory, GPUs (0: never)
 
     def launcher_spec(self) -> dict[str, Any]:
@@ -99,7 +102,8 @@ class LaunchSpec:
         backends hand it to the launcher on its standard input, ``--secrets-stdin``)."""
         return {"run_id": self.run_id, "experiment": self.experiment, "argv": self.argv, "env": self.env,
                 "cwd": "code", "timeout_s": self.timeout_s, "grace_s": self.grace_s,
-                "system_metrics_interval_s": self.system_metrics_interval_s}
+                "system_metrics_interval_s": self.system_metrics_interval_s,
+                **({"python_env": self.python_env} if self.python_env else {})}
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,21 @@ class Backend(abc.ABC):
     # them with file:line:col errors and parses cpus/memory/gpus before a backend sees them).
     options_schema: ClassVar[dict[str, Any]] = {
         "cancel_grace_s": {"type": "number", "minimum": 0, "description": "SIGTERM-to-SIGKILL grace (default 10)"},
+        "python_packages": {
+            "type": "object", "additionalProperties": False,
+            "description": "where a job's environment.python packages come from (hosts without internet)",
+            "properties": {
+                "index_url": {"type": "string", "minLength": 1},
+                "extra_index_urls": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "find_links": {"type": "array", "items": {"type": "string", "minLength": 1},
+                               "description": "folders of wheels (a wheelhouse) or pages of links"},
+                "no_index": {"type": "boolean"},
+            },
+        },
     }
+    # A backend that installs a job's environment.python packages itself (into an image, say);
+    # else the launcher builds a virtual environment with them on the compute host.
+    installs_python_packages: ClassVar[bool] = False
 
     def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
         self.target = target

@@ -321,10 +321,28 @@ class DockerBackend(HostDirBackend):
             self._sdk = None
 
     # -- images ---------------------------------------------------------------------------
+    installs_python_packages = True  # environment.python.pip_*: installed into the image, not a venv
+
+    def docker_env(self, spec: LaunchSpec) -> dict[str, Any]:
+        """environment.docker, with environment.python's pip_packages / pip_requirements (the
+        one place a job names its packages) installed on the image it names (base_image, else
+        image, else the target's image)."""
+        docker_env = dict((spec.environment or {}).get("docker") or {})
+        python = (spec.environment or {}).get("python") or {}
+        for field in ("pip_packages", "pip_requirements"):
+            if python.get(field) and not docker_env.get(field):
+                docker_env[field] = python[field]
+        wants = docker_env.get("pip_packages") or docker_env.get("pip_requirements")
+        if wants and not docker_env.get("base_image") and not docker_env.get("dockerfile"):
+            base = docker_env.pop("image", None) or self.options.get("image")
+            if base:
+                docker_env["base_image"] = base
+        return docker_env
+
     def check_job(self, spec: LaunchSpec) -> None:
         for kept in self.services.keep_out:
             check_mounts(parse_mounts(self.options.get("mounts", [])), kept, bool(self.options.get("allow_unsafe_mounts")))
-        docker_env = (spec.environment or {}).get("docker") or {}
+        docker_env = self.docker_env(spec)
         if not (docker_env.get("image") or docker_env.get("dockerfile") or docker_env.get("base_image")
                 or self.options.get("image")):
             raise InputError(f"compute target {self.target!r} runs containers: set environment.docker.image "
@@ -391,7 +409,7 @@ class DockerBackend(HostDirBackend):
 
     def build_image(self, spec: LaunchSpec, run_dir: Path) -> str:
         """Build from environment.docker.dockerfile or base_image + pip_requirements, cached by content."""
-        docker_env = spec.environment["docker"]
+        docker_env = self.docker_env(spec)
         code = run_dir / "code"
         if docker_env.get("dockerfile"):
             dockerfile = (code / docker_env["dockerfile"]).read_text()
@@ -483,7 +501,7 @@ class DockerBackend(HostDirBackend):
     def _image_for(self, spec: LaunchSpec) -> str | None:
         """The image to run, when it is known before RUN_DIR is staged (None: it is built
         from the staged code's Dockerfile or requirements)."""
-        docker_env = (spec.environment or {}).get("docker") or {}
+        docker_env = self.docker_env(spec)
         if docker_env.get("image"):
             return str(docker_env["image"])
         if docker_env.get("dockerfile") or docker_env.get("base_image"):

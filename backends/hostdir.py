@@ -104,6 +104,8 @@ def live_state(st: dict[str, Any], alive: bool, cancel_requested: bool, gone: st
         return JobState(RunStatus.FAILED, error=gone, **times(st))
     if cancel_requested:
         return JobState(RunStatus.CANCEL_REQUESTED, **times(st))
+    if state == P.PREPARING:  # the launcher builds the job's Python environment
+        return JobState(RunStatus.PREPARING, **times(st))
     return JobState(RunStatus.RUNNING if state in (P.RUNNING, P.STOPPING) else RunStatus.STARTING, **times(st))
 
 

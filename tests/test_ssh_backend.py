@@ -49,7 +49,7 @@ def _no_strays(tmp_path: Path) -> Any:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if str(tmp_path).encode() in cmdline and b"remote_agent.py" in cmdline:
+        if str(tmp_path).encode() in cmdline and b"runctl_job" in cmdline:
             os.kill(int(pid), signal.SIGKILL)
 
 

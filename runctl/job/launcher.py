@@ -238,6 +238,9 @@ def run(run_dir, secrets=None, started=None):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_stop_signal)
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # what the job daemonises stays our descendant
+    if spec.get("python_env") and not prepare_environment(run_dir, spec, status):
+        write_status(run_dir, status)
+        return status["exit_code"]
     child = start_job(run_dir, spec, secrets or {}, status)
     if child is None:
         write_status(run_dir, status)
@@ -270,6 +273,39 @@ def start_record(run_dir, spec):
                                               env.get(envrecord.NVIDIA_SMI_ENV) or "nvidia-smi", run_dir)
     except Exception:  # a courtesy: never the job's problem
         return None
+
+
+def prepare_environment(run_dir, spec, status):
+    """Build (or find) the job's Python environment (pyenv.py) and point the job's argv at its
+    python; False (and ``status`` says why) if it cannot be had or the run was canceled."""
+    from . import pyenv
+
+    status.update(state=P.PREPARING)
+    write_status(run_dir, status)
+    os.makedirs(os.path.join(run_dir, P.LOGS_DIR), mode=0o700, exist_ok=True)
+    log_path = os.path.join(run_dir, P.ENV_LOG_FILE)
+    std = os.open(os.path.join(run_dir, P.LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(std, b"runctl: preparing the Python environment (its installer's output: %s)\n"
+                 % P.ENV_LOG_FILE.encode())
+        with open(log_path, "ab") as log:
+            python = pyenv.ensure(spec["python_env"], P.job_environment(run_dir, spec, os.environ), log,
+                                  lambda: Stop.requested)
+    except pyenv.Canceled:
+        status.update(state=P.FINISHED, reason=P.CANCELED, exit_code=128 + signal.SIGTERM, end_time=time.time())
+        return False
+    except (pyenv.BuildFailed, OSError) as e:
+        os.write(std, ("runctl: %s\n" % e).encode("utf-8", "replace"))
+        status.update(state=P.FINISHED, reason=P.ENVIRONMENT_FAILED, exit_code=P.ENVIRONMENT_FAILED_EXIT,
+                      error=str(e), end_time=time.time())
+        return False
+    finally:
+        os.close(std)
+    argv = list(spec["argv"])
+    argv[0] = python
+    spec["argv"] = argv
+    status.update(state=P.STARTING)
+    return True
 
 
 def start_sampling(run_dir, spec, sid):

@@ -91,8 +91,12 @@ def job_environment(run_dir, spec, base):
 # Fields: state, reason, host, launcher_pid, launcher_start_ticks, pid, pgid, start_time,
 # end_time, exit_code, signal, error, warning.
 STARTING, RUNNING, STOPPING, FINISHED = "starting", "running", "stopping", "finished"
+PREPARING = "preparing"  # building the job's Python environment (pyenv.py), before the job starts
 EXIT, CANCELED, TIMEOUT, START_FAILED, LAUNCHER_ERROR, ABANDONED = (
     "exit", "canceled", "timeout", "start_failed", "launcher_error", "abandoned")
+ENVIRONMENT_FAILED = "environment_failed"  # the environment could not be built: the job never ran
+ENVIRONMENT_FAILED_EXIT = 3  # (runctl's "could not start")
+ENV_LOG_FILE = LOGS_DIR + "/environment.txt"  # the environment build's output
 ABANDONED_ERROR = "runctl submit was interrupted before the job started; the job never ran (submit it again)"
 
 # Run statuses as strings (runctl.status.RunStatus values; this module cannot import it).
@@ -148,9 +152,10 @@ def checked_status(st):
             if ok and value is not None and len(value) > _TEXT_FIELDS[key]:
                 value = value[:_TEXT_FIELDS[key]] + "..."
         elif key == "state":
-            ok = value in (STARTING, RUNNING, STOPPING, FINISHED)
+            ok = value in (STARTING, PREPARING, RUNNING, STOPPING, FINISHED)
         elif key == "reason":
-            ok = value is None or value in (EXIT, CANCELED, TIMEOUT, START_FAILED, LAUNCHER_ERROR, ABANDONED)
+            ok = value is None or value in (EXIT, CANCELED, TIMEOUT, START_FAILED, LAUNCHER_ERROR, ABANDONED,
+                                            ENVIRONMENT_FAILED)
         else:
             continue  # a field this version does not know: ignored
         if ok:

@@ -8,7 +8,7 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from runctl.config.jobconfig import JobConfig
 from runctl.errors import BackendUnreachable, DiskFull, InputError, RunctlError, StartError
@@ -18,7 +18,7 @@ from runctl.ops import staging
 from runctl.ops.portal import portal_base
 from runctl.ops.session import Session
 from runctl.status import RunStatus
-from runctl.store.snapshot import Listing, check_size, git_properties, list_source, take_snapshot
+from runctl.store.snapshot import Listing, ObjectStore, check_size, git_properties, list_source, take_snapshot
 from runctl.store.sqlite import RunRecord, Store
 
 if TYPE_CHECKING:
@@ -86,12 +86,17 @@ def check(session: Session, job: JobConfig) -> Backend:
 
 
 def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str, number: int | None = None,
-                code_files: tuple[tuple[str, str], ...] = (), portal: str | None = None) -> LaunchSpec:
+                code_files: tuple[tuple[str, str], ...] = (), portal: str | None = None,
+                read_code: Callable[[str], bytes | None] | None = None) -> LaunchSpec:
+    """The run's LaunchSpec. ``read_code(path)``: a file of the run's code (its snapshot's, or
+    the source directory's before the snapshot exists), for a requirements file."""
     from runctl.backends.base import LaunchSpec
 
+    python_env = None
     if job.script is not None:
         python = (job.environment.get("python") or {}).get("interpreter_path") or backend.default_interpreter()
         argv = [python, job.script, *job.arguments]
+        python_env = environment_definition(job, backend, python, read_code or _source_reader(job))
     elif isinstance(job.command, str):
         argv = ["/bin/sh", "-c", job.command]
     else:
@@ -115,7 +120,77 @@ def launch_spec(job: JobConfig, backend: Backend, run_id: str, snapshot_id: str,
         node_count=job.node_count,
         distributed=job.distributed_job_config or {},
         code_files=code_files,
+        python_env=python_env,
     )
+
+
+def _source_reader(job: JobConfig) -> Callable[[str], bytes | None]:
+    def read(rel: str) -> bytes | None:
+        try:
+            return (job.source_directory / rel).read_bytes()
+        except OSError:
+            return None
+
+    return read
+
+
+def snapshot_reader(objects: ObjectStore, code_files: tuple[tuple[str, str], ...]) -> Callable[[str], bytes | None]:
+    """``read_code`` over a snapshot: the exact bytes the run's code has."""
+    digests = dict(code_files)
+
+    def read(rel: str) -> bytes | None:
+        digest = digests.get(Path(rel).as_posix().lstrip("./"))
+        try:
+            return objects.object_path(digest).read_bytes() if digest else None
+        except OSError:
+            return None
+
+    return read
+
+
+def environment_definition(job: JobConfig, backend: Backend, python: str,
+                           read_code: Callable[[str], bytes | None]) -> dict[str, Any] | None:
+    """What defines the job's Python environment (runctl/job/pyenv.py builds it on the compute
+    host), or None when the job names no packages or its backend installs them itself."""
+    py = job.environment.get("python") or {}
+    named = [f for f in ("pip_packages", "pip_requirements", "conda_dependencies_file") if py.get(f)]
+    if not named:
+        return None
+    where = str(job.job_file or "the job")
+    if py.get("user_managed_dependencies"):
+        raise InputError(f"{where}: environment.python.{named[0]} with user_managed_dependencies: true; "
+                         f"drop one (user-managed: runctl installs nothing and uses the interpreter as it is)")
+    if py.get("conda_dependencies_file"):
+        raise InputError(f"{where}: environment.python.conda_dependencies_file: runctl does not build conda "
+                         f"environments yet; list the packages in environment.python.pip_packages, or make the "
+                         f"environment on the host and set environment.python.interpreter_path to its python")
+    if backend.installs_python_packages:
+        return None
+    lines = [str(line) for line in py.get("pip_packages") or []]
+    if py.get("pip_requirements"):
+        data = read_code(py["pip_requirements"])
+        if data is None:
+            raise InputError(f"{where}: environment.python.pip_requirements: {py['pip_requirements']!r} is not a "
+                             f"file in the source directory ({job.source_directory})")
+        lines += [ln.strip() for ln in data.decode("utf-8", "replace").splitlines()
+                  if ln.strip() and not ln.strip().startswith("#")]
+    return {"base": python, "requirements": lines, "installer_options": installer_options(backend.options)}
+
+
+def installer_options(options: dict[str, Any]) -> list[str]:
+    """The target's ``python_packages`` (where packages come from: an index, find-links, a
+    wheelhouse, no index) as the installer's arguments (pip's and uv's are the same)."""
+    where = options.get("python_packages") or {}
+    args: list[str] = []
+    if where.get("index_url"):
+        args += ["--index-url", where["index_url"]]
+    for url in where.get("extra_index_urls") or []:
+        args += ["--extra-index-url", url]
+    for link in where.get("find_links") or []:
+        args += ["--find-links", link]
+    if where.get("no_index"):
+        args.append("--no-index")
+    return args
 
 
 SECRET_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -187,8 +262,9 @@ def prepare(session: Session, job: JobConfig, backend: Backend, record: RunRecor
     its RUN_DIR (while the backend begins what is slow to start). Returns what
     ``backend.submit`` needs."""
     store = session.store
-    spec = launch_spec(job, backend, record.id, snapshot_id, record.number,
-                       staging.code_files(store.objects, snapshot_id), portal=portal_base(store.dir))
+    code = staging.code_files(store.objects, snapshot_id)
+    spec = launch_spec(job, backend, record.id, snapshot_id, record.number, code, portal=portal_base(store.dir),
+                       read_code=snapshot_reader(store.objects, code))
     backend.on_queued = functools.partial(_queued, session, record.id)
     plan = backend.plan(spec)
     store.update(record.id, handle=plan.to_dict(), status=RunStatus.PREPARING)
