@@ -329,11 +329,12 @@ class DockerBackend(HostDirBackend):
         image, else the target's image)."""
         docker_env = dict((spec.environment or {}).get("docker") or {})
         python = (spec.environment or {}).get("python") or {}
+        from_python = False
         for field in ("pip_packages", "pip_requirements"):
             if python.get(field) and not docker_env.get(field):
                 docker_env[field] = python[field]
-        wants = docker_env.get("pip_packages") or docker_env.get("pip_requirements")
-        if wants and not docker_env.get("base_image") and not docker_env.get("dockerfile"):
+                from_python = True
+        if from_python and not docker_env.get("base_image") and not docker_env.get("dockerfile"):
             base = docker_env.pop("image", None) or self.options.get("image")
             if base:
                 docker_env["base_image"] = base

@@ -634,3 +634,14 @@ def test_the_setup_rebuilds_a_broken_test_image(tmp_path: Path) -> None:
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(name, force=True)
         client.close()
+
+
+def test_environment_python_packages_are_installed_into_the_image(tmp_path: Path, home: Path) -> None:
+    """environment.python.pip_packages, the one place a job names its packages, on Docker: the
+    image it names is the base they are installed on (no virtual environment is built)."""
+    proj = docker_proj(tmp_path)
+    job = proj.script_job("print(1)\n", compute_target=TARGET,
+                          environment={"docker": {"image": IMAGE},
+                                       "python": {"pip_packages": ["nosuch-runctl-pkg==1.0"]}})
+    r = proj.cli("submit", str(job))
+    assert r.rc == 3 and f"base_image {IMAGE!r} has no pip" in r.err, "installed on the image the job names"
