@@ -149,6 +149,7 @@ class Backend(abc.ABC):
     # A backend that installs a job's environment.python packages itself (into an image, say);
     # else the launcher builds a virtual environment with them on the compute host.
     installs_python_packages: ClassVar[bool] = False
+    runs_images: ClassVar[bool] = False  # environment.docker (an image, a Dockerfile) means something here
 
     def __init__(self, target: str, options: dict[str, Any], services: Services) -> None:
         self.target = target

@@ -322,6 +322,7 @@ class DockerBackend(HostDirBackend):
 
     # -- images ---------------------------------------------------------------------------
     installs_python_packages = True  # environment.python.pip_*: installed into the image, not a venv
+    runs_images = True
 
     def docker_env(self, spec: LaunchSpec) -> dict[str, Any]:
         """environment.docker, with environment.python's pip_packages / pip_requirements (the

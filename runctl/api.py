@@ -174,16 +174,19 @@ def _environment_dict(env: Any) -> dict[str, Any]:
     python = getattr(env, "python", None)
     packages = [str(p) for p in (getattr(getattr(python, "conda_dependencies", None), "pip_packages", None) or [])
                 if not str(p).startswith("azureml-")]  # (v1's defaults; runctl's shim stands for them)
-    if image and packages:  # installed on the image, as Azure ML built it
-        out["docker"] = {"base_image": image, "pip_packages": packages}
-    elif image:
+    if image:  # (on Docker, the packages are installed on it, as Azure ML built it)
         out["docker"] = {"image": image}
-    elif packages:
-        print(f"runctl: the environment's pip packages ({', '.join(packages)}) need a Docker image to be installed "
-              f"on (env.docker.base_image); without one the job uses the Python it finds", file=sys.stderr)
     interpreter = getattr(python, "interpreter_path", None)
+    py: dict[str, Any] = {}
     if interpreter and interpreter != "python":
-        out["python"] = {"interpreter_path": interpreter}
+        py["interpreter_path"] = interpreter
+    if packages:  # built on every backend: a virtual environment on the host, or into the image
+        py["pip_packages"] = packages
+    if getattr(python, "user_managed_dependencies", False) is True:
+        py["user_managed_dependencies"] = True
+        py.pop("pip_packages", None)
+    if py:
+        out["python"] = py
     return out
 
 

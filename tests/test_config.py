@@ -242,11 +242,12 @@ def test_a_v1_run_configuration_converts_and_submits_as_it_is(project: Project) 
                    "distributed_job_config": {"type": "pytorch", "process_count": 2},
                    "environment": {"name": "my-env", "python": {"interpreter_path": "python3",
                                                                 "user_managed_dependencies": True},
-                                   "docker": {"base_image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
-                                              "pip_packages": ["torch==2.0"], "shm_size": "2g"},
+                                   "docker": {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+                                              "shm_size": "2g"},
                                    "environment_variables": {"EXAMPLE": "1"}}}
     joined = "\n".join(notes)
-    for left_out in ("framework", "history", "dataReferences", "conda packages python=3.8"):
+    for left_out in ("framework", "history", "dataReferences", "conda packages python=3.8",
+                     "pip packages torch==2.0 left out: userManagedDependencies is true"):
         assert left_out in joined, (left_out, notes)
     out = project.cli("convert", str(cfg), "-o", str(proj / "job.yaml"))
     assert out.rc == 0 and "dataReferences: not carried over" in out.err, out.err

@@ -222,9 +222,9 @@ def test_an_azureml_environment_feeds_the_job(capsys: pytest.CaptureFixture[str]
 
     env = NS(environment_variables={"SEED": "1"}, docker=NS(base_image="python:3.11"),
              python=NS(interpreter_path="python", conda_dependencies=NS(pip_packages=["azureml-defaults", "torch"])))
-    assert _environment_dict(env) == {"environment_variables": {"SEED": "1"},
-                                      "docker": {"base_image": "python:3.11", "pip_packages": ["torch"]}}
+    assert _environment_dict(env) == {"environment_variables": {"SEED": "1"}, "docker": {"image": "python:3.11"},
+                                      "python": {"pip_packages": ["torch"]}}
     no_image = NS(environment_variables={}, docker=NS(base_image=None),
                   python=NS(interpreter_path="/opt/py/bin/python", conda_dependencies=NS(pip_packages=["torch"])))
-    assert _environment_dict(no_image) == {"python": {"interpreter_path": "/opt/py/bin/python"}}
-    assert "need a Docker image to be installed on" in capsys.readouterr().err
+    assert _environment_dict(no_image) == {"python": {"interpreter_path": "/opt/py/bin/python", "pip_packages": ["torch"]}}
+    assert capsys.readouterr().err == "", "packages without an image are built on the host now (issue 22)"

@@ -171,3 +171,16 @@ def test_built_on_the_ssh_host_and_by_slurm(tmp_path: Path, home: Path, wheelhou
         assert len([d for d in envs.iterdir() if d.is_dir()]) == 1, compute
         record = project.cli("show", rid, "--json", check=True).json()["environment_record"]
         assert record["packages"]["fakepkg"] == "1.0" and record["python"]["executable"].startswith(str(envs))
+
+
+def test_no_field_its_target_cannot_honour_is_dropped_silently(tmp_path: Path, home: Path) -> None:
+    project = Project(tmp_path / "proj", {"box": {"type": "local"}})
+    packages = project.script_job("print(1)\n", compute_target="box",
+                                  environment={"docker": {"base_image": "python:3.11", "pip_packages": ["six"]}})
+    r = project.cli("submit", str(packages), "-q")
+    assert r.rc == 2 and "environment.docker.pip_packages" in r.err and "'box' (local)" in r.err
+    assert "environment.python.pip_packages" in r.err, "says what to do"
+    image = project.script_job("print('ran')\n", name="image.yaml", compute_target="box",
+                               environment={"docker": {"image": "python:3.11", "shm_size": "2g"}})
+    r = project.cli("submit", str(image), "-q", "--wait")
+    assert r.rc == 0 and "environment.docker.image, environment.docker.shm_size ignored on target 'box' (local)" in r.err

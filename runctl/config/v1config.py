@@ -165,16 +165,17 @@ def _environment(env: dict[str, Any], notes: list[str]) -> dict[str, Any]:
         py["interpreter_path"] = str(python["interpreterPath"])
     if python.get("userManagedDependencies") is not None:
         py["user_managed_dependencies"] = bool(python["userManagedDependencies"])
-    if py:
-        out["python"] = py
     conda = python.get("condaDependencies") or {}
     pip = [str(p) for dep in conda.get("dependencies") or [] if isinstance(dep, dict) for p in dep.get("pip") or []
            if not str(p).startswith("azureml-")]  # (v1's own packages: runctl's shim stands for them)
-    docker_base = (env.get("docker") or {}).get("baseImage")
-    if pip and not docker_base:
-        notes.append(f"environment.python.condaDependencies: pip packages {', '.join(pip)} need a Docker image to "
-                     f"be installed on (environment.docker.base_image + pip_packages), or install them where the "
-                     f"job runs")
+    if pip and py.get("user_managed_dependencies"):
+        notes.append(f"environment.python.condaDependencies: pip packages {', '.join(pip)} left out: "
+                     f"userManagedDependencies is true (the interpreter is used as it is); set it false to have "
+                     f"runctl install them")
+    elif pip:  # built where the job runs: a virtual environment on the host, or into the image on Docker
+        py["pip_packages"] = pip
+    if py:
+        out["python"] = py
     conda_only = [str(d) for d in conda.get("dependencies") or [] if isinstance(d, str) and not d.startswith("pip")]
     if conda_only:
         notes.append(f"environment.python.condaDependencies: conda packages {', '.join(conda_only)}: runctl does not "
@@ -185,9 +186,7 @@ def _environment(env: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     docker = env.get("docker") or {}
     dk: dict[str, Any] = {}
     if docker.get("enabled") or docker.get("baseImage"):
-        if docker.get("baseImage") and pip:  # the packages installed on it, as Azure ML built it
-            dk["base_image"], dk["pip_packages"] = str(docker["baseImage"]), pip
-        elif docker.get("baseImage"):
+        if docker.get("baseImage"):  # (on Docker, environment.python's packages are installed on it)
             dk["image"] = str(docker["baseImage"])
         if docker.get("shmSize"):
             dk["shm_size"] = str(docker["shmSize"])

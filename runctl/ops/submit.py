@@ -364,9 +364,35 @@ def check_placement(job: JobConfig, backend: Backend) -> None:
         raise InputError(f"{where}: node_count: {job.node_count}, but the {backend.name} target "
                          f"{job.compute_target!r} runs at most {backend.max_nodes} node; use node_count: 1 "
                          f"or a multi-node target")
+    check_environment_fields(job, backend)
     if job.distributed_job_config and backend.max_nodes == 1:
         raise InputError(f"{where}: distributed_job_config: the {backend.name} backend does not launch "
                          f"distributed jobs yet; remove it (a single process still sees every GPU it is given)")
+
+
+IMAGE_FIELDS = ("image", "base_image", "dockerfile", "build_context", "shm_size")
+
+
+def check_environment_fields(job: JobConfig, backend: Backend) -> None:
+    """No environment field its target cannot honour is dropped without a word: packages that
+    would be missing are an error (exit 2), an image the target does not use a warning."""
+    import sys
+
+    docker = job.environment.get("docker") or {}
+    where, target = f"{job.job_file or 'the job'}", f"target {job.compute_target!r} ({backend.name})"
+    pip = [f for f in ("pip_packages", "pip_requirements") if docker.get(f)]
+    if not backend.runs_images:
+        if pip:
+            raise InputError(f"{where}: environment.docker.{pip[0]}: {target} runs jobs without images, so these "
+                             f"packages would be missing; move them to environment.python.{pip[0]} (built on the "
+                             f"host the job runs on, and into the image on Docker targets)")
+        ignored = [f"environment.docker.{f}" for f in IMAGE_FIELDS if docker.get(f)]
+        if ignored:
+            print(f"runctl: {where}: {', '.join(ignored)} ignored on {target}: it runs the job with the host's Python "
+                  f"(environment.python.interpreter_path, pip_packages)", file=sys.stderr)
+    elif pip:
+        print(f"runctl: {where}: environment.docker.{pip[0]} still works; environment.python.{pip[0]} is its place "
+              f"now (honoured on every target)", file=sys.stderr)
 
 
 def job_document(job: JobConfig) -> dict[str, Any]:
