@@ -134,6 +134,9 @@ class Backend(abc.ABC):
     # them with file:line:col errors and parses cpus/memory/gpus before a backend sees them).
     options_schema: ClassVar[dict[str, Any]] = {
         "cancel_grace_s": {"type": "number", "minimum": 0, "description": "SIGTERM-to-SIGKILL grace (default 10)"},
+        "env_root": {"type": "string", "minLength": 1,
+                     "description": "where jobs' Python environments are built on the target's hosts "
+                                    "(default ~/.cache/runctl/envs; on Slurm, a filesystem the nodes share)"},
         "python_packages": {
             "type": "object", "additionalProperties": False,
             "description": "where a job's environment.python packages come from (hosts without internet)",
@@ -258,6 +261,17 @@ class Backend(abc.ABC):
         collect (only folders a run of the store recorded); None: the compute side keeps its
         own copies and collects them in ``gc``."""
         return None
+
+    def environments(self) -> list[dict[str, Any]] | None:
+        """The Python environments built for jobs on this target's hosts (runctl/job/pyenv.py's
+        inventory, each with its ``host``); None: this target builds none (images instead)."""
+        return None
+
+    def remove_environments(self, key: str | None, older_than_s: float | None = None,
+                            dry_run: bool = False) -> list[tuple[str, int]]:
+        """Remove environment ``key`` (None: every unused one older than ``older_than_s``),
+        never one a job runs from or a build holds; [(host:path, bytes)] removed."""
+        return []
 
     def trust_hosts(self) -> list[str] | None:
         """`runctl compute trust`: add the current host key of every host this target connects

@@ -113,3 +113,33 @@ def finished_state(st: dict[str, Any], cancel_requested: bool) -> JobState:
     """The final state recorded by the launcher: the protocol's one mapping, as a JobState."""
     status, code, error = P.final_outcome(st, cancel_requested)
     return JobState(RunStatus(status), exit_code=code, error=error, **times(st))
+
+
+def checked_environments(answer: Any, host: str) -> list[dict[str, Any]]:
+    """Environment entries as an agent (or this machine) listed them, kept only when well
+    formed (an agent's answer is hostile input), each with its ``host``."""
+    out = []
+    for e in answer if isinstance(answer, list) else []:
+        if isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("path"), str) \
+                and type(e.get("bytes")) is int and isinstance(e.get("last_used"), (int, float)):
+            reqs = e.get("requirements")
+            out.append({"host": host, "key": e["key"], "path": e["path"], "bytes": e["bytes"],
+                        "last_used": float(e["last_used"]), "in_use": e.get("in_use") is True,
+                        "requirements": [str(r) for r in reqs] if isinstance(reqs, list) else []})
+    return out
+
+
+def environments_here(env_root: str | None) -> list[dict[str, Any]]:
+    """The job environments built on this machine (runctl/job/pyenv.py) under the target's
+    ``env_root`` (None: the default place)."""
+    from runctl.job import pyenv
+
+    return checked_environments(pyenv.inventory(os.environ, env_root), os.uname().nodename)
+
+
+def remove_environments_here(env_root: str | None, key: str | None, older_than_s: float | None,
+                             dry_run: bool) -> list[tuple[str, int]]:
+    from runctl.job import pyenv
+
+    host = os.uname().nodename
+    return [(f"{host}:{path}", size) for path, size in pyenv.remove(os.environ, key, older_than_s, dry_run, env_root)]

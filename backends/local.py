@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runctl.backends.base import Handle, JobState, LaunchSpec
-from runctl.backends.hostdir import HostDirBackend, live_state
+from runctl.backends.hostdir import HostDirBackend, environments_here, live_state, remove_environments_here
 from runctl.errors import InputError, StartError
 from runctl.job import protocol as P
 from runctl.job.launcher import kill_run_processes, process_alive
@@ -25,6 +25,13 @@ from runctl.job.ownership import abandon_unstarted, launcher_alive, read_status
 
 class LocalBackend(HostDirBackend):
     name = "local"
+
+    def environments(self) -> list[dict[str, Any]] | None:
+        return environments_here(self.options.get("env_root"))
+
+    def remove_environments(self, key: str | None, older_than_s: float | None = None,
+                            dry_run: bool = False) -> list[tuple[str, int]]:
+        return remove_environments_here(self.options.get("env_root"), key, older_than_s, dry_run)
 
     def default_interpreter(self) -> str:
         return sys.executable

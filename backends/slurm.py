@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runctl.backends.base import Backend, Handle, JobState, LaunchSpec, RunFile, Services
-from runctl.backends.hostdir import live_state
+from runctl.backends.hostdir import environments_here, live_state, remove_environments_here
 from runctl.backends.hostdir import times as times_of
 from runctl.backends.localfs import LocalTransport
 from runctl.backends.sshlink import SSH_OPTIONS
@@ -464,6 +464,19 @@ class SlurmBackend(Backend):
         if keep == "all" or (keep == "failed" and state.status == RunStatus.FAILED):
             return
         self.site.remove(handle.run_dir)
+
+    def environments(self) -> list[dict[str, Any]] | None:
+        """Built where the batch step runs: on the shared filesystem (HOME), seen from here or
+        from the login node."""
+        if isinstance(self.site, _Login):
+            return self.site.link.environments(self.options.get("env_root"))
+        return environments_here(self.options.get("env_root"))
+
+    def remove_environments(self, key: str | None, older_than_s: float | None = None,
+                            dry_run: bool = False) -> list[tuple[str, int]]:
+        if isinstance(self.site, _Login):
+            return self.site.link.remove_environments(self.options.get("env_root"), key, older_than_s, dry_run)
+        return remove_environments_here(self.options.get("env_root"), key, older_than_s, dry_run)
 
     def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
         """Through the login node: its object cache, ready copy, and the finished runs' dirs.

@@ -237,6 +237,14 @@ class SSHBackend(Backend):
             return
         self.link(handle).agent({"op": "remove", "run_dir": handle.run_dir})
 
+    def environments(self) -> list[dict[str, Any]] | None:
+        return [e for link in self.links.values() for e in link.environments(self.options.get("env_root"))]
+
+    def remove_environments(self, key: str | None, older_than_s: float | None = None,
+                            dry_run: bool = False) -> list[tuple[str, int]]:
+        return [r for link in self.links.values()
+                for r in link.remove_environments(self.options.get("env_root"), key, older_than_s, dry_run)]
+
     def gc(self, finished: list[Handle], older_than_s: float, dry_run: bool) -> list[tuple[str, int]]:
         out: list[tuple[str, int]] = []
         for link in self.links.values():

@@ -508,6 +508,18 @@ class HostLink:
             self._agent_dir = posixpath.join(self.work_dir, ".runctl-agent", digest)
         return self._agent_dir
 
+    def environments(self, env_root: str | None) -> list[dict[str, Any]]:
+        from runctl.backends.hostdir import checked_environments
+
+        return checked_environments(self.agent({"op": "envs", "root": env_root}).get("envs"), self.alias)
+
+    def remove_environments(self, env_root: str | None, key: str | None, older_than_s: float | None,
+                            dry_run: bool) -> list[tuple[str, int]]:
+        answer = self.agent({"op": "env_rm", "root": env_root, "key": key, "older_than_s": older_than_s,
+                             "dry_run": dry_run})
+        return [(f"{self.alias}:{p}", n) for p, n in answer.get("removed") or []
+                if isinstance(p, str) and type(n) is int]
+
     def ensure_agent(self) -> None:
         """Start runctl's agent now if it does not serve yet (a wrong python is found before a
         run exists)."""

@@ -676,6 +676,59 @@ def convert(
         print(f"wrote {output}", file=sys.stderr)
 
 
+env_app = typer.Typer(help="The Python environments runctl built for jobs on each target's hosts.",
+                       no_args_is_help=True)
+app.add_typer(env_app, name="env", short_help="List and remove jobs' cached Python environments.")
+
+
+@env_app.command("list")
+def env_list(
+    target: Optional[str] = typer.Argument(None, help="Only this compute target."),
+    json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Environments built for environment.python.pip_packages: per target and host, their
+    size, when a run last used them, whether a job runs from one now, and the runs of this
+    store that ran in them."""
+    import time
+
+    with _session() as s:
+        names = [target] if target else sorted(s.ws.targets)
+        rows: list[dict[str, Any]] = []
+        records = {r.id: (s.store.properties(r.id).get("runctl.environment") or "")
+                   for r in s.store.runs(include_children=True) if r.compute_target in names}
+        for name in names:
+            envs = s.backend(name).environments()
+            for e in envs or []:
+                runs = [rid for rid, rec in records.items() if e["path"] + "/" in rec]
+                rows.append({"target": name, **e, "runs": len(runs)})
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        print("no environments built (jobs with environment.python.pip_packages make them)", file=sys.stderr)
+        return
+    _table(["TARGET", "HOST", "KEY", "SIZE", "LAST USED", "RUNS", "IN USE", "PACKAGES"],
+           [[r["target"], r["host"], r["key"], f"{r['bytes'] / 1e6:.1f} MB",
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])), str(r["runs"]),
+             "yes" if r["in_use"] else "", ", ".join(r["requirements"])[:60]] for r in rows])
+
+
+@env_app.command("rm")
+def env_rm(
+    target: str = typer.Argument(..., help="The compute target."),
+    key: str = typer.Argument(..., help="The environment's key (`runctl env list`)."),
+) -> None:
+    """Remove one environment from the target's hosts (never one a job runs from now: the
+    next run that needs it builds it again)."""
+    with _session() as s:
+        removed = s.backend(target).remove_environments(key)
+    if not removed:
+        raise InputError(f"no environment {key!r} removed on target {target!r}: none by that key, or a job runs "
+                         f"from it or builds it now (`runctl env list {target}`)")
+    for where, size in removed:
+        print(safe(f"removed {where} ({size / 1e6:.1f} MB)"))
+
+
 shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",
                        no_args_is_help=True)
 app.add_typer(shim_app, name="shim", short_help="Make azureml.core importable outside jobs.")

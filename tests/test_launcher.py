@@ -105,7 +105,9 @@ def test_job_side_runs_on_every_python_here(tmp_path: Path) -> None:
         log = (run_dir / "logs" / "std_log.txt").read_text()
         assert rc == 0 and "ok exp_1_abcd" in log, (python, log)
         events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-        assert [e["k"] for e in events] == ["scalar", "row", "run", "scalar", "status"], python
+        record = [e for e in events if e["n"] == "runctl.environment"]  # (the launcher's environment record)
+        assert len(record) == 1 and json.loads(record[0]["v"])["python"]["executable"], python
+        assert [e["k"] for e in events if e not in record] == ["scalar", "row", "run", "scalar", "status"], python
         assert json.loads((run_dir / "status.json").read_text())["exit_code"] == 0
 
 

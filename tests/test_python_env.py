@@ -154,7 +154,8 @@ def test_a_real_package_from_the_index_this_machine_reaches(tmp_path: Path, home
 
 def test_built_on_the_ssh_host_and_by_slurm(tmp_path: Path, home: Path, wheelhouse: Path) -> None:
     """The same job on the test SSH host (a host without internet: the wheelhouse) and on the
-    tests' Slurm cluster: each builds the environment where the job runs."""
+    tests' Slurm cluster: each builds the environment where the job runs (the target's
+    env_root), and `runctl env list` / `env rm` see it there (through the agent on SSH)."""
     from .conftest import require_service
     from .test_slurm_backend import local_target, slurm_ready
     from .test_ssh_backend import ssh_ready, target
@@ -162,15 +163,20 @@ def test_built_on_the_ssh_host_and_by_slurm(tmp_path: Path, home: Path, wheelhou
     require_service("sshd", ssh_ready(), "run tests/infra/up.sh")
     require_service("slurm", slurm_ready(), "run tests/infra/up.sh")
     where = {"python_packages": {"find_links": [str(wheelhouse)], "no_index": True}}
-    project = Project(tmp_path / "proj", {"box": target(work_dir=str(tmp_path / "remote"), **where),
-                                          "cluster": local_target(tmp_path, **where)})
+    project = Project(tmp_path / "proj", {
+        "box": target(work_dir=str(tmp_path / "remote"), env_root=str(tmp_path / "ssh-envs"), **where),
+        "cluster": local_target(tmp_path, env_root=str(tmp_path / "slurm-envs"), **where)})
+    job = project.script_job(USES_IT, environment={"python": {"pip_packages": ["fakepkg==1.0"]}})
     for compute, envs in (("box", tmp_path / "ssh-envs"), ("cluster", tmp_path / "slurm-envs")):
-        job = env_job(project, envs)
         rid = project.cli("submit", str(job), "--compute", compute, "--wait", "-q", check=True, timeout=300).out.strip()
         assert "value 42" in project.cli("logs", rid, check=True).out, compute
         assert len([d for d in envs.iterdir() if d.is_dir()]) == 1, compute
         record = project.cli("show", rid, "--json", check=True).json()["environment_record"]
         assert record["packages"]["fakepkg"] == "1.0" and record["python"]["executable"].startswith(str(envs))
+        [env] = project.cli("env", "list", compute, "--json", check=True).json()
+        assert env["path"].startswith(str(envs)) and env["runs"] == 1, env
+        assert "removed" in project.cli("env", "rm", compute, env["key"], check=True).out
+        assert not [d for d in envs.iterdir() if d.is_dir()], compute
 
 
 def test_no_field_its_target_cannot_honour_is_dropped_silently(tmp_path: Path, home: Path) -> None:
@@ -184,3 +190,31 @@ def test_no_field_its_target_cannot_honour_is_dropped_silently(tmp_path: Path, h
                                environment={"docker": {"image": "python:3.11", "shm_size": "2g"}})
     r = project.cli("submit", str(image), "-q", "--wait")
     assert r.rc == 0 and "environment.docker.image, environment.docker.shm_size ignored on target 'box' (local)" in r.err
+
+
+def test_env_list_rm_and_gc(tmp_path: Path, home: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    envs = tmp_path / "envs"
+    monkeypatch.setenv("RUNCTL_ENV_ROOT", str(envs))  # (what runctl and its local launcher both see)
+    project = Project(tmp_path / "proj", {"box": offline_target(wheelhouse)})
+    job = project.script_job(USES_IT, compute_target="box", environment={"python": {"pip_packages": ["fakepkg==1.0"]}})
+    rid = project.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    [env] = project.cli("env", "list", "box", "--json", check=True).json()
+    assert env["requirements"] == ["fakepkg==1.0"] and env["runs"] == 1 and env["bytes"] > 0 and not env["in_use"]
+    assert env["key"] in project.cli("env", "list", check=True).out
+    # a job running from it keeps it, from `env rm` and from gc
+    sleeper = project.script_job("import time\nprint('up', flush=True)\ntime.sleep(60)\n", name="sleep.yaml",
+                                 compute_target="box", environment={"python": {"pip_packages": ["fakepkg==1.0"]}})
+    running = project.cli("submit", str(sleeper), "-q", check=True).out.strip()
+    wait_for(lambda: "up" in project.cli("logs", running).out, timeout_s=60, what="the job to run")
+    assert project.cli("env", "list", "box", "--json", check=True).json()[0]["in_use"]
+    r = project.cli("env", "rm", "box", env["key"])
+    assert r.rc == 2 and "a job runs from it" in r.err
+    assert project.cli("gc", "--older-than", "0", check=True).rc == 0
+    assert Path(env["path"]).is_dir()
+    project.cli("cancel", running, check=True)
+    project.cli("wait", running, "--timeout", "60")
+    gone = project.cli("gc", "--older-than", "0", "--dry-run", check=True)
+    assert env["path"] in gone.out and Path(env["path"]).is_dir(), gone.out
+    assert "removed" in project.cli("env", "rm", "box", env["key"], check=True).out
+    assert not Path(env["path"]).exists() and project.cli("env", "list", "box", "--json", check=True).json() == []
+    assert rid

@@ -619,11 +619,27 @@ def op_release_gpus(req):
     return {}
 
 
+def op_envs(req):
+    """The Python environments built on this host (pyenv.inventory)."""
+    from . import pyenv
+
+    return {"envs": pyenv.inventory(os.environ, req.get("root"))}
+
+
+def op_env_rm(req):
+    """Remove one environment (``key``), or every unused one older than ``older_than_s``."""
+    from . import pyenv
+
+    old = req.get("older_than_s")
+    return {"removed": pyenv.remove(os.environ, req.get("key"), None if old is None else float(old),
+                                    bool(req.get("dry_run")), req.get("root"))}
+
+
 OPS = {"status": op_status, "watch": op_watch, "cancel": op_cancel, "missing": op_missing, "materialize": op_materialize,
        "read": op_read, "list": op_list, "remove": op_remove, "info": op_info, "gpus": op_gpus,
        "reserve": op_reserve, "release_gpus": op_release_gpus, "put": op_put, "launch": op_launch,
        "run": op_run, "mark_cancel": op_mark_cancel, "gc": op_gc,
-       "inventory": op_inventory}
+       "inventory": op_inventory, "envs": op_envs, "env_rm": op_env_rm}
 
 
 # How to start this agent again (the background builder): set by runctl's bootstrap, which

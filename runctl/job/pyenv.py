@@ -35,7 +35,11 @@ class Canceled(Exception):
     pass
 
 
-def root(environ):
+def root(environ, explicit=None):
+    """Where environments live on this host: the target's ``env_root``, else RUNCTL_ENV_ROOT,
+    else ~/.cache/runctl/envs."""
+    if explicit:
+        return os.path.expanduser(explicit)
     if environ.get(ROOT_ENV):
         return environ[ROOT_ENV]
     base = environ.get("XDG_CACHE_HOME") or os.path.join(environ.get("HOME") or "/tmp", ".cache")
@@ -53,7 +57,8 @@ def find_executable(name, environ):
 def env_key(definition, base):
     """The folder name: the definition's hash, with the base interpreter's real path and mtime."""
     real = os.path.realpath(base)
-    h = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
+    defining = {k: v for k, v in definition.items() if k != "root"}  # (where it lives does not define it)
+    h = hashlib.sha256(json.dumps(defining, sort_keys=True).encode())
     h.update(("%s\0%d" % (real, os.stat(real).st_mtime_ns)).encode())
     return h.hexdigest()[:24]
 
@@ -73,7 +78,7 @@ def ensure(definition, environ, log, stop):
     if not os.path.exists(base):
         raise BuildFailed("the base interpreter %s does not exist on this host; set environment.python."
                           "interpreter_path (or the target's python) to one that does" % base)
-    where = root(environ)
+    where = root(environ, definition.get("root"))
     os.makedirs(where, mode=0o700, exist_ok=True)
     key = env_key(definition, base)
     final = os.path.join(where, key)
@@ -181,3 +186,81 @@ def _run(argv, environ, log, stop):
                 pass
         raise BuildFailed("building the environment failed (%s exited %d):\n%s"
                           % (os.path.basename(argv[0]), p.returncode, tail))
+
+
+def _du(path):
+    total = 0
+    for dirpath, _dirs, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def in_use(env_dir):
+    """Does a process on this host run from ``env_dir`` (its command starts with the path)?"""
+    prefix = (os.path.abspath(env_dir) + os.sep).encode()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if f.read().split(b"\0", 1)[0].startswith(prefix):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def inventory(environ, explicit_root=None):
+    """The environments built on this host: [{key, path, bytes, built, last_used, requirements,
+    in_use}], newest use first."""
+    where = root(environ, explicit_root)
+    out = []
+    for name in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+        path = os.path.join(where, name)
+        marker = os.path.join(path, MARKER)
+        if "." in name or not os.path.isfile(marker):
+            continue  # (locks, builds in progress)
+        try:
+            with open(marker) as f:
+                info = json.load(f)
+            last = os.stat(marker).st_mtime
+        except (OSError, ValueError):
+            continue
+        out.append({"key": name, "path": path, "bytes": _du(path), "built": info.get("built"), "last_used": last,
+                    "requirements": (info.get("definition") or {}).get("requirements") or [], "in_use": in_use(path)})
+    return sorted(out, key=lambda e: -e["last_used"])
+
+
+def remove(environ, key, older_than_s=None, dry_run=False, explicit_root=None):
+    """Remove environment ``key`` (all unused ones older than ``older_than_s`` when key is None)
+    unless a job runs from it or it is being built; [(path, bytes)] removed (or, dry, to be)."""
+    import fcntl
+
+    removed = []
+    for env in inventory(environ, explicit_root):
+        if key is not None and env["key"] != key:
+            continue
+        if key is None and (older_than_s is None or time.time() - env["last_used"] <= older_than_s):
+            continue
+        if env["in_use"]:
+            continue
+        lock = os.open(env["path"] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a run is waiting on it or building it
+            removed.append((env["path"], env["bytes"]))
+            if not dry_run:
+                gone = "%s.removing-%d" % (env["path"], os.getpid())
+                os.rename(env["path"], gone)  # (no run can find it half removed)
+                shutil.rmtree(gone, ignore_errors=True)
+        finally:
+            os.close(lock)
+    return removed

@@ -104,6 +104,13 @@ def remote(session: Session, older_than_days: float, dry_run: bool, out: Plan) -
         except RunctlError as e:
             out.warnings.append(f"{name}: not collected: {e}")
             continue
+        try:  # job environments unused that long (never one a job runs from, or a build holds)
+            for gone in backend.remove_environments(None, older_than_days * 86400, dry_run):
+                if gone not in out.remote:  # (two targets on one host see the same ones)
+                    out.remote.append(gone)
+                    out.bytes += gone[1]
+        except RunctlError as e:
+            out.warnings.append(f"{name}: environments not collected: {e}")
         if backend.local_work_dir() is not None:
             continue  # its run directories are this machine's: plan() collects them
         finished = [Handle.from_dict(r.handle) for r in session.store.runs(include_children=True)

@@ -174,7 +174,10 @@ def environment_definition(job: JobConfig, backend: Backend, python: str,
                              f"file in the source directory ({job.source_directory})")
         lines += [ln.strip() for ln in data.decode("utf-8", "replace").splitlines()
                   if ln.strip() and not ln.strip().startswith("#")]
-    return {"base": python, "requirements": lines, "installer_options": installer_options(backend.options)}
+    out = {"base": python, "requirements": lines, "installer_options": installer_options(backend.options)}
+    if backend.options.get("env_root"):
+        out["root"] = backend.options["env_root"]
+    return out
 
 
 def installer_options(options: dict[str, Any]) -> list[str]:
