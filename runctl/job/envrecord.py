@@ -167,7 +167,7 @@ def record_in_background(events_path, argv, env, cwd, nvidia_smi, run_dir):
             record = take(argv, env, cwd, nvidia_smi, run_dir)
             line = json.dumps({"k": "property", "n": PROPERTY, "v": json.dumps(record, sort_keys=True),
                                "t": time.time()}, separators=(",", ":")) + "\n"
-            fd = os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
             try:
                 os.write(fd, line.encode("utf-8"))
             finally:

@@ -158,9 +158,10 @@ class Sampler:
                 return
 
     def _append(self, text):
-        """One write() with O_APPEND: whole lines, never interleaved with the job's writer's."""
+        """One write() with O_APPEND: whole lines, never interleaved with the job's writer's; never
+        through a link the job put in events.jsonl's place (RUN_DIR is the job's to change)."""
         try:
-            fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.events_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         except OSError:
             return
         try:
