@@ -14,6 +14,7 @@ from .conftest import REPO, require_service
 BENCHES = {  # bench -> what it needs (checked by the suites of those services)
     "bench_core.py": [],
     "bench_sysmetrics.py": [],
+    "bench_pyenv.py": [],
     "bench_logging.py": [],
     "bench_agent_start.py": ["sshd"],
     "bench_ssh.py": ["sshd"],
