@@ -218,3 +218,39 @@ def test_env_list_rm_and_gc(tmp_path: Path, home: Path, wheelhouse: Path, monkey
     assert "removed" in project.cli("env", "rm", "box", env["key"], check=True).out
     assert not Path(env["path"]).exists() and project.cli("env", "list", "box", "--json", check=True).json() == []
     assert rid
+
+
+STAND_IN_MICROMAMBA = """#!/bin/sh
+# A stand-in for micromamba (this machine has no conda): `create --yes --prefix P --file F`
+# makes P a Python environment and records the file it was given.
+while [ $# -gt 0 ]; do
+  case "$1" in --prefix) prefix=$2; shift;; --file) file=$2; shift;; esac
+  shift
+done
+echo "stand-in micromamba: creating $prefix"
+python3 -m venv "$prefix" && cp "$file" "$prefix/conda-file.yml"
+"""
+
+
+def test_a_conda_file_is_built_with_the_hosts_conda_tool_or_says_what_to_install(tmp_path: Path, home: Path) -> None:
+    project = Project(tmp_path / "proj", {"box": {"type": "local"}})
+    envs = tmp_path / "envs"
+    project.write("environment.yml", "name: demo\ndependencies:\n  - python=3.11\n")
+    job = env_job(project, envs, code="import sys\nprint('prefix', sys.prefix, flush=True)\n",
+                  conda_dependencies_file="environment.yml")
+    bare = {"PATH": "/usr/bin:/bin"}  # (no conda tool on it)
+    r = project.cli("submit", str(job), "--wait", "-q", env=bare, timeout=120)
+    assert r.rc == 3, r.err
+    rid = project.cli("list", "--json", check=True).json()[0]["id"]
+    assert "needs micromamba, mamba or conda on the host" in project.cli("show", rid, "--json", check=True).json()[
+        "error"]["message"]
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "micromamba").write_text(STAND_IN_MICROMAMBA)
+    (tools / "micromamba").chmod(0o755)
+    rid = project.cli("submit", str(job), "--wait", "-q", env={"PATH": f"{tools}:/usr/bin:/bin"}, check=True,
+                      timeout=120).out.strip()
+    [built] = [d for d in envs.iterdir() if d.is_dir()]
+    assert f"prefix {built}" in project.cli("logs", rid, check=True).out
+    assert "stand-in micromamba: creating" in project.cli("logs", rid, check=True).out, "the build shows in the log"
+    assert (built / "conda-file.yml").read_text() == "name: demo\ndependencies:\n  - python=3.11\n"

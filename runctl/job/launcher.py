@@ -286,11 +286,11 @@ def prepare_environment(run_dir, spec, status):
     log_path = os.path.join(run_dir, P.ENV_LOG_FILE)
     std = os.open(os.path.join(run_dir, P.LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.write(std, b"runctl: preparing the Python environment (its installer's output: %s)\n"
+        os.write(std, b"runctl: preparing the Python environment (its installer's output is also in %s)\n"
                  % P.ENV_LOG_FILE.encode())
-        with open(log_path, "ab") as log:
-            python = pyenv.ensure(spec["python_env"], P.job_environment(run_dir, spec, os.environ), log,
-                                  lambda: Stop.requested)
+        with open(log_path, "ab") as log, os.fdopen(os.dup(std), "ab") as main_log:
+            python = pyenv.ensure(spec["python_env"], P.job_environment(run_dir, spec, os.environ),
+                                  pyenv.Tee(log, main_log), lambda: Stop.requested)
     except pyenv.Canceled:
         status.update(state=P.FINISHED, reason=P.CANCELED, exit_code=128 + signal.SIGTERM, end_time=time.time())
         return False

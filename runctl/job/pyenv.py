@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 ROOT_ENV = "RUNCTL_ENV_ROOT"  # where environments live (default: ~/.cache/runctl/envs)
@@ -129,7 +130,45 @@ def _say(log, text):
     log.flush()
 
 
+def _copy(pipe, log):
+    """The installer's output, as it comes, to ``log`` (a Tee: the run's environment.txt and its
+    main log, so `runctl logs --follow` shows the build)."""
+    for chunk in iter(lambda: pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536), b""):
+        log.write(chunk)
+        log.flush()
+
+
+class Tee(object):
+    """A binary file that writes to two (the first one's name and offset are its own)."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.name = getattr(first, "name", None)
+
+    def write(self, data):
+        self.first.write(data)
+        try:
+            self.second.write(data)
+        except OSError:
+            pass
+
+    def flush(self):
+        self.first.flush()
+        try:
+            self.second.flush()
+        except OSError:
+            pass
+
+    def tell(self):
+        return self.first.tell()
+
+
+CONDA_TOOLS = ("micromamba", "mamba", "conda")
+
+
 def _build(definition, base, aside, environ, log, stop):
+    if definition.get("conda_file") is not None:
+        return _build_conda(definition, aside, environ, log, stop)
     requirements = [str(r) for r in definition.get("requirements") or []]
     options = [str(o) for o in definition.get("installer_options") or []]
     uv = environ.get(UV_ENV) or find_executable("uv", environ)
@@ -155,6 +194,27 @@ def _build(definition, base, aside, environ, log, stop):
             pass
 
 
+def _build_conda(definition, aside, environ, log, stop):
+    """A conda environment file, with the host's micromamba, mamba or conda (in that order)."""
+    tool = next((t for t in (find_executable(n, environ) for n in CONDA_TOOLS) if t), None)
+    if tool is None:
+        raise BuildFailed("environment.python.conda_dependencies_file needs micromamba, mamba or conda on the host "
+                          "the job runs on, and it has none on its PATH; install micromamba there "
+                          "(https://mamba.readthedocs.io), or list pip packages in environment.python.pip_packages")
+    spec = aside + ".environment.yml"
+    with open(spec, "w") as f:
+        f.write(definition["conda_file"])
+    try:
+        _say(log, "building the environment with %s from %s" % (os.path.basename(tool), definition.get("conda_name")))
+        _run([tool, "env", "create", "--yes", "--prefix", aside, "--file", spec] if os.path.basename(tool) == "conda"
+             else [tool, "create", "--yes", "--prefix", aside, "--file", spec], environ, log, stop)
+    finally:
+        try:
+            os.unlink(spec)
+        except OSError:
+            pass
+
+
 def _run(argv, environ, log, stop):
     """Run one installer step, its output to ``log``; kill it when ``stop()`` says so."""
     env = dict(environ)
@@ -162,10 +222,12 @@ def _run(argv, environ, log, stop):
     out_path = getattr(log, "name", None)
     start = log.tell() if hasattr(log, "tell") else 0
     try:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                              start_new_session=True)
     except OSError as e:
         raise BuildFailed("%s: %s" % (argv[0], e)) from None
+    copier = threading.Thread(target=_copy, args=(p.stdout, log), daemon=True)
+    copier.start()
     while p.poll() is None:
         if stop():
             try:
@@ -173,8 +235,10 @@ def _run(argv, environ, log, stop):
             except OSError:
                 pass
             p.wait()
+            copier.join(5)
             raise Canceled()
         time.sleep(0.1)
+    copier.join(30)
     if p.returncode != 0:
         tail = ""
         if isinstance(out_path, str):

@@ -160,12 +160,21 @@ def environment_definition(job: JobConfig, backend: Backend, python: str,
     if py.get("user_managed_dependencies"):
         raise InputError(f"{where}: environment.python.{named[0]} with user_managed_dependencies: true; "
                          f"drop one (user-managed: runctl installs nothing and uses the interpreter as it is)")
-    if py.get("conda_dependencies_file"):
-        raise InputError(f"{where}: environment.python.conda_dependencies_file: runctl does not build conda "
-                         f"environments yet; list the packages in environment.python.pip_packages, or make the "
-                         f"environment on the host and set environment.python.interpreter_path to its python")
     if backend.installs_python_packages:
         return None
+    if py.get("conda_dependencies_file"):
+        if py.get("pip_packages") or py.get("pip_requirements"):
+            raise InputError(f"{where}: environment.python.conda_dependencies_file with pip_packages or "
+                             f"pip_requirements: put the pip packages in the conda file's `pip:` section")
+        data = read_code(py["conda_dependencies_file"])
+        if data is None:
+            raise InputError(f"{where}: environment.python.conda_dependencies_file: {py['conda_dependencies_file']!r} "
+                             f"is not a file in the source directory ({job.source_directory})")
+        out: dict[str, Any] = {"base": python, "conda_file": data.decode("utf-8", "replace"),
+                               "conda_name": py["conda_dependencies_file"]}
+        if backend.options.get("env_root"):
+            out["root"] = backend.options["env_root"]
+        return out
     lines = [str(line) for line in py.get("pip_packages") or []]
     if py.get("pip_requirements"):
         data = read_code(py["pip_requirements"])
@@ -393,6 +402,10 @@ def check_environment_fields(job: JobConfig, backend: Backend) -> None:
         if ignored:
             print(f"runctl: {where}: {', '.join(ignored)} ignored on {target}: it runs the job with the host's Python "
                   f"(environment.python.interpreter_path, pip_packages)", file=sys.stderr)
+    elif (job.environment.get("python") or {}).get("conda_dependencies_file"):
+        raise InputError(f"{where}: environment.python.conda_dependencies_file: {target} runs images and does not "
+                         f"build conda environments in them; use an image that has the environment "
+                         f"(environment.docker.image, or a Dockerfile: environment.docker.dockerfile)")
     elif pip:
         print(f"runctl: {where}: environment.docker.{pip[0]} still works; environment.python.{pip[0]} is its place "
               f"now (honoured on every target)", file=sys.stderr)
