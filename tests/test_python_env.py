@@ -254,3 +254,32 @@ def test_a_conda_file_is_built_with_the_hosts_conda_tool_or_says_what_to_install
     assert f"prefix {built}" in project.cli("logs", rid, check=True).out
     assert "stand-in micromamba: creating" in project.cli("logs", rid, check=True).out, "the build shows in the log"
     assert (built / "conda-file.yml").read_text() == "name: demo\ndependencies:\n  - python=3.11\n"
+
+
+def test_a_killed_build_is_never_used_and_the_next_run_builds_afresh(tmp_path: Path, home: Path,
+                                                                      wheelhouse: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    slow = tmp_path / "slow-uv"
+    marker = tmp_path / "installer-ran"
+    slow.write_text(f"#!/bin/sh\nmkdir -p \"$4\"\ntouch \"$4/half-built\" {marker}\nexec sleep 300\n")  # uv venv --python B DIR
+    slow.chmod(0o755)
+    project = Project(tmp_path / "proj", {"box": offline_target(wheelhouse)})
+    envs = tmp_path / "envs"
+    killed = project.script_job(USES_IT, name="killed.yaml", compute_target="box", environment={
+        "python": {"pip_packages": ["fakepkg==1.0"]},
+        "environment_variables": {"RUNCTL_ENV_ROOT": str(envs), "RUNCTL_UV": str(slow)}})
+    rid = project.cli("submit", str(killed), "-q", check=True).out.strip()
+    wait_for(lambda: marker.exists(), timeout_s=60, what="the installer to start")
+    status = json.loads((home / "work" / rid / "status.json").read_text())
+    os.kill(status["launcher_pid"], signal.SIGKILL)  # a build killed midway (an OOM kill, a reboot)
+    wait_for(lambda: subprocess.run(["pgrep", "-f", str(slow)], capture_output=True).returncode == 1, timeout_s=30,
+             what="the installer to die with its launcher")
+    assert [p.name for p in envs.iterdir() if p.is_dir()] and not [p for p in envs.iterdir() if p.is_dir()
+                                                                   and ".building-" not in p.name]
+    rid2 = project.cli("submit", str(env_job(project, envs)), "--wait", "-q", check=True, timeout=300).out.strip()
+    assert "value 42" in project.cli("logs", rid2, check=True).out
+    assert [p.name for p in envs.iterdir() if p.is_dir() and ".building-" in p.name] == [], "the leftover is gone"
+    assert project.cli("wait", rid, "--timeout", "60").rc != 0

@@ -100,8 +100,10 @@ def ensure(definition, environ, log, stop):
                 time.sleep(0.2)
         if os.path.isdir(final):  # another run built it while this one waited
             return _used(final, log, "reusing the environment %s (built by another run meanwhile)" % final)
+        for name in os.listdir(where):  # what a killed build left (this lock is held by every build of it)
+            if name.startswith(key + ".building-"):
+                shutil.rmtree(os.path.join(where, name), ignore_errors=True)
         aside = "%s.building-%d" % (final, os.getpid())
-        shutil.rmtree(aside, ignore_errors=True)
         try:
             _build(definition, base, aside, environ, log, stop)
             with open(os.path.join(aside, MARKER), "w") as f:
@@ -221,9 +223,11 @@ def _run(argv, environ, log, stop):
     env.pop("PYTHONPATH", None)  # (runctl's job-side lib is the job's, not the installer's)
     out_path = getattr(log, "name", None)
     start = log.tell() if hasattr(log, "tell") else 0
+    from .launcher import die_with_parent
+
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=die_with_parent)  # (a killed launcher: the build too)
     except OSError as e:
         raise BuildFailed("%s: %s" % (argv[0], e)) from None
     copier = threading.Thread(target=_copy, args=(p.stdout, log), daemon=True)
