@@ -666,6 +666,11 @@ class _Start:
 
     def _run(self) -> None:
         try:
+            with contextlib.suppress(Exception):  # the image's digest, for the run's environment record
+                info = self.engine.image(self.image)
+                digest = (info.get("RepoDigests") or [None])[0] or info.get("Id")
+                if isinstance(digest, str):
+                    self.body["Env"].append(f"RUNCTL_IMAGE_DIGEST={digest}")
             self.container_id = self.engine.create(self.name, self.body)
             self.sock = self.engine.attach_stdin(self.container_id)
             self.engine.start(self.container_id)

@@ -645,3 +645,12 @@ def test_environment_python_packages_are_installed_into_the_image(tmp_path: Path
                                        "python": {"pip_packages": ["nosuch-runctl-pkg==1.0"]}})
     r = proj.cli("submit", str(job))
     assert r.rc == 3 and f"base_image {IMAGE!r} has no pip" in r.err, "installed on the image the job names"
+
+
+def test_the_environment_record_names_the_image_and_its_digest(tmp_path: Path, home: Path) -> None:
+    proj = docker_proj(tmp_path)
+    job = proj.script_job("print('hi')\n", compute_target=TARGET, environment={"docker": {"image": IMAGE}})
+    rid = proj.cli("submit", str(job), "--wait", "-q", check=True).out.strip()
+    record = proj.cli("show", rid, "--json", check=True).json()["environment_record"]
+    assert record["image"] == IMAGE and "sha256:" in record["image_digest"], record
+    assert record["python"]["version"].startswith("3.") and isinstance(record["packages"], dict)

@@ -5,7 +5,7 @@ by the launcher beside the job as it starts, and appended to events.jsonl as the
 - ``python``: {"version", "executable"} of the job's interpreter, and ``packages``: name ->
   version of every distribution it can import (what ``pip freeze`` would say, read from the
   installed metadata by that interpreter itself);
-- ``os`` and ``host``; ``image`` on Docker (the container's image, as the backend says);
+- ``os`` and ``host``; ``image`` and ``image_digest`` on Docker (as the backend resolved them);
 - on a host with ``nvidia-smi``: ``gpus`` (names), ``driver`` and ``cuda`` versions.
 
 Nothing here may delay or fail the job: it runs in a thread, and what cannot be found is
@@ -28,6 +28,7 @@ from .sysmetrics import NVIDIA_SMI_ENV  # noqa: F401  (the same nvidia-smi for b
 
 PROPERTY = "runctl.environment"
 IMAGE_ENV = "RUNCTL_IMAGE"  # set by a backend that runs the job in an image
+IMAGE_DIGEST_ENV = "RUNCTL_IMAGE_DIGEST"  # and the digest it resolved that image to
 PROBE = ("import json, sys\n"
          "try:\n    import importlib.metadata as m\nexcept ImportError:\n    m = None\n"
          "pk = {}\n"
@@ -156,6 +157,8 @@ def take(argv, env, cwd, nvidia_smi, run_dir):
             record["python"] = {"version": found.get("version"), "executable": found.get("executable")}
     if env.get(IMAGE_ENV):
         record["image"] = env[IMAGE_ENV]
+    if env.get(IMAGE_DIGEST_ENV):
+        record["image_digest"] = env[IMAGE_DIGEST_ENV]
     record.update(probe_gpus(nvidia_smi))
     return record
 
