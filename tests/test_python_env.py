@@ -283,3 +283,21 @@ def test_a_killed_build_is_never_used_and_the_next_run_builds_afresh(tmp_path: P
     assert "value 42" in project.cli("logs", rid2, check=True).out
     assert [p.name for p in envs.iterdir() if p.is_dir() and ".building-" in p.name] == [], "the leftover is gone"
     assert project.cli("wait", rid, "--timeout", "60").rc != 0
+
+
+def test_uv_builds_it_when_the_base_interpreter_has_it(tmp_path: Path, home: Path, wheelhouse: Path) -> None:
+    """uv, where it can be had: here a base interpreter with uv installed into it (uv ships as a
+    wheel), from the index this machine reaches."""
+    import subprocess
+    import sys
+
+    base = tmp_path / "base"
+    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
+    subprocess.run([str(base / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv"],
+                   check=True, timeout=300)
+    project = Project(tmp_path / "proj", {"box": offline_target(wheelhouse)})
+    envs = tmp_path / "envs"
+    job = env_job(project, envs, pip_packages=["fakepkg==1.0"], interpreter_path=str(base / "bin" / "python"))
+    rid = project.cli("submit", str(job), "--wait", "-q", check=True, timeout=300).out.strip()
+    assert "value 42" in project.cli("logs", rid, check=True).out
+    assert "building the environment with uv" in (home / "runs" / rid / "logs" / "environment.txt").read_text()

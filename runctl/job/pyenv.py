@@ -173,15 +173,15 @@ def _build(definition, base, aside, environ, log, stop):
         return _build_conda(definition, aside, environ, log, stop)
     requirements = [str(r) for r in definition.get("requirements") or []]
     options = [str(o) for o in definition.get("installer_options") or []]
-    uv = environ.get(UV_ENV) or find_executable("uv", environ)
+    uv = find_uv(base, environ)
     reqs = aside + ".requirements.txt"
     with open(reqs, "w") as f:
         f.write("\n".join(requirements) + "\n")
     try:
         if uv:
             _say(log, "building the environment with uv: %s" % ", ".join(requirements))
-            _run([uv, "venv", "--python", base, aside], environ, log, stop)
-            steps = [[uv, "pip", "install", "--python", env_python(aside)] + options + ["-r", reqs]]
+            _run(uv + ["venv", "--python", base, aside], environ, log, stop)
+            steps = [uv + ["pip", "install", "--python", env_python(aside)] + options + ["-r", reqs]]
         else:
             _say(log, "building the environment with venv and pip: %s" % ", ".join(requirements))
             _run([base, "-m", "venv", aside], environ, log, stop)
@@ -215,6 +215,21 @@ def _build_conda(definition, aside, environ, log, stop):
             os.unlink(spec)
         except OSError:
             pass
+
+
+def find_uv(base, environ):
+    """uv's command: RUNCTL_UV, else ``uv`` on PATH, else the base interpreter's own uv module
+    (``pip install uv`` into it, or a wheel of it: uv ships as one); None: venv + pip."""
+    named = environ.get(UV_ENV) or find_executable("uv", environ)
+    if named:
+        return [named]
+    try:
+        found = subprocess.run([base, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('uv') is None)"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        found = False
+    return [base, "-m", "uv"] if found else None
 
 
 def _run(argv, environ, log, stop):
