@@ -103,6 +103,9 @@ def cached_probe(python, env, cwd, run_dir):
 
 
 def probe_python(python, env, cwd):
+    # The job's environment less runctl's run variables: the probe is not a process of the run
+    # (whatever finds a run's processes by RUNCTL_RUN_DIR, cancel included, must not count it).
+    env = {k: v for k, v in env.items() if not k.startswith("RUNCTL_")}
     try:
         out = subprocess.run([python, "-c", PROBE], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S).stdout
