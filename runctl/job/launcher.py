@@ -31,11 +31,11 @@ import sys
 import threading
 import time
 
+from . import envrecord, sysmetrics  # (before the job starts: after, RUN_DIR/.runctl is the job's to replace)
 from . import protocol as P
+from .linux import PR_SET_CHILD_SUBREAPER, die_with_parent, prctl  # noqa: F401  (prctl: for callers)
 
 CHECK_S = 0.1  # how often the time limit and a stop signal are checked
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def proc_start_ticks(pid):
@@ -118,20 +118,6 @@ def take_lock(run_dir, wait=True):
         os.close(fd)
         return None
     return fd
-
-
-def prctl(option, value):
-    """Linux prctl(2) through ctypes; a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def die_with_parent():
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def read_secrets(stream):
@@ -265,8 +251,6 @@ RECORD_WAIT_S = 15.0
 def start_record(run_dir, spec):
     """The run's environment record (envrecord.py), taken in a thread beside the job."""
     try:
-        from . import envrecord  # (only now: the job has started)
-
         env = P.job_environment(run_dir, spec, os.environ)
         return envrecord.record_in_background(os.path.join(run_dir, P.EVENTS_FILE), spec.get("argv") or [], env,
                                               os.path.join(run_dir, spec.get("cwd", P.CODE_DIR)),
@@ -316,8 +300,6 @@ def start_sampling(run_dir, spec, sid):
     if not P.logs_metrics(env) or not spec.get("system_metrics_interval_s", 10):
         return None
     try:
-        from . import sysmetrics  # (only now: the job has started)
-
         return sysmetrics.start(run_dir, spec, sid, env, P.EVENTS_FILE)
     except Exception as e:  # sampling must never cost the job its run
         sys.stderr.write("runctl launcher: no system metrics: %s: %s\n" % (type(e).__name__, e))

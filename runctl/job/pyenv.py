@@ -238,7 +238,7 @@ def _run(argv, environ, log, stop):
     env.pop("PYTHONPATH", None)  # (runctl's job-side lib is the job's, not the installer's)
     out_path = getattr(log, "name", None)
     start = log.tell() if hasattr(log, "tell") else 0
-    from .launcher import die_with_parent
+    from .linux import die_with_parent
 
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
