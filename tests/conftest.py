@@ -11,6 +11,7 @@ import pytest
 
 from runctl.testing import Project as KitProject
 from runctl.testing import Result, run_cli, wait_for  # noqa: F401  (the tests import them from here)
+from runctl.testing.project import isolated_home
 from runctl.testing.rig import stage_run_dir  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,13 +34,7 @@ def session_labelled(targets: dict[str, dict]) -> dict[str, dict]:
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    h = tmp_path / "store"
-    monkeypatch.setenv("RUNCTL_HOME", str(h))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
-    monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
-    return h
+    return isolated_home(tmp_path, monkeypatch)
 
 
 class Project(KitProject):

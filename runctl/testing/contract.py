@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from runctl.testing import rig as core
-from runctl.testing.project import Project, wait_for
+from runctl.testing.project import Project, isolated_home, wait_for
 
 TARGET = "under-test"
 
@@ -32,13 +32,7 @@ class Isolated:
 
     @pytest.fixture
     def home(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-        h = tmp_path / "store"
-        monkeypatch.setenv("RUNCTL_HOME", str(h))
-        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-        monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
-        monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
-        return h
+        return isolated_home(tmp_path, monkeypatch)
 
 
 class BackendContract(Isolated):

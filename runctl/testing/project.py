@@ -69,6 +69,18 @@ class Project:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def isolated_home(tmp_path: Path, monkeypatch: Any) -> Path:
+    """A fresh store (RUNCTL_HOME) and config and cache folders under ``tmp_path`` for this test,
+    and no run context inherited from the environment; the store's folder."""
+    h = tmp_path / "store"
+    monkeypatch.setenv("RUNCTL_HOME", str(h))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("RUNCTL_RUN_ID", raising=False)
+    monkeypatch.delenv("RUNCTL_RUN_DIR", raising=False)
+    return h
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 120, check: bool = False, env: dict | None = None) -> Result:
     """``runctl ARGS`` in a subprocess (this Python's runctl), from ``cwd``."""
     full_env = dict(os.environ, **(env or {}))
