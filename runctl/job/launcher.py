@@ -196,6 +196,8 @@ def finish(run_dir, child, rc, reason, status, status_name=P.STATUS_FILE):
     signal_group(child.pid, signal.SIGKILL)
     kill_run_processes(run_dir, signal.SIGKILL, adopted=True)
     exit_code = rc if rc >= 0 else 128 - rc
+    if rc == -signal.SIGKILL and oom_kills() > OOM_AT_START[0]:
+        status["error"] = "out of memory (the kernel killed the job at its memory limit)"
     try:
         collect_outputs(run_dir, os.path.join(run_dir, P.CODE_DIR))
     except OSError as e:
@@ -233,6 +235,7 @@ def run(run_dir, secrets=None, started=None):
         return 127
     status.update(state=P.RUNNING, pid=child.pid, pgid=child.pid)
     write_status(run_dir, status)
+    OOM_AT_START[0] = oom_kills()  # (finish() compares: a kill since is the job's)
     sampler = start_sampling(run_dir, spec, child.pid)
     recorder = start_record(run_dir, spec)
     try:
@@ -304,6 +307,26 @@ def start_sampling(run_dir, spec, sid):
     except Exception as e:  # sampling must never cost the job its run
         sys.stderr.write("runctl launcher: no system metrics: %s: %s\n" % (type(e).__name__, e))
         return None
+
+
+OOM_AT_START = [0]
+
+
+OOM_COUNTS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")  # cgroup v2, v1
+
+
+def oom_kills(paths=OOM_COUNTS):
+    """How many processes the kernel has killed for memory in this cgroup (0 when unknown): a
+    job killed by SIGKILL while the count grew died of its memory limit."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return 0
 
 
 def signal_group(pgid, sig):
