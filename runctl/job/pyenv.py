@@ -22,6 +22,8 @@ import subprocess
 import threading
 import time
 
+from . import safefs
+
 ROOT_ENV = "RUNCTL_ENV_ROOT"  # where environments live (default: ~/.cache/runctl/envs)
 UV_ENV = "RUNCTL_UV"
 MARKER = ".runctl-env.json"  # in a finished environment: what defines it; its mtime: last used
@@ -271,17 +273,6 @@ def _run(argv, environ, log, stop):
                           % (os.path.basename(argv[0]), p.returncode, tail))
 
 
-def _du(path):
-    total = 0
-    for dirpath, _dirs, names in os.walk(path):
-        for n in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, n)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def in_use(env_dir):
     """Does a process on this host run from ``env_dir`` (its command starts with the path)?"""
     prefix = (os.path.abspath(env_dir) + os.sep).encode()
@@ -315,7 +306,7 @@ def inventory(environ, explicit_root=None):
             last = os.stat(marker).st_mtime
         except (OSError, ValueError):
             continue
-        out.append({"key": name, "path": path, "bytes": _du(path), "built": info.get("built"), "last_used": last,
+        out.append({"key": name, "path": path, "bytes": safefs.tree_size(path), "built": info.get("built"), "last_used": last,
                     "requirements": (info.get("definition") or {}).get("requirements") or [], "in_use": in_use(path)})
     return sorted(out, key=lambda e: -e["last_used"])
 
