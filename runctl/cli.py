@@ -168,7 +168,14 @@ def submit(
             print(safe(f"runctl: {job_file}: {note}"), file=sys.stderr)
         if max_parallel is not None and not sweep:
             raise InputError("--max-parallel: only with --sweep")
-        if sweep:
+        if job.hyperdrive is not None:
+            if sweep or unique is not None:
+                raise InputError(f"{'--sweep' if sweep else '--unique'}: not with a hyperdrive section "
+                                 f"({job_file} tunes with its own parameter_space)")
+            from runctl.ops.hyperdrive.tune import submit_tuning
+
+            record, created = submit_tuning(s, job), True
+        elif sweep:
             if unique is not None:
                 raise InputError("--unique: not with --sweep")
             from runctl.ops.sweep import grid, submit_sweep
@@ -338,8 +345,12 @@ def list_(
         records = refresh_many(s, s.store.runs(experiment=experiment, status=want, limit=limit or None), warn)
         if want is not None:
             records = [r for r in records if r.status == want]
+        best = {r.id: _best_text(s, r) for r in records if r.kind == "hyperdrive"}
         if json_:
-            _print_json([r.summary() for r in records])
+            from runctl.ops.trials import best_run
+
+            _print_json([{**r.summary(), **({"best_run": best_run(s.store, r)} if r.id in best else {})}
+                         for r in records])
             return
         if not records:
             filtered = experiment is not None or want is not None
@@ -348,7 +359,20 @@ def list_(
             return
         rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
                  _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
-        _table(["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"], rows)
+        headers = ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"]
+        if any(best.values()):  # tuning runs: their best run so far
+            headers.append("BEST")
+            rows = [[*row, best.get(r.id) or ""] for row, r in zip(rows, records)]
+        _table(headers, rows)
+
+
+def _best_text(s: Any, record: Any) -> str:
+    from runctl.ops.trials import best_run
+
+    best = best_run(s.store, record)
+    if best is None:
+        return ""
+    return f"{best['id']} {best['primary_metric']['name']}={best['primary_metric']['value']:g}"
 
 
 def _age(ts: float) -> str:
@@ -403,12 +427,17 @@ def metrics(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Include child runs: {run_id: {...}}."),
     system: bool = typer.Option(False, "--system", help="The job's CPU, memory and GPU use (system/*), sampled by "
                                 "the launcher, instead of what the script logged."),
+    children: bool = typer.Option(False, "--children", help="A tuning run's trials, best first by its primary "
+                                  "metric: each child's best and last report and hyperparameters."),
 ) -> None:
     """Print a run's metrics."""
     from runctl.ops.runs import metrics as get_metrics
 
     with _session() as s:
         record = _resolve(s, run)
+        if children:
+            _trials_table(s, record, json_)
+            return
         if csv_:
             _metrics_csv(s, record.id, name, system)
             return
@@ -468,6 +497,33 @@ def _page(text: str, tty: bool) -> None:
         except OSError:
             pass
     sys.stdout.write(text)
+
+
+def _trials_table(s: Any, record: Any, json_: bool) -> None:
+    from runctl.ops.runs import refresh_many
+    from runctl.ops.trials import table, tuning_of
+
+    tuning = tuning_of(record)
+    if tuning is None:
+        raise InputError(f"run {record.id} is not a tuning run (a job with a hyperdrive section); --children "
+                         f"lists a tuning run's trials")
+    refresh_many(s, s.store.runs(parent_id=record.id), lambda target, e: None)
+    rows = table(s.store, record)
+    if json_:
+        _print_json(rows)
+        return
+    if not rows:
+        print(f"run {record.id} has no trials yet", file=sys.stderr)
+        return
+    name = tuning["primary_metric_name"]
+
+    def num(v: Any) -> str:
+        return "" if v is None else f"{v:g}"
+
+    _table(["RUN", "STATUS", f"BEST {name}", "LAST", "REPORTS", "HYPERPARAMETERS"],
+           [[r["id"], r["status"], num(r["best"]), num(r["last"]), str(r["reports"]),
+             " ".join(f"{k}={format(v, '.6g') if isinstance(v, float) else v}" for k, v in r["hyperparameters"].items())]
+            for r in rows])
 
 
 def _descendants(s: Any, record: Any) -> list[Any]:
@@ -543,7 +599,12 @@ def rerun(
     with _session() as first:
         record = _resolve(first, run, refresh=False)
         s = _session_submitted_from(first, record)
-        new = do_rerun(s, record, compute=compute)
+        if record.kind == "hyperdrive":
+            from runctl.ops.hyperdrive.tune import rerun_tuning
+
+            new = rerun_tuning(s, record, compute=compute)
+        else:
+            new = do_rerun(s, record, compute=compute)
         if json_:
             _print_json({**new.summary(), "rerun_of": record.id})
         else:

@@ -7,12 +7,13 @@ import math
 
 import pytest
 
+from runctl.config import hyperdrive as hd
 from runctl.errors import InputError
 from runctl.ops.hyperdrive import policy, space
 
 
 def test_every_v1_expression_samples_with_v1s_meaning() -> None:
-    s = space.parse({"--kernel": {"choice": ["linear", "rbf", "poly"]}, "penalty": {"uniform": [0.5, 2.0]},
+    s = hd.parse_space({"--kernel": {"choice": ["linear", "rbf", "poly"]}, "penalty": {"uniform": [0.5, 2.0]},
                      "--lr": {"loguniform": [-9, -2]}, "--batch": {"quniform": [16, 128, 16]},
                      "--layers": {"randint": 4}, "--init": {"normal": [0, 1]}, "--drop": {"qnormal": [0.5, 0.1, 0.05]},
                      "--scale": {"lognormal": [0, 0.5]}, "--wd": {"qloguniform": [-6, -2, 0.001]},
@@ -33,16 +34,16 @@ def test_every_v1_expression_samples_with_v1s_meaning() -> None:
 
 
 def test_grid_covers_the_product_and_v1s_rules_hold() -> None:
-    s = space.parse({"--a": {"choice": [1, 2, 3]}, "--b": {"choice": ["x", "y"]}})
+    s = hd.parse_space({"--a": {"choice": [1, 2, 3]}, "--b": {"choice": ["x", "y"]}})
     points = list(space.grid(s))
-    assert len(points) == space.grid_size(s) == 6 and {(p["--a"], p["--b"]) for p in points} == {
+    assert len(points) == hd.grid_size(s) == 6 and {(p["--a"], p["--b"]) for p in points} == {
         (a, b) for a in (1, 2, 3) for b in ("x", "y")}
-    space.check_sampling("grid", s)
+    hd.check_sampling("grid", s)
     with pytest.raises(InputError, match="grid sampling does not take uniform"):
-        space.check_sampling("grid", space.parse({"--lr": {"uniform": [0, 1]}}))
+        hd.check_sampling("grid", hd.parse_space({"--lr": {"uniform": [0, 1]}}))
     with pytest.raises(InputError, match="bayesian sampling does not take loguniform"):
-        space.check_sampling("bayesian", space.parse({"--lr": {"loguniform": [-3, -1]}}))
-    space.check_sampling("bayesian", space.parse({"--lr": {"quniform": [0, 1, 0.1]}, "--k": {"choice": [1]}}))
+        hd.check_sampling("bayesian", hd.parse_space({"--lr": {"loguniform": [-3, -1]}}))
+    hd.check_sampling("bayesian", hd.parse_space({"--lr": {"quniform": [0, 1, 0.1]}, "--k": {"choice": [1]}}))
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -58,33 +59,36 @@ def test_grid_covers_the_product_and_v1s_rules_hold() -> None:
 ])
 def test_a_bad_expression_is_one_clear_error(bad: dict, says: str) -> None:
     with pytest.raises(InputError) as e:
-        space.parse(bad)
+        hd.parse_space(bad)
     assert says in str(e.value)
 
 
 def test_bandit_follows_v1s_arithmetic() -> None:
     # v1's own example: the best run reports 0.8 at the evaluation, slack_factor 0.2 (maximize):
     # runs whose best is under 0.8 / 1.2 = 0.667 are cancelled.
-    p = policy.parse({"bandit": {"slack_factor": 0.2, "evaluation_interval": 1, "delay_evaluation": 0}})
+    p = hd.parse_policy({"bandit": {"slack_factor": 0.2, "evaluation_interval": 1, "delay_evaluation": 0}})
     cut = policy.decide(p, "maximize", {"a": [0.8], "b": [0.7], "c": [0.6]})
     assert set(cut) == {"c"} and "0.6 < 0.666667" in cut["c"] and "slack_factor 0.2" in cut["c"]
-    amount = policy.parse({"bandit": {"slack_amount": 0.1}})
+    amount = hd.parse_policy({"bandit": {"slack_amount": 0.1}})
     assert set(policy.decide(amount, "minimize", {"a": [0.30], "b": [0.39], "c": [0.41]})) == {"c"}, "0.41 > 0.30 + 0.1"
-    late = policy.parse({"bandit": {"slack_factor": 0.1, "evaluation_interval": 2, "delay_evaluation": 3}})
-    assert [n for n in range(1, 10) if policy.evaluates_at(late, n)] == [5, 7, 9]
-    assert policy.decide(late, "maximize", {"a": [1, 1, 1, 1], "b": [0, 0, 0, 0]}) == {}, "before the delay: nothing"
-    assert set(policy.decide(late, "maximize", {"a": [1] * 5, "b": [0] * 5})) == {"b"}
+    late = hd.parse_policy({"bandit": {"slack_factor": 0.1, "evaluation_interval": 2, "delay_evaluation": 3}})
+    assert [n for n in range(1, 10) if policy.evaluates_at(late, n)] == [4, 6, 8], \
+        "every multiple of the interval from the delay on (v1)"
+    v1_example = hd.parse_policy({"bandit": {"slack_factor": 0.1, "evaluation_interval": 1, "delay_evaluation": 5}})
+    assert [n for n in range(1, 8) if policy.evaluates_at(v1_example, n)] == [5, 6, 7]
+    assert policy.decide(late, "maximize", {"a": [1, 1], "b": [0, 0]}) == {}, "before the delay: nothing"
+    assert set(policy.decide(late, "maximize", {"a": [1] * 4, "b": [0] * 4})) == {"b"}
 
 
 def test_median_stopping_and_truncation_selection() -> None:
-    median = policy.parse({"median_stopping": {"evaluation_interval": 1}})
+    median = hd.parse_policy({"median_stopping": {"evaluation_interval": 1, "delay_evaluation": 0}})
     reports = {"a": [0.9, 0.9], "b": [0.8, 0.85], "c": [0.2, 0.3]}
     assert set(policy.decide(median, "maximize", reports)) == {"c"}, "0.3 < the median of 0.9 and 0.825"
-    trunc = policy.parse({"truncation_selection": {"truncation_percentage": 20}})
+    trunc = hd.parse_policy({"truncation_selection": {"truncation_percentage": 20}})
     five = {c: [v] for c, v in zip("abcde", [0.5, 0.4, 0.9, 0.1, 0.7])}
     assert set(policy.decide(trunc, "maximize", five)) == {"d"}, "20% of 5 runs: the lowest one"
     assert set(policy.decide(trunc, "minimize", five)) == {"c"}
-    assert policy.decide(policy.parse("none"), "maximize", five) == {}
+    assert policy.decide(hd.parse_policy("none"), "maximize", five) == {}
 
 
 @pytest.mark.parametrize("bad, says", [
@@ -98,5 +102,5 @@ def test_median_stopping_and_truncation_selection() -> None:
 ])
 def test_a_bad_policy_is_one_clear_error(bad: dict, says: str) -> None:
     with pytest.raises(InputError) as e:
-        policy.parse(bad)
+        hd.parse_policy(bad)
     assert says in str(e.value)

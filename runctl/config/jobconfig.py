@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from runctl.config.hyperdrive import Tuning
 from runctl.config.schemacheck import load_schema, validate
 from runctl.config.v1config import convert, is_v1
 from runctl.config.workspace import Workspace
@@ -41,6 +42,7 @@ class JobConfig:
     display_name: str | None = None
     description: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    hyperdrive: Tuning | None = None  # (runctl/config/hyperdrive.py) a tuning sweep of the script's arguments
     # Not schema fields: where it came from, and the validated document as written.
     job_file: Path | None = None
     document: dict[str, Any] = field(default_factory=dict)
@@ -176,6 +178,7 @@ def _build(located: Located, base_dir: Path, ws: Workspace, job_file: Path | Non
                           field="default_compute_target", hint=hint)
     experiment = d.get("experiment") or ws.default_experiment or _experiment_from_dir(base_dir)
     _parsed_resources(located)
+    _parsed_tuning(located)
     return _job(d, src, target, experiment, job_file)
 
 
@@ -187,6 +190,20 @@ def _parsed_resources(located: Located) -> dict[str, Any]:
         return parse(located.data.get("resources") or {})
     except InputError as e:
         raise located.error(("resources", getattr(e, "field", "")), str(e)) from None
+
+
+def _parsed_tuning(located: Located) -> Tuning | None:
+    from runctl.config import hyperdrive
+    from runctl.errors import InputError
+
+    if located.data.get("hyperdrive") is None:
+        return None
+    try:
+        return hyperdrive.parse(located.data["hyperdrive"])
+    except InputError as e:
+        field = tuple(getattr(e, "field", ()))
+        message = str(e).split(": ", 1)[1] if str(e).startswith("hyperdrive") and ": " in str(e) else str(e)
+        raise located.error(("hyperdrive", *field), message) from None
 
 
 def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: Path | None) -> JobConfig:
@@ -207,9 +224,16 @@ def _job(d: dict[str, Any], src: Path, target: str, experiment: str, job_file: P
         display_name=d.get("display_name"),
         description=d.get("description"),
         tags={k: _text(v) for k, v in (d.get("tags") or {}).items()},
+        hyperdrive=_tuning(d.get("hyperdrive")),
         job_file=job_file,
         document=d,
     )
+
+
+def _tuning(doc: Any) -> Tuning | None:
+    from runctl.config import hyperdrive
+
+    return None if doc is None else hyperdrive.parse(doc)
 
 
 def _resources(values: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,11 @@ def refresh(session: Session, record: RunRecord, blocking: bool = False,
         return record  # a store on a full disk shows what it holds; sync resumes once there is room
     if record.kind == "sweep":
         return refresh_parent(session, record)
+    if record.kind == "hyperdrive":  # its controller keeps it; one killed is restarted here
+        from runctl.ops import detached
+
+        detached.ensure(session, record)
+        return session.store.get(record.id)
     if record.handle is None:
         return _reconcile_in_process_run(session, record)
     if not record.handle.get("native_id") and not _submitter_gone(record):
@@ -54,6 +59,8 @@ def _reconcile_in_process_run(session: Session, record: RunRecord) -> RunRecord:
     owner = record.spec if interactive else (record.spec or {}).get("submitter")
     if not process_gone(owner):
         return record
+    if record.parent_id and session.store.get(record.parent_id).kind == "hyperdrive":
+        return record  # a tuning run's controller starts what its killed predecessor recorded
     pid = (owner or {}).get("pid")
     error = (f"the process that started it (pid {pid}) exited without run.complete()" if interactive else
              f"runctl submit (pid {pid}) was interrupted before the run was handed to its backend; the job never "
@@ -209,11 +216,14 @@ def wait_exit_code(record: RunRecord) -> int:
     return ExitCode.START_FAILED if record.handle is None else ExitCode.ERROR
 
 
-def cancel(session: Session, record: RunRecord) -> RunRecord:
+def cancel(session: Session, record: RunRecord, reason: str | None = None) -> RunRecord:
     """Stop a run. On a finished run the backend's cancel still runs (it is idempotent): the
-    processes of a job whose launcher was killed are stopped whatever the record says."""
+    processes of a job whose launcher was killed are stopped whatever the record says.
+    ``reason`` (an early-termination policy's comparison) is kept as the run's error."""
     from runctl.backends.base import Handle
 
+    if record.kind == "hyperdrive":
+        return _cancel_tuning(session, record)
     record = refresh(session, record)
     if record.kind == "sweep":  # every run of the sweep
         for child in session.store.runs(parent_id=record.id):
@@ -221,12 +231,33 @@ def cancel(session: Session, record: RunRecord) -> RunRecord:
         return refresh(session, session.store.get(record.id))
     if record.handle is None:
         if not record.status.is_terminal:
-            session.store.update(record.id, status=RunStatus.CANCELED, error="canceled before it started", synced=True)
+            session.store.update(record.id, status=RunStatus.CANCELED, synced=True, ended_at=time.time(),
+                                 error=reason or "canceled before it started")
         return session.store.get(record.id)
     if not record.status.is_terminal:
-        session.store.update(record.id, status=RunStatus.CANCEL_REQUESTED)
+        session.store.update(record.id, status=RunStatus.CANCEL_REQUESTED,
+                             **({"error": reason} if reason else {}))
     session.backend_for(record).cancel(Handle.from_dict(record.handle))
     return refresh(session, session.store.get(record.id))
+
+
+def _cancel_tuning(session: Session, parent: RunRecord) -> RunRecord:
+    """A tuning run: its controller is stopped (one on another machine sees the request and
+    stops itself), then every child, then the parent is recorded Canceled."""
+    from runctl.ops import detached
+
+    if parent.status.is_terminal:
+        return parent
+    session.store.update(parent.id, status=RunStatus.CANCEL_REQUESTED)
+    detached.stop(session, session.store.get(parent.id))
+    for child in session.store.runs(parent_id=parent.id):
+        if not child.status.is_terminal:
+            cancel(session, child, reason="the tuning run was canceled")
+    if not session.store.get(parent.id).status.is_terminal:
+        session.store.update(parent.id, status=RunStatus.CANCELED, error="canceled", ended_at=time.time(),
+                             synced=True, exit_code=1)
+        detached.record(session, parent.id, None)
+    return session.store.get(parent.id)
 
 
 def mark_from_outside(session: Session, record: RunRecord, status: RunStatus, error: str | None) -> RunRecord:
@@ -236,10 +267,15 @@ def mark_from_outside(session: Session, record: RunRecord, status: RunStatus, er
     record = refresh(session, record)
     if record.status.is_terminal:
         return record
-    if record.kind == "sweep":
+    if record.kind in ("sweep", "hyperdrive"):
+        if record.kind == "hyperdrive":
+            record = cancel(session, record)  # no more children, then the state asked for
         for child in session.store.runs(parent_id=record.id):
             mark_from_outside(session, child, status, error)
-        return refresh(session, session.store.get(record.id))
+        if record.kind == "sweep":
+            return refresh(session, session.store.get(record.id))
+        session.store.update(record.id, status=status, error=error, exit_code=0 if status == RunStatus.COMPLETED else 1)
+        return session.store.get(record.id)
     if record.handle is not None:
         record = cancel(session, record)
         record = wait(session, record)
@@ -327,6 +363,12 @@ def details(session: Session, record: RunRecord) -> dict[str, Any]:
         out["error"] = {"message": record.error}
     if record.parent_id:
         out["parentRunId"] = record.parent_id
+    if record.kind == "hyperdrive":
+        from runctl.ops import detached, trials
+
+        out["hyperdrive"] = (record.spec or {}).get("hyperdrive")
+        out["controller"] = detached.where(session, record)
+        out["best_run"] = trials.best_run(store, record)
     children = [c.id for c in reversed(store.runs(parent_id=record.id))]
     if children:
         out["children"] = children

@@ -294,6 +294,10 @@ def _record_state(store: Store, record: RunRecord, state: JobState) -> None:
         from dataclasses import replace
 
         status, state = RunStatus.CANCELED, replace(state, error="canceled")
+    if status == RunStatus.CANCELED and record.status == RunStatus.CANCEL_REQUESTED and record.error:
+        from dataclasses import replace
+
+        state = replace(state, error=record.error)  # why runctl canceled it (a tuning policy's comparison)
     values: dict = {"status": status}
     if state.host and not record.host:
         values["host"] = state.host

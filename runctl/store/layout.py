@@ -34,12 +34,18 @@ def work_root(store_dir: Path) -> Path:
     return store_dir / WORK
 
 
+def state_dir(store_dir: Path, name: str) -> Path:
+    """A private folder for one part of runctl's own small state (a backend type's, the tuning
+    controllers' locks), made on first use."""
+    state = store_dir / STATE / name
+    private.makedirs(state)
+    return state
+
+
 def services(store_dir: Path, backend_name: str) -> Services:
     """What a backend of type ``backend_name`` gets: the object cache to stage from, the default
     work root, a private folder of its own, and the store's place as one a job must not be given."""
     from runctl.backends.base import Services
 
-    state = store_dir / STATE / backend_name
-    private.makedirs(state)
-    return Services(objects=objects_dir(store_dir), work_root=work_root(store_dir), state_dir=state,
+    return Services(objects=objects_dir(store_dir), work_root=work_root(store_dir), state_dir=state_dir(store_dir, backend_name),
                     keep_out=(store_dir,))

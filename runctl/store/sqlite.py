@@ -236,6 +236,10 @@ class Store:
         """What a backend of that type is lent (runctl.backends.base.Services)."""
         return layout.services(self.dir, backend_name)
 
+    def state_dir(self, name: str) -> Path:
+        """A private folder of runctl's own state (runctl.store.layout.state_dir)."""
+        return layout.state_dir(self.dir, name)
+
     def partial_files(self) -> list[Path]:
         """Files a killed sync left half-written in runs' stored folders (``.NAME.part``)."""
         runs = layout.runs_dir(self.dir)
@@ -328,6 +332,19 @@ class Store:
                 f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                 (*(_encode(k, v) for k, v in values.items()), run_id),
             )
+
+    def merge_spec(self, run_id: str, **values: Any) -> None:
+        """Set keys of a run's spec in one transaction (None removes one): writers of
+        different keys never undo each other."""
+        with self.tx() as db:
+            row = db.execute("SELECT spec FROM runs WHERE id = ?", (run_id,)).fetchone()
+            spec = json.loads(row[0]) if row is not None and row[0] else {}
+            for key, value in values.items():
+                if value is None:
+                    spec.pop(key, None)
+                else:
+                    spec[key] = value
+            db.execute("UPDATE runs SET spec = ? WHERE id = ?", (_encode("spec", spec), run_id))
 
     # -- events ------------------------------------------------------------------------
     def events_offset(self, run_id: str) -> int:

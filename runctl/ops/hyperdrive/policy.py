@@ -2,8 +2,9 @@
 children's reports of the primary metric (their values in order, one per report) at an
 evaluation point, and names the children to cancel, each with the comparison that failed.
 
-An evaluation happens at report counts ``delay_evaluation + k * evaluation_interval``
-(k >= 1 for v1's delay semantics: nothing before the delay). A child is judged on its best
+An evaluation happens at every report count that is a multiple of ``evaluation_interval``
+and at least ``delay_evaluation`` (v1: "bandit, interval 1, delay 5" first evaluates at the
+fifth report). A child is judged on its best
 value so far (bandit, median stopping) or its value at that report (truncation).
 """
 
@@ -11,65 +12,15 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
-from typing import Any
 
-from runctl.errors import InputError
-
-
-@dataclass(frozen=True)
-class Policy:
-    kind: str  # bandit | median_stopping | truncation_selection | none
-    evaluation_interval: int = 1
-    delay_evaluation: int = 0
-    slack_factor: float | None = None
-    slack_amount: float | None = None
-    truncation_percentage: int | None = None
-    exclude_finished: bool = False
-
-
-def parse(doc: Any, where: str = "hyperdrive.policy") -> Policy:
-    """The job file's ``policy`` ({bandit: {...}} | {median_stopping: {...}} |
-    {truncation_selection: {...}} | none) -> Policy, with v1's rules (InputError otherwise)."""
-    if doc in (None, "none") or doc == {"none": None} or doc == {"none": {}}:
-        return Policy("none")
-    if not isinstance(doc, dict) or len(doc) != 1:
-        raise InputError(f"{where}: one of {{bandit: {{...}}}}, {{median_stopping: {{...}}}}, "
-                         f"{{truncation_selection: {{...}}}} or none")
-    [(kind, opts)] = doc.items()
-    opts = dict(opts or {})
-    known = {"bandit": {"slack_factor", "slack_amount"}, "median_stopping": set(),
-             "truncation_selection": {"truncation_percentage", "exclude_finished_jobs"}}
-    if kind not in known:
-        raise InputError(f"{where}: unknown policy {kind!r}; one of bandit, median_stopping, truncation_selection, none")
-    extra = set(opts) - known[kind] - {"evaluation_interval", "delay_evaluation"}
-    if extra:
-        raise InputError(f"{where}.{kind}: unknown field(s) {', '.join(sorted(extra))}")
-    interval, delay = opts.get("evaluation_interval", 1), opts.get("delay_evaluation", 0)
-    if not (isinstance(interval, int) and interval >= 1) or not (isinstance(delay, int) and delay >= 0):
-        raise InputError(f"{where}.{kind}: evaluation_interval is an integer >= 1 and delay_evaluation >= 0")
-    if kind == "bandit":
-        factor, amount = opts.get("slack_factor"), opts.get("slack_amount")
-        if (factor is None) == (amount is None):
-            raise InputError(f"{where}.bandit: give slack_factor or slack_amount (one of them, as v1)")
-        for name, value in (("slack_factor", factor), ("slack_amount", amount)):
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise InputError(f"{where}.bandit.{name}: a number > 0")
-        return Policy("bandit", interval, delay, slack_factor=factor, slack_amount=amount)
-    if kind == "truncation_selection":
-        pct = opts.get("truncation_percentage")
-        if not (isinstance(pct, int) and 1 <= pct <= 99):
-            raise InputError(f"{where}.truncation_selection.truncation_percentage: an integer from 1 to 99")
-        return Policy("truncation_selection", interval, delay, truncation_percentage=pct,
-                      exclude_finished=bool(opts.get("exclude_finished_jobs", False)))
-    return Policy("median_stopping", interval, delay)
+from runctl.config.hyperdrive import Policy
 
 
 def evaluates_at(policy: Policy, reports: int) -> bool:
     """Is a child's ``reports``-th report of the primary metric an evaluation point?"""
-    if policy.kind == "none" or reports <= policy.delay_evaluation:
+    if policy.kind == "none" or reports < max(1, policy.delay_evaluation):
         return False
-    return (reports - policy.delay_evaluation) % policy.evaluation_interval == 0
+    return reports % policy.evaluation_interval == 0
 
 
 def _better(goal: str, a: float, b: float) -> bool:
@@ -81,17 +32,18 @@ def _best(goal: str, values: list[float]) -> float:
 
 
 def decide(policy: Policy, goal: str, reports: dict[str, list[float]], finished: set[str] | None = None,
-           at: int | None = None) -> dict[str, str]:
+           at: int | None = None, only: str | None = None) -> dict[str, str]:
     """The children to cancel now -> why (the comparison that failed, as text). ``reports``:
     child id -> its primary metric values in report order (only finite numbers count).
-    ``at``: the report count being evaluated (default: each running child's own count)."""
+    ``at``: the report count being evaluated (default: each running child's own count);
+    ``only``: judge that child alone."""
     finished = finished or set()
     clean = {c: [v for v in vs if isinstance(v, (int, float)) and math.isfinite(v)] for c, vs in reports.items()}
     out: dict[str, str] = {}
     if policy.kind == "none":
         return out
     for child, values in clean.items():
-        if child in finished or not values:
+        if child in finished or not values or (only is not None and child != only):
             continue
         n = at if at is not None else len(values)
         if n > len(values) or not evaluates_at(policy, n):

@@ -1,0 +1,1 @@
+"""``azureml.train``: runctl stands in for its ``hyperdrive`` module only."""
