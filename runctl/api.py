@@ -81,11 +81,20 @@ class Experiment:
         return f"Experiment(name={self.name!r})"
 
     def submit(self, config: ScriptRunConfig, tags: dict[str, str] | None = None, **kwargs: Any) -> Run:
+        """Start ``config``: a ScriptRunConfig, or a HyperDriveConfig (azureml.train.hyperdrive)
+        whose tuning run is returned as a HyperDriveRun at once."""
         from runctl.ops.submit import submit
 
         session = self.workspace._session
-        job = config._to_job(session, self.name)
-        record, _ = submit(session, job)
+        tuning = getattr(config, "_runctl_hyperdrive", None)
+        if tuning is not None:
+            from runctl.ops.hyperdrive.tune import submit_tuning
+
+            run_config, section = tuning()
+            record = submit_tuning(session, run_config._to_job(session, self.name, hyperdrive=section))
+        else:
+            job = config._to_job(session, self.name)
+            record, _ = submit(session, job)
         run = Run._from_record(self.workspace, record)
         if tags:
             run.set_tags(tags)
@@ -148,10 +157,13 @@ class ScriptRunConfig:
             doc["distributed_job_config"] = _plain(self.distributed_job_config)
         return doc
 
-    def _to_job(self, session: Session, experiment: str) -> Any:
+    def _to_job(self, session: Session, experiment: str, hyperdrive: dict[str, Any] | None = None) -> Any:
         from runctl.config.jobconfig import job_from_mapping
 
-        return job_from_mapping(self._document(experiment), session.ws, "ScriptRunConfig", Path.cwd())
+        doc = self._document(experiment)
+        if hyperdrive is not None:
+            doc["hyperdrive"] = hyperdrive
+        return job_from_mapping(doc, session.ws, "HyperDriveConfig" if hyperdrive else "ScriptRunConfig", Path.cwd())
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -238,7 +250,8 @@ class Run(ctx.Run):
 
     @classmethod
     def _from_record(cls, workspace: Workspace, record: RunRecord) -> Run:
-        kind = InteractiveRun if record.kind in ("interactive", "offline") else Run
+        kind = (InteractiveRun if record.kind in ("interactive", "offline") else
+                HyperDriveRun if record.kind == "hyperdrive" else Run)
         return kind(workspace, record)
 
     @classmethod
@@ -450,6 +463,67 @@ class Run(ctx.Run):
 
     def __repr__(self) -> str:
         return f"Run(experiment={self._record.experiment!r}, id={self._id!r}, status={self._record.status.value!r})"
+
+
+class HyperDriveRun(Run):
+    """A tuning run (azureml.train.hyperdrive's HyperDriveRun): its children are the trials."""
+
+    def _goal(self) -> str:
+        from runctl.ops.trials import tuning_of
+
+        return (tuning_of(self._record) or {}).get("primary_metric_goal", "maximize")
+
+    def _ranked(self) -> list[Any]:
+        from runctl.ops.runs import refresh_many
+        from runctl.ops.trials import sorted_trials
+
+        self._refresh()
+        refresh_many(self._session, self._session.store.runs(parent_id=self._id), lambda target, e: None)
+        return sorted_trials(self._session.store, self._record)
+
+    def get_best_run_by_primary_metric(self, include_failed: bool = True, include_canceled: bool = True,
+                                       include_resume_from_runs: bool = True) -> Run | None:
+        """The child with the best value of the primary metric (None while none reported it)."""
+        for t in self._ranked():
+            if not t.values:
+                break
+            if (t.record.status == RunStatus.FAILED and not include_failed) or \
+                    (t.record.status == RunStatus.CANCELED and not include_canceled):
+                continue
+            return Run._from_record(self._workspace, t.record)
+        return None
+
+    def get_children_sorted_by_primary_metric(self, top: int = 0, reverse: bool = False,
+                                              discard_no_metric: bool = False) -> list[dict[str, Any]]:
+        """``[{run_id, hyperparameters (JSON), best_primary_metric, status}]``, best first
+        (``reverse``: worst first), the first ``top`` of them (0: all)."""
+        import json
+
+        goal = self._goal()
+        rows = [{"run_id": t.record.id, "hyperparameters": json.dumps(t.hyperparameters),
+                 "best_primary_metric": t.best(goal), "status": t.record.status.value}
+                for t in self._ranked() if t.values or not discard_no_metric]
+        if reverse:
+            scored = [r for r in rows if r["best_primary_metric"] is not None][::-1]
+            rows = scored + [r for r in rows if r["best_primary_metric"] is None]
+        return rows[:top] if top else rows
+
+    def get_hyperparameters(self) -> dict[str, str]:
+        """``{child run id: its hyperparameters as JSON}``."""
+        import json
+
+        from runctl.ops.trials import hyperparameters
+
+        return {c.id: json.dumps(hyperparameters(self._session.store, c.id))
+                for c in reversed(self._session.store.runs(parent_id=self._id))}
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: Any = None,
+                    populate: bool = False) -> dict[str, Any]:
+        """v1: the metrics of every run the tuning started, ``{child run id: {...}}``."""
+        from runctl.ops.runs import metrics
+
+        self._ranked()
+        return {c.id: metrics(self._session, c, name) for c in reversed(self._session.store.runs(parent_id=self._id))}
 
 
 class InteractiveRun(Run):

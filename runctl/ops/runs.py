@@ -255,7 +255,7 @@ def _cancel_tuning(session: Session, parent: RunRecord) -> RunRecord:
             cancel(session, child, reason="the tuning run was canceled")
     if not session.store.get(parent.id).status.is_terminal:
         session.store.update(parent.id, status=RunStatus.CANCELED, error="canceled", ended_at=time.time(),
-                             synced=True, exit_code=1)
+                             synced=True)
         detached.record(session, parent.id, None)
     return session.store.get(parent.id)
 

@@ -126,13 +126,18 @@ class Controller:
         made: list[tuple[Any, RunRecord]] = []
         for i in indices:
             sample = self.sample(i, kids)
-            child_job = replace(self.job, arguments=[*self.job.arguments, *space.arguments(sample)])
+            child_job = self.child_job(sample)
             record, _ = new_run(self.session, child_job, self.backend, self.snapshot_id, run_id=f"{self.parent_id}_{i}",
                                 parent_id=self.parent_id, tags={k.lstrip("-"): _text(v) for k, v in sample.items()},
                                 properties={**self.git, trials.HYPERPARAMETERS: json.dumps(sample)})
             made.append((child_job, record))
             self.say(f"run {record.id}: {' '.join(space.arguments(sample))}")
         self.submit(made)
+
+    def child_job(self, sample: dict[str, Any]) -> Any:
+        """The job with the sample's arguments after its own (and so in its stored definition)."""
+        args = [*self.job.arguments, *space.arguments(sample)]
+        return replace(self.job, arguments=args, document={**self.job.document, "arguments": args})
 
     def submit(self, made: list[tuple[Any, RunRecord]]) -> None:
         """Hand the children to the backend: as one job array where it has them (grid and
@@ -162,7 +167,7 @@ class Controller:
         made = []
         for k in orphans:
             sample = trials.hyperparameters(self.store, k.id)
-            made.append((replace(self.job, arguments=[*self.job.arguments, *space.arguments(sample)]), k))
+            made.append((self.child_job(sample), k))
             self.say(f"run {k.id}: recorded by a controller that stopped before starting it; starting it now")
         self.submit(made)
         return self.children()
@@ -220,7 +225,7 @@ class Controller:
 
     def finish(self, status: RunStatus, error: str | None) -> None:
         self.store.update(self.parent_id, status=status, error=error, ended_at=time.time(), synced=True,
-                          exit_code=0 if status == RunStatus.COMPLETED else 1)
+                          exit_code={RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status))
         detached.record(self.session, self.parent_id, None)
         self.say(f"tuning {self.parent_id}: {status.value}{f' ({error})' if error else ''}")
 

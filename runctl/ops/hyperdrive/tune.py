@@ -35,9 +35,7 @@ def submit_tuning(session: Session, job: JobConfig, snapshot_id: str | None = No
     if tuning.seed is None:  # drawn once and kept: a restarted controller samples the same
         tuning = replace(tuning, seed=secrets.randbelow(2**31))
     if tuning.sampling == "bayesian":
-        from runctl.ops.hyperdrive.bayes import suggest  # noqa: F401 - an Optuna missing here is an error now, not later
-
-        _optuna_present()
+        _optuna_present()  # missing, it is an error now (exit 2), not in the detached controller
     store = session.store
     backend = check(session, job)
     if snapshot_id is None:
@@ -70,8 +68,8 @@ def rerun_tuning(session: Session, record: RunRecord, compute: str | None = None
 
 
 def _optuna_present() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("optuna") is None:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
         raise InputError("hyperdrive.sampling: bayesian needs Optuna, which is not installed here: "
-                         "pip install 'runctl[tuning]' (or pip install optuna)")
+                         "pip install 'runctl[tuning]' (or pip install optuna)") from None
