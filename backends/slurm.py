@@ -68,10 +68,11 @@ def tasks_per_node(spec: LaunchSpec) -> int:
 
 
 def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python: str,
-                 array: tuple[str, int, int | None] | None = None) -> str:
+                 array: tuple[str, int | list[int], int | None] | None = None) -> str:
     """The sbatch script for ``spec``: every Slurm directive runctl derives, in one place.
-    With ``array`` (name, size, max parallel): one job array whose element i runs the run
-    in ``<dirname of run_dir>/<name>_<i>`` (a sweep's children)."""
+    With ``array`` (name, size or indices, max parallel): one job array whose element i runs
+    the run in ``<dirname of run_dir>/<name>_<i>`` (a sweep's children, or a batch of a
+    tuning run's: indices 0..size-1, or the ones listed)."""
     q = shlex.quote
     nodes, per_node = max(1, spec.node_count), tasks_per_node(spec)
     res = spec.resources or {}
@@ -82,7 +83,8 @@ def batch_script(spec: LaunchSpec, run_dir: str, options: dict[str, Any], python
         name, size, at_once = array
         base = run_dir.rsplit("/", 1)[0]
         where, out = q(base), q(f"{base}/{name}_%a/{P.LOGS_DIR}/slurm-%A_%a.txt")
-        head = [f"#SBATCH --array=0-{size - 1}" + (f"%{at_once}" if at_once else "")]
+        indices = f"0-{size - 1}" if isinstance(size, int) else ",".join(str(i) for i in size)
+        head = [f"#SBATCH --array={indices}" + (f"%{at_once}" if at_once else "")]
         run_dir = f"{base}/{name}_"
     lines = ["#!/bin/sh", f"#SBATCH --job-name={q(name)}", f"#SBATCH --chdir={where}", f"#SBATCH --output={out}",
              "#SBATCH --open-mode=append", *head, f"#SBATCH --nodes={nodes}", f"#SBATCH --ntasks-per-node={per_node}"]
@@ -378,10 +380,13 @@ class SlurmBackend(Backend):
         return Handle(self.name, job_id, handle.run_dir, host=handle.host, extra={"job_name": spec.run_id})
 
     def submit_array(self, runs: list[tuple[LaunchSpec, Handle]], max_parallel: int | None) -> list[Handle]:
-        """A sweep's runs (staged, in ``work_dir/<sweep id>_<i>``) as ONE Slurm job array."""
+        """A sweep's runs (staged, in ``work_dir/<sweep id>_<i>``) as ONE Slurm job array whose
+        element indices are the runs' own ``i`` (a tuning run's later batches start past 0)."""
         spec, first = runs[0]
         name = spec.run_id.rsplit("_", 1)[0]
-        script = batch_script(spec, first.run_dir, self.options, self.python, array=(name, len(runs), max_parallel))
+        indices = [int(s.run_id.rsplit("_", 1)[1]) for s, _ in runs]
+        size: int | list[int] = len(runs) if indices == list(range(len(runs))) else indices
+        script = batch_script(spec, first.run_dir, self.options, self.python, array=(name, size, max_parallel))
         for _, handle in runs:
             self.site.make_logs_dir(handle.run_dir)
         _, out, _ = self.slurm("sbatch", "--parsable", env=dict(spec.secret_env), stdin=script.encode())
@@ -389,7 +394,7 @@ class SlurmBackend(Backend):
         if not job_id:
             raise StartError(f"sbatch gave no job id: {out!r}")
         return [Handle(self.name, f"{job_id}_{i}", handle.run_dir, host=handle.host, extra={"job_name": name})
-                for i, (_, handle) in enumerate(runs)]
+                for i, (_, handle) in zip(indices, runs)]
 
     def status(self, handle: Handle) -> JobState:
         return self.status_many([handle])[0]

@@ -430,3 +430,51 @@ def test_compute_trust_works_for_a_login_node(tmp_path: Path, home: Path) -> Non
     assert proj.cli("compute", "check", "cluster").rc == 0
     r = proj.cli("compute", "trust", "here")
     assert r.rc == 2 and "no host key to trust" in r.err
+
+
+TUNE_SCRIPT = """
+import argparse, time
+from azureml.core import Run
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float)
+p.add_argument("--y", type=float)
+a = p.parse_args()
+run = Run.get_context()
+for epoch in range(3):
+    run.log("loss", (a.x - 0.3) ** 2 + (a.y - 0.7) ** 2 + 0.5 ** epoch)
+    time.sleep(0.3)
+"""
+
+
+def test_a_tuning_run_starts_its_children_as_job_arrays_within_max_concurrent_runs(tmp_path: Path, home: Path) -> None:
+    """Random sampling on Slurm: each batch of children is one job array; never more than
+    max_concurrent_runs unfinished (polled); the best run minimises the quadratic."""
+    from runctl.store.sqlite import Store
+
+    proj = Project(tmp_path / "proj", {"cluster": local_target(tmp_path)})
+    job = proj.script_job(TUNE_SCRIPT, compute_target="cluster", hyperdrive={
+        "sampling": "random", "parameter_space": {"--x": {"uniform": [0, 1]}, "--y": {"uniform": [0, 1]}},
+        "primary_metric_name": "loss", "primary_metric_goal": "minimize", "max_total_runs": 6,
+        "max_concurrent_runs": 3, "seed": 11})
+    parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.3"}).out.strip()
+    store = Store(home)
+    try:
+        while not store.get(parent).status.is_terminal:
+            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
+            assert len(live) <= 3, [k.id for k in live]
+            time.sleep(0.05)
+        kids = store.runs(parent_id=parent)
+        assert len(kids) == 6 and all(k.status.value == "Completed" for k in kids), [(k.id, k.status) for k in kids]
+        first = {(store.get(f"{parent}_{i}").handle or {})["native_id"].split("_")[0] for i in range(3)}
+        assert len(first) == 1, "the first three children are ONE job array"
+        shown = proj.cli("show", parent, "--json", check=True).json()
+        assert shown["status"] == "Completed"
+        best = shown["best_run"]
+        hp = best["hyperparameters"]
+        assert best["primary_metric"]["value"] == pytest.approx((hp["--x"] - 0.3) ** 2 + (hp["--y"] - 0.7) ** 2 + 0.25)
+        assert best["primary_metric"]["value"] == min(
+            min(v for _, _, v in store.metric_events(k.id, "loss")) for k in kids)
+    finally:
+        if not store.get(parent).status.is_terminal:
+            proj.cli("cancel", parent)
+        store.close()
