@@ -339,3 +339,39 @@ def test_the_portal_keeps_to_its_origin(project: Project, portal: Any, home: Pat
     assert stat.S_IMODE((home / "ui.json").stat().st_mode) == 0o600
     m = p.get(f"/api/runs/{rid}/metrics/long", params={"points": 1000}).json()
     assert m["total"] == 1_000_000 and m["downsampled"] and m["shown"] <= 1000 and max(m["y"]) == 999_999
+
+
+def test_a_browser_shows_a_tuning_runs_trials_best_first_and_their_chart(project: Project, portal: Any,
+                                                                          tmp_path: Path) -> None:
+    require_service("headless Chromium", browser_ready(), "run tests/infra/up-browser.sh")
+    code = ("import argparse, time\nfrom azureml.core import Run\np = argparse.ArgumentParser()\n"
+            "p.add_argument('--x', type=float)\na = p.parse_args()\nrun = Run.get_context()\n"
+            "for i in range(4):\n    run.log('score', (1 - (a.x - 0.3) ** 2) * (i + 1) / 4)\n    time.sleep(0.4)\n")
+    job = project.script_job(code, name="tune.yaml", hyperdrive={
+        "sampling": "grid", "parameter_space": {"--x": {"choice": [0.1, 0.3, 0.9, 0.5]}},
+        "primary_metric_name": "score", "primary_metric_goal": "maximize", "max_concurrent_runs": 2})
+    parent = project.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.2"}).out.strip()
+    p = portal()
+    driver = chrome(tmp_path)
+    try:
+        driver.set_window_size(1280, 2000)
+        driver.get(f"{p.base}/runs/{parent}")
+
+        def js(expr: str) -> Any:
+            return driver.execute_script(f"return {expr};")
+
+        wait_for(lambda: js("document.querySelectorAll('#trials-table tr').length") == 5, timeout_s=60,
+                 what="four trials in the table, live")
+        wait_for(lambda: "Completed" in str(js("document.getElementById('run-status').textContent")), timeout_s=60,
+                 what="the tuning run to complete, live")
+        wait_for(lambda: js("document.getElementById('trials-chart').dataset.series") == "4", timeout_s=30,
+                 what="a series per trial in the chart")
+        first = str(js("document.querySelectorAll('#trials-table tr')[1].textContent"))
+        assert f"{parent}_1" in first and "--x=0.3" in first, first  # the best first (x = 0.3)
+        detail = p.get(f"/api/runs/{parent}").json()["tuning"]
+        assert detail["best_run"]["id"] == f"{parent}_1" and [len(s["y"]) for s in detail["series"]] == [4] * 4
+        driver.save_screenshot(str(tmp_path / "trials.png"))
+        shutil.copy(tmp_path / "trials.png", "/tmp/trials.png") if os.environ.get("RUNCTL_KEEP_SCREENSHOTS") else None
+        assert (tmp_path / "trials.png").stat().st_size > 10_000
+    finally:
+        driver.quit()

@@ -99,7 +99,28 @@ def run_detail(store: Store, r: RunRecord) -> dict[str, Any]:
             "environment_record": environment_record(props),
             "children": children, "metrics": [{"name": n, "kind": k, "count": c} for n, k, c in names],
             "logs": files(store, r.id, protocol.LOGS_DIR), "outputs": files(store, r.id, protocol.OUTPUTS_DIR),
-            "images": [{"name": n, "path": image_path(v)} for n, v in store.logged_images(r.id)]}
+            "images": [{"name": n, "path": image_path(v)} for n, v in store.logged_images(r.id)],
+            **({"tuning": tuning(store, r)} if r.kind == "hyperdrive" else {})}
+
+
+MAX_TRIAL_SERIES = 50  # the chart of a tuning run's trials: the best this many
+
+
+def tuning(store: Store, r: RunRecord) -> dict[str, Any]:
+    """A tuning run's trials, best first (runctl/ops/trials.py), and each one's reports of the
+    primary metric for the chart (x: the report's number)."""
+    from runctl.ops import trials
+
+    section = trials.tuning_of(r) or {}
+    rows = [{**row, "best": finite(row["best"]), "last": finite(row["last"])} for row in trials.table(store, r)]
+    series = [{"id": row["id"], "y": [finite(v) for v in trials.reports(store, row["id"], section["primary_metric_name"])]}
+              for row in rows[:MAX_TRIAL_SERIES] if row["reports"]]
+    return {"primary_metric_name": section.get("primary_metric_name"), "goal": section.get("primary_metric_goal"),
+            "sampling": section.get("sampling"), "policy": section.get("policy"),
+            "max_total_runs": section.get("max_total_runs"), "max_concurrent_runs": section.get("max_concurrent_runs"),
+            "best_run": trials.best_run(store, r), "trials": rows, "series": series,
+            "series_note": (f"the best {MAX_TRIAL_SERIES} of {len(rows)} trials" if len(rows) > MAX_TRIAL_SERIES
+                            else "")}
 
 
 def image_path(artifact: Any) -> str:

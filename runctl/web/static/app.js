@@ -261,17 +261,60 @@ async function runPage(runId) {
   }
   logName.onchange = () => refreshLog(true);
 
-  main.replaceChildren(header, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "System"), systemDiv,
+  const trialsBox = el("div", {id: "trials"});
+  const trialsChart = chartBox("");
+  trialsChart.plot.id = "trials-chart";
+  let trialsShown = "";
+  function renderTrials() {
+    const t = run.tuning;
+    if (!t) return;
+    const key = JSON.stringify([t.trials.map(r => [r.id, r.status, r.reports]), run.status]);
+    if (key === trialsShown) return;
+    trialsShown = key;
+    const best = t.best_run;
+    trialsBox.replaceChildren(
+      el("p", {}, `${t.sampling} sampling, ${t.goal} ${t.primary_metric_name}, ${t.trials.length} of ${t.max_total_runs} runs, ` +
+                  `${t.max_concurrent_runs} at a time` + (best ? `; best: ${best.id} (${fmtVal(best.primary_metric.value)})` : "")),
+      el("table", {id: "trials-table"},
+        el("tr", {}, ["run", "status", "best " + t.primary_metric_name, "last", "reports", "hyperparameters", ""].map(h => el("th", {}, h))),
+        t.trials.map(r => el("tr", {}, el("td", {}, link("/runs/" + encodeURIComponent(r.id), r.id)), el("td", {}, statusCell(r.status)),
+          el("td", {class: "num"}, fmtVal(r.best)), el("td", {class: "num"}, fmtVal(r.last)), el("td", {class: "num"}, String(r.reports)),
+          el("td", {}, Object.entries(r.hyperparameters).map(([k, v]) => k + "=" + fmtVal(v)).join(" ")),
+          el("td", {class: "muted"}, r.status === "Canceled" ? (r.error || "") : "")))));
+    trialsChart.box.querySelector("strong").textContent = t.primary_metric_name + " of every trial, by report";
+    trialsChart.note.textContent = t.series_note;
+    const n = Math.max(0, ...t.series.map(s => s.y.length));
+    const x = Array.from({length: n}, (_, i) => i + 1);
+    const ys = t.series.map(s => ({label: s.id, values: x.map((_, i) => i < s.y.length ? s.y[i] : null)}));
+    trialsChart.plot.dataset.series = String(ys.length);
+    if (trialsChart.chart) { trialsChart.chart.destroy(); charts.splice(charts.indexOf(trialsChart.chart), 1); trialsChart.chart = null; }
+    trialsChart.plot.replaceChildren();
+    if (n) trialsChart.chart = chartFor(trialsChart.plot, {x, ys}, {xLabel: "report"});
+  }
+  const tuningPart = run.tuning ? [el("h2", {}, "Trials"), trialsBox, el("div", {class: "charts"}, trialsChart.box)] : [];
+
+  main.replaceChildren(header, ...tuningPart, el("h2", {}, "Metrics ", xAxis), chartsDiv, el("h2", {}, "System"), systemDiv,
     el("h2", {}, "Logs ", logName), logPre,
     el("h2", {}, "Images"), images, el("h2", {}, "Outputs"), outputs, el("h2", {}, "Child runs"), children,
     el("h2", {}, "Environment"), envBox,
     el("h2", {}, "Configuration"), el("pre", {class: "config"}, JSON.stringify(run.config, null, 2)));
   renderHeader();
+  renderTrials();
   await Promise.all([refreshCharts(), refreshLog(true)]);
   let lastChart = 0;
+  if (run.tuning) {  // trials start while the page is open: look again while the tuning runs
+    const page = location.pathname;
+    const poll = setInterval(async () => {
+      if (location.pathname !== page) { clearInterval(poll); return; }
+      run = await api("/api/runs/" + encodeURIComponent(run.id));
+      renderHeader(); renderTrials();
+      if (["Completed", "Failed", "Canceled"].includes(run.status)) clearInterval(poll);
+    }, 2000);
+  }
   watch([run.id, ...run.children.map(c => c.id)], async (changes) => {
     run = await api("/api/runs/" + encodeURIComponent(run.id));
     renderHeader();
+    renderTrials();
     const now = Date.now();
     if (now - lastChart > 500) { lastChart = now; refreshCharts(); } else setTimeout(refreshCharts, 500);
     refreshLog(false);
