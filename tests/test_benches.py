@@ -20,6 +20,7 @@ BENCHES = {  # bench -> what it needs (checked by the suites of those services)
     "bench_ssh.py": ["sshd"],
     "bench_docker.py": ["dockerd"],
     "bench_slurm.py": ["slurm"],
+    "bench_tuning.py": [],
 }
 
 

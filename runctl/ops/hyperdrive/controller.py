@@ -40,7 +40,7 @@ from runctl.ops.submit import new_run, prepare, start_failures
 from runctl.status import RunStatus
 from runctl.store.sqlite import RunRecord
 
-POLL_S = float(os.environ.get("RUNCTL_TUNING_POLL_S", "1.0"))
+POLL_S = 0.25  # between rounds (or the backend's poll_interval_s where longer: Slurm's); RUNCTL_TUNING_POLL_S sets it
 
 
 class Controller:
@@ -70,8 +70,9 @@ class Controller:
         self.say(f"tuning {self.parent_id}: {t.sampling} sampling, up to {t.max_total_runs} runs, "
                  f"{t.max_concurrent_runs} at a time, {t.primary_metric_goal} {t.primary_metric_name}, "
                  f"policy {t.policy.kind} (controller pid {os.getpid()})")
+        poll_s = float(os.environ.get("RUNCTL_TUNING_POLL_S") or max(POLL_S, self.backend.poll_interval_s))
         while not self.stopping and self.step():
-            time.sleep(POLL_S)
+            time.sleep(poll_s)
 
     def _stop(self, *_: Any) -> None:
         self.stopping = True
