@@ -103,3 +103,50 @@ def test_more_gpus_than_any_host_has_is_bad_input(tmp_path: Path, home: Path, gp
     r = proj.cli("submit", str(job))
     assert r.rc == 2 and "no host of target 'lab' has that many GPUs (the most is 2)" in r.err, r.err
     assert proj.cli("list", "--json").json() == []
+
+
+TUNE = """import argparse, os, time
+from azureml.core import Run
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float)
+a = p.parse_args()
+print('cvd', os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True)
+run = Run.get_context()
+for i in range(3):
+    run.log("loss", (a.x - 0.5) ** 2 + 1 / (i + 1))
+    time.sleep(0.7)
+"""
+
+
+def test_a_tuning_runs_children_take_disjoint_gpus_within_max_concurrent_runs(tmp_path: Path, home: Path,
+                                                                                gpus: Any) -> None:
+    """Tuning on an SSH target: children are placed like any run (here one GPU each, two GPUs:
+    the two running at once hold different GPUs) and never more than max_concurrent_runs run."""
+    from runctl.store.sqlite import Store
+
+    proj = gpu_proj(tmp_path, gpus(2))
+    job = proj.script_job(TUNE, compute_target="lab", hyperdrive={
+        "sampling": "grid", "parameter_space": {"--x": {"choice": [0.1, 0.5, 0.9, 0.3]}},
+        "primary_metric_name": "loss", "primary_metric_goal": "minimize", "max_concurrent_runs": 2})
+    parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.2"}).out.strip()
+    store = Store(home)
+    try:
+        together: set[frozenset[str]] = set()
+        while not store.get(parent).status.is_terminal:
+            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
+            assert len(live) <= 2, [k.id for k in live]
+            if len(live) == 2 and all(k.status.value == "Running" for k in live):
+                together.add(frozenset(k.id for k in live))
+            time.sleep(0.05)
+        kids = store.runs(parent_id=parent)
+        assert len(kids) == 4 and all(k.status.value == "Completed" for k in kids), [(k.id, k.status, k.error)
+                                                                                       for k in kids]
+        assert together, "two children ran at once"
+        for pair in together:
+            assert sorted(devices(proj, rid) for rid in pair) == ["0", "1"], "disjoint GPUs"
+        best = proj.cli("show", parent, "--json", check=True).json()["best_run"]
+        assert best["hyperparameters"] == {"--x": 0.5}
+    finally:
+        if not store.get(parent).status.is_terminal:
+            proj.cli("cancel", parent)
+        store.close()

@@ -157,6 +157,13 @@ def test_grid_covers_the_grid(project: Project, store: Store, marks: Path) -> No
     assert points == {(x, y) for x in (0.1, 0.3, 0.5) for y in (0.5, 0.7)} and len(kids) == 6
     best = project.cli("show", parent, "--json", check=True).json()["best_run"]
     assert best["hyperparameters"] == {"--x": 0.3, "--y": 0.7}
+    assert not list((Path(store.dir) / "state" / "hyperdrive").glob("*.lock")), "no lock left once it ended"
+    again = project.cli("rerun", parent, "-q", "--wait")
+    assert again.rc == 0, again.err
+    rerun = again.out.strip()
+    assert rerun != parent and store.get(rerun).kind == "hyperdrive"
+    assert [json.loads(store.properties(f"{rerun}_{i}")["hyperparameters"]) for i in range(6)] == \
+        [json.loads(store.properties(f"{parent}_{i}")["hyperparameters"]) for i in range(6)], "the same samples"
 
 
 def test_bayesian_sampling_beats_randoms_median_on_the_same_budget(project: Project, store: Store,

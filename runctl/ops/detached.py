@@ -65,7 +65,8 @@ def ensure(session: Session, parent: RunRecord) -> bool:
     if fd is None:
         return False
     try:
-        if session.store.get(parent.id).status.is_terminal:
+        if session.store.get(parent.id).status.is_terminal:  # it ended meanwhile: no lock file left behind
+            forget(session, parent.id)
             return False
         start(session, parent.id, fd)
         return True
@@ -95,6 +96,11 @@ def start(session: Session, parent_id: str, lock_fd: int) -> None:
 
 def record(session: Session, parent_id: str, where: dict[str, Any] | None) -> None:
     session.store.merge_spec(parent_id, **{CONTROLLER: where})
+
+
+def forget(session: Session, parent_id: str) -> None:
+    """The lock file of an ended parent (whoever opens it later finds the parent ended)."""
+    lock_path(session, parent_id).unlink(missing_ok=True)
 
 
 def where(session: Session, parent: RunRecord) -> dict[str, Any] | None:

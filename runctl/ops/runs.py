@@ -257,6 +257,7 @@ def _cancel_tuning(session: Session, parent: RunRecord) -> RunRecord:
         session.store.update(parent.id, status=RunStatus.CANCELED, error="canceled", ended_at=time.time(),
                              synced=True)
         detached.record(session, parent.id, None)
+    detached.forget(session, parent.id)
     return session.store.get(parent.id)
 
 

@@ -79,6 +79,9 @@ class Controller:
 
     def step(self) -> bool:
         """One round; False once the parent has ended."""
+        if not self.store.dir.is_dir():
+            self.say(f"stopped: the store {self.store.dir} is gone")
+            return False
         parent = self.store.get(self.parent_id)
         if parent.status.is_terminal:
             return False
@@ -228,6 +231,7 @@ class Controller:
         self.store.update(self.parent_id, status=status, error=error, ended_at=time.time(), synced=True,
                           exit_code={RunStatus.COMPLETED: 0, RunStatus.FAILED: 1}.get(status))
         detached.record(self.session, self.parent_id, None)
+        detached.forget(self.session, self.parent_id)
         self.say(f"tuning {self.parent_id}: {status.value}{f' ({error})' if error else ''}")
 
 
