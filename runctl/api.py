@@ -205,15 +205,17 @@ def _environment_dict(env: Any) -> dict[str, Any]:
 class StoreWriter(EventWriter):
     """Writes events of a run started in this process straight into the store."""
 
-    def __init__(self, store_dir: Path, run_id: str, interval_s: float = 0.5) -> None:
-        self._store_dir = store_dir
+    def __init__(self, ws: Any, run_id: str, interval_s: float = 0.5) -> None:
+        self._ws = ws
         self._run_id = run_id
         self._store: Store | None = None
         super().__init__(None, interval_s, lazy=True)
 
     def emit(self, events: list) -> None:
         if self._store is None:
-            self._store = Store(self._store_dir)
+            from runctl.store import open_store
+
+            self._store = open_store(self._ws)
         self._store.add_events(self._run_id, [event_record(ev) for ev in events])
 
     def _after_fork(self) -> None:
@@ -226,9 +228,8 @@ class Run(ctx.Run):
 
     def __init__(self, workspace: Workspace, record: RunRecord, writer: EventWriter | None = None,
                  parent: Run | None = None) -> None:
-        store_dir = workspace._session.ws.store_dir
         if writer is None:  # a child shares its parent's writer; its events carry its id
-            writer = parent._writer if parent is not None else StoreWriter(store_dir, record.id)
+            writer = parent._writer if parent is not None else StoreWriter(workspace._session.ws, record.id)
         super().__init__(record.id, str(workspace._session.store.run_dir(record.id)), Experiment(workspace, record.experiment),
                          writer, parent=parent, number=record.number, display_name=record.display_name)
         self._workspace = workspace

@@ -324,6 +324,9 @@ def list_(
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", metavar="NAME", help="Only this experiment."),
     status_: Optional[str] = typer.Option(None, "--status", "-s", metavar="STATUS", help="Only runs in this status (e.g. Running)."),
     limit: int = typer.Option(50, "--limit", "-n", min=0, metavar="N", help="At most this many runs, newest first (0: all)."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", metavar="NAME", help="Only runs NAME submitted (a team "
+                                       "store's database role, else the OS user)."),
+    mine: bool = typer.Option(False, "--mine", help="Only runs I submitted."),
     json_: bool = JsonOpt,
 ) -> None:
     """List runs, newest first."""
@@ -342,7 +345,11 @@ def list_(
         def warn(target: str, e: Exception) -> None:
             print(safe(f"warning: runs on {target!r}: status not refreshed: {e}"), file=sys.stderr)
 
-        records = refresh_many(s, s.store.runs(experiment=experiment, status=want, limit=limit or None), warn)
+        if mine:
+            if user is not None:
+                raise InputError("--mine and --user: give one")
+            user = s.store.me()
+        records = refresh_many(s, s.store.runs(experiment=experiment, status=want, limit=limit or None, user=user), warn)
         if want is not None:
             records = [r for r in records if r.status == want]
         best = {r.id: _best_text(s, r) for r in records if r.kind == "hyperdrive"}
@@ -357,9 +364,9 @@ def list_(
             print("no runs match" if filtered else "no runs yet; submit one with `runctl submit JOB.yaml` "
                                                    "(examples/hello/job.yaml is one)", file=sys.stderr)
             return
-        rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "",
+        rows = [[r.id, r.experiment, str(r.number), r.status.value, r.compute_target or "", r.user or "",
                  _age(r.created_at), "" if r.exit_code is None else str(r.exit_code)] for r in records]
-        headers = ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"]
+        headers = ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "USER", "CREATED", "EXIT"]
         if any(best.values()):  # tuning runs: their best run so far
             headers.append("BEST")
             rows = [[*row, best.get(r.id) or ""] for row, r in zip(rows, records)]
@@ -788,6 +795,43 @@ def env_rm(
                          f"from it or builds it now (`runctl env list {target}`)")
     for where, size in removed:
         print(safe(f"removed {where} ({size / 1e6:.1f} MB)"))
+
+
+store_app = typer.Typer(help="The team store: one run history for a team, on PostgreSQL.", no_args_is_help=True)
+app.add_typer(store_app, name="store", short_help="Set up the team store (PostgreSQL).")
+
+
+@store_app.command("init")
+def store_init() -> None:
+    """Create or upgrade the team store's schema, its roles (runctl_users, runctl_admin) and
+    the policies by which the database decides who may change a run. Run it once, as a role
+    that may create tables and roles; again to upgrade (it changes nothing when up to date)."""
+    from runctl.config.workspace import load_workspace
+
+    ws = load_workspace()
+    if ws.store_url is None:
+        raise InputError("no team store is configured: set `store: postgresql://HOST:PORT/DATABASE` in "
+                         ".runctl/config.yaml (or RUNCTL_STORE) first")
+    try:
+        import psycopg
+    except ImportError:
+        raise InputError("the team store needs psycopg: pip install 'runctl[team]'") from None
+    from runctl.errors import StoreUnreachable
+    from runctl.store.pgschema import init
+    from runctl.store.postgres import CONNECT_TIMEOUT_S, redacted
+
+    try:
+        conn = psycopg.connect(ws.store_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.OperationalError as e:
+        raise StoreUnreachable(f"the team store {redacted(ws.store_url)} did not answer: {str(e).strip()}") from None
+    with conn:
+        try:
+            print(safe(f"{redacted(ws.store_url)}: {init(conn)}"))
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise InputError(f"{redacted(ws.store_url)}: {str(e).strip()}; run `runctl store init` as a role that "
+                             f"may create tables and roles (the database's owner, with CREATEROLE)") from None
+        except RuntimeError as e:
+            raise InputError(f"{redacted(ws.store_url)}: {e}; install the runctl your team uses") from None
 
 
 shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",

@@ -4,7 +4,9 @@
     ├── InputError (exit 2)            bad input: config, arguments, unknown run
     │   └── ConfigError                names file:line:col and the field
     ├── StartError (exit 3)            the run could not be started
+    │   └── Refused                    the team store's database refused a change (not the run's owner)
     ├── BackendUnreachable (exit 4)    daemon/host/cluster did not answer
+    │   └── StoreUnreachable           the team store's database did not answer
     ├── NotFinished (exit 1)
     └── DiskFull (exit 1)              no space left where runctl had to write
 
@@ -96,6 +98,14 @@ class BackendUnreachable(RunctlError):
     def __init__(self, message: str, answered: list[Any] | None = None) -> None:
         super().__init__(message)
         self.answered = answered
+
+
+class StoreUnreachable(BackendUnreachable):
+    """The team store (PostgreSQL) did not answer: nothing was changed; try again later."""
+
+
+class Refused(InputError):
+    """The team store's database refused a change: the run belongs to another teammate."""
 
 
 class NotFinished(RunctlError):

@@ -24,6 +24,10 @@ SESSION_ID = f"{os.getpid()}-{int(time.time())}"
 SLURM_STATE = Path(os.environ.get("RUNCTL_TEST_SLURM_STATE", "/var/lib/runctl-test-slurm")) / "cluster"
 SLURM_CONF = str(SLURM_STATE / "slurm.conf")
 os.environ["SLURM_CONF"] = SLURM_CONF
+# The tests' own PostgreSQL (tests/infra/up-postgres.sh): its port, roles and password file.
+PG_STATE = Path(os.environ.get("RUNCTL_TEST_PG_STATE", "/var/lib/runctl-test-pg"))
+PG_PORT = int(os.environ.get("RUNCTL_TEST_PG_PORT", "55433"))
+PG_ADMIN = "runctl_test_admin"
 
 
 def session_labelled(targets: dict[str, dict]) -> dict[str, dict]:
@@ -49,15 +53,87 @@ def project(tmp_path: Path, home: Path) -> Project:
     return Project(tmp_path / "proj")
 
 
+def pg_ready() -> bool:
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    if not (PG_STATE / "pgpass").is_file():
+        return False
+    try:
+        psycopg.connect(f"postgresql://{PG_ADMIN}@127.0.0.1:{PG_PORT}/postgres", connect_timeout=5,
+                        passfile=str(PG_STATE / "pgpass")).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+class TeamDb:
+    """A fresh database of the tests' PostgreSQL, initialised by `runctl store init`'s code,
+    with alice and bob in runctl_users; dropped afterwards."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def url(self, user: str) -> str:
+        return f"postgresql://{user}@127.0.0.1:{PG_PORT}/{self.name}"
+
+    def admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.url(PG_ADMIN), autocommit=True, passfile=str(PG_STATE / "pgpass"))
+
+    def env(self, user: str, artifacts: Path, home: Path) -> dict[str, str]:
+        """What a teammate's shell has: their role, the team store, their own machine's folder."""
+        return {"PGPASSFILE": str(PG_STATE / "pgpass"), "PGUSER": user, "RUNCTL_STORE": self.url(user),
+                "RUNCTL_ARTIFACTS": str(artifacts), "RUNCTL_HOME": str(home)}
+
+
 @pytest.fixture
-def fake(tmp_path: Path) -> tuple[Any, Any, str]:
-    """A store with one Running run on a FakeBackend (tests/fakes.py)."""
+def team_db(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import secrets
+
+    import psycopg
+
+    require_service("the test PostgreSQL", pg_ready(), "run tests/infra/up-postgres.sh")
+    monkeypatch.setenv("PGPASSFILE", str(PG_STATE / "pgpass"))
+    db = TeamDb(f"runctl_test_{secrets.token_hex(6)}")
+    with psycopg.connect(f"postgresql://{PG_ADMIN}@127.0.0.1:{PG_PORT}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db.name}"')
+    from runctl.store.pgschema import init
+
+    with db.admin() as conn:
+        init(conn)
+        conn.execute("GRANT runctl_users TO alice, bob")
+    yield db
+    with psycopg.connect(f"postgresql://{PG_ADMIN}@127.0.0.1:{PG_PORT}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The store API on each store: a SQLite folder, and the team store (as alice)."""
+    from runctl.store.sqlite import Store
+
+    if request.param == "sqlite":
+        store = Store(tmp_path / "store")
+    else:
+        from runctl.store.postgres import PgStore
+
+        db = request.getfixturevalue("team_db")
+        store = PgStore(db.url("alice"), tmp_path / "artifacts", tmp_path / "local")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def fake(tmp_path: Path, any_store: Any) -> tuple[Any, Any, str]:
+    """A store (each kind) with one Running run on a FakeBackend (tests/fakes.py)."""
     from runctl.backends.base import Handle
     from runctl.status import RunStatus
-    from runctl.store.sqlite import Store
     from runctl.testing import FakeBackend
 
-    store = Store(tmp_path / "store")
+    store = any_store
     run_dir = tmp_path / "rundir"
     (run_dir / "logs").mkdir(parents=True)
     backend = FakeBackend(run_dir)

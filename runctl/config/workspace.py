@@ -13,6 +13,8 @@ from runctl.errors import ConfigError
 CONFIG_DIR = ".runctl"
 CONFIG_NAME = "config.yaml"
 ENV_HOME = "RUNCTL_HOME"
+ENV_STORE = "RUNCTL_STORE"  # a team store's URL (postgresql://...), or a store folder
+ENV_ARTIFACTS = "RUNCTL_ARTIFACTS"  # a team store's shared artifacts folder
 DEFAULT_SNAPSHOT_MAX_MB = 300
 DEFAULT_OUTPUTS_MAX_MB = 50 * 1024  # one run's outputs; a job that writes more (or a huge sparse file) is cut
 
@@ -21,6 +23,7 @@ WORKSPACE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "store": {"type": "string", "minLength": 1},
+        "artifacts": {"type": "string", "minLength": 1},
         "default_compute_target": {"type": "string", "minLength": 1},
         "default_experiment": {"type": "string", "pattern": r"^[a-zA-Z0-9][a-zA-Z0-9_\-]{0,199}$"},
         "snapshot": {
@@ -55,8 +58,10 @@ class ComputeTarget:
 
 @dataclass
 class Workspace:
-    store_dir: Path
+    store_dir: Path  # this machine's store (with a team store: this machine's own state beside it)
     config_path: Path | None = None
+    store_url: str | None = None  # a team store: postgresql://host:port/db (no password in it)
+    artifacts: str | None = None  # a team store's shared folder for snapshots, logs and outputs
     targets: dict[str, ComputeTarget] = field(default_factory=dict)
     default_compute_target: str = "local"
     default_experiment: str | None = None
@@ -96,7 +101,44 @@ def load_workspace(start: Path | None = None, config_path: Path | None = None, *
         _apply_config(ws, path)
     if os.environ.get(ENV_HOME):
         ws.store_dir = Path(os.environ[ENV_HOME]).expanduser().resolve()
+    if os.environ.get(ENV_STORE):
+        _set_store(ws, os.environ[ENV_STORE], Path.cwd(), ENV_STORE)
+    if os.environ.get(ENV_ARTIFACTS):
+        ws.artifacts = os.path.expanduser(os.environ[ENV_ARTIFACTS])
     return ws
+
+
+def _set_store(ws: Workspace, value: str, base: Path, where: str, located: Located | None = None) -> None:
+    """``store:``: a folder (this machine's store) or a team store's URL."""
+    if "://" not in value:
+        store = Path(os.path.expanduser(value))
+        ws.store_dir = (store if store.is_absolute() else base / store).resolve()
+        return
+    problem = store_url_problem(value)
+    if problem:
+        if located is not None:
+            raise located.error(("store",), problem[0], problem[1])
+        raise ConfigError(problem[0], file=where, hint=problem[1])
+    ws.store_url = value
+
+
+def store_url_problem(url: str) -> tuple[str, str] | None:
+    """(what is wrong, what to do) with a team store's URL, or None."""
+    from urllib.parse import parse_qs, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError as e:
+        return f"{url!r} is not a URL ({e})", "write postgresql://HOST:PORT/DATABASE"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return (f"store {parts.scheme}://...: a team store is PostgreSQL (postgresql://HOST:PORT/DATABASE)",
+                "or give a folder for a store on this machine")
+    if password is not None or "password" in parse_qs(parts.query):
+        return ("the store URL holds a password, which runctl refuses to read from a URL or a config file",
+                "remove it and put it in libpq's password file (~/.pgpass, or the file PGPASSFILE names), "
+                "a service file, or PGPASSWORD")
+    return None
 
 
 def checked_options(ws: Workspace, name: str, options_schema: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +177,10 @@ def _apply_config(ws: Workspace, path: Path) -> None:
     ws.config_path = path
     ws.located = located
     if "store" in data:
-        store = Path(os.path.expanduser(data["store"]))
-        ws.store_dir = (store if store.is_absolute() else path.parent.parent / store).resolve()
+        _set_store(ws, data["store"], path.parent.parent, str(path), located)
+    if "artifacts" in data:
+        art = Path(os.path.expanduser(data["artifacts"]))
+        ws.artifacts = str(art if art.is_absolute() or "://" in data["artifacts"] else (path.parent.parent / art).resolve())
     for name, spec in (data.get("compute_targets") or {}).items():
         opts = {k: v for k, v in spec.items() if k != "type"}
         ws.targets[name] = ComputeTarget(name, spec["type"], opts)

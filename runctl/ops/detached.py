@@ -61,6 +61,8 @@ def ensure(session: Session, parent: RunRecord) -> bool:
     killed at any instant is restarted by the next one."""
     if parent.status.is_terminal:
         return False
+    if parent.submit_host not in (None, socket.gethostname()):
+        return False  # its controller lives where it was submitted (a teammate's machine, on a team store)
     fd = take_lock(lock_path(session, parent.id))
     if fd is None:
         return False

@@ -22,7 +22,9 @@ class Session:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.ws.store_dir)
+            from runctl.store import open_store
+
+            self._store = open_store(self.ws)
         return self._store
 
     def backend(self, target_name: str) -> Backend:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from runctl.backends.base import Services
     from runctl.store.snapshot import ObjectStore
 
-SCHEMA_VERSION = 4  # 3: metrics.packed (a batch of one metric's scalars in one row); 4: models
+SCHEMA_VERSION = 5  # 3: metrics.packed (a batch of one metric's scalars in one row); 4: models; 5: who submitted
+WHO_COLUMNS = ("submitted_by", "os_user", "submit_host")  # the database role (a team store's), the OS user and host
 DB_NAME = "runctl.db"
 
 _DDL = """
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT, parent_id TEXT, unique_key TEXT,
     events_offset INTEGER NOT NULL DEFAULT 0,
     synced INTEGER NOT NULL DEFAULT 0,
+    submitted_by TEXT, os_user TEXT, submit_host TEXT,
     UNIQUE (experiment_id, number));
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_unique_key ON runs(unique_key) WHERE unique_key IS NOT NULL;
@@ -93,9 +95,12 @@ class RunRecord:
     unique_key: str | None
     events_offset: int
     synced: bool
+    submitted_by: str | None = None
+    os_user: str | None = None
+    submit_host: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+    def from_row(cls, row: Any) -> RunRecord:
         d = dict(row)
         d["status"] = RunStatus(d["status"])
         d["handle"] = json.loads(d["handle"]) if d["handle"] else None
@@ -110,8 +115,13 @@ class RunRecord:
             "display_name": self.display_name, "status": self.status.value,
             "compute_target": self.compute_target, "exit_code": self.exit_code, "error": self.error,
             "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at), "host": self.host,
+            "ended_at": _iso(self.ended_at), "host": self.host, "user": self.user,
         }
+
+    @property
+    def user(self) -> str | None:
+        """Who submitted it: the database role on a team store, else the OS user."""
+        return self.submitted_by or self.os_user
 
 
 def _iso(ts: float | None) -> str | None:
@@ -182,6 +192,11 @@ class Store:
                     self.db.execute(f"DROP INDEX IF EXISTS {index}")
             if version == 2:
                 self.db.execute("ALTER TABLE metrics ADD COLUMN packed BLOB")
+            if 2 <= version < 5:
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+                for column in WHO_COLUMNS:
+                    if column not in have:
+                        self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             if version != SCHEMA_VERSION:
                 for stmt in _DDL.split(";"):
                     if stmt.strip():
@@ -213,6 +228,14 @@ class Store:
 
     def tx(self) -> Store._Tx:
         return Store._Tx(self.db)
+
+    # What a database that runs transactions side by side needs (postgres.py); SQLite's
+    # BEGIN IMMEDIATE already makes each write transaction the only one.
+    FOR_UPDATE = ""  # appended to a SELECT whose row the transaction then changes
+    DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.InterfaceError, sqlite3.ProgrammingError)
+
+    def _serialize(self, db: Any, key: str) -> None:
+        """Make transactions that number the same thing (``key``) wait for each other."""
 
     def run_dir(self, run_id: str) -> Path:
         """Where the store keeps a run's ingested logs and outputs."""
@@ -263,10 +286,11 @@ class Store:
                     return RunRecord.from_row(row), False
             db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, now))
             exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
+            self._serialize(db, f"experiment {exp_id}")
             number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?", (exp_id,)).fetchone()[0]
             rid = run_id or f"{experiment}_{int(now)}_{secrets.token_hex(4)}"
             cols = {"id": rid, "experiment_id": exp_id, "number": number, "kind": kind, "status": status.value,
-                    "created_at": now, "unique_key": unique_key}
+                    "created_at": now, "unique_key": unique_key, **_who()}
             cols.update({k: _encode(k, v) for k, v in values.items()})
             db.execute(
                 f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", tuple(cols.values())
@@ -303,8 +327,11 @@ class Store:
 
     def runs(self, experiment: str | None = None, status: RunStatus | None = None, limit: int | None = None,
              parent_id: str | None = None, unfinished_only: bool = False,
-             include_children: bool = False) -> list[RunRecord]:
+             include_children: bool = False, user: str | None = None) -> list[RunRecord]:
         where, args = ["1 = 1"], []
+        if user is not None:  # who submitted it: the database role where there is one, else the OS user
+            where.append("COALESCE(runs.submitted_by, runs.os_user) = ?")
+            args.append(user)
         if experiment is not None:
             where.append("experiments.name = ?")
             args.append(experiment)
@@ -322,6 +349,10 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [RunRecord.from_row(r) for r in self.db.execute(sql, args)]
+
+    def me(self) -> str | None:
+        """Who this client is, as runs record it (the OS user here; the role on a team store)."""
+        return _who()["os_user"]
 
     def update(self, run_id: str, **values: Any) -> None:
         bad = set(values) - _UPDATABLE
@@ -356,7 +387,7 @@ class Store:
         Returns False (and stores nothing) if another process got there first."""
         try:
             return self._ingest(run_id, expected_offset, new_offset, events)
-        except (TypeError, ValueError, KeyError, AttributeError, sqlite3.InterfaceError, sqlite3.ProgrammingError):
+        except (TypeError, ValueError, KeyError, AttributeError, *self.DB_ERRORS):  # type: ignore[misc]
             # A forged or damaged event that parsed as JSON: keep the well-formed ones, count the rest.
             good = [ev for ev in events if valid_event(ev)]
             warning = sync_warning(expected_offset, f"{len(events) - len(good)} malformed event(s) skipped")
@@ -364,7 +395,7 @@ class Store:
 
     def _ingest(self, run_id: str, expected_offset: int, new_offset: int, events: list[dict]) -> bool:
         with self.tx() as db:
-            cur = db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
+            cur = db.execute("SELECT events_offset FROM runs WHERE id = ?" + self.FOR_UPDATE, (run_id,)).fetchone()[0]
             if cur != expected_offset:
                 return False
             self._apply_events(db, run_id, events)
@@ -409,6 +440,7 @@ class Store:
                 db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, str(value)))
             elif kind == "model":  # run.register_model: numbered per name
                 v = value if isinstance(value, dict) else {}
+                self._serialize(db, f"model {name}")
                 version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
                                      (name,)).fetchone()[0]
                 db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -472,15 +504,18 @@ class Store:
             wanted = ids.get(info["parent"]) or self._child_of(db, top_id, info["parent"])
             if wanted != child_id and db.execute("SELECT 1 FROM runs WHERE id = ?", (wanted,)).fetchone():
                 parent_id = wanted
-        parent = db.execute("SELECT experiment_id, compute_target FROM runs WHERE id = ?", (parent_id,)).fetchone()
+        parent = db.execute("SELECT experiment_id, compute_target, submitted_by, os_user, submit_host FROM runs "
+                            "WHERE id = ?", (parent_id,)).fetchone()
+        self._serialize(db, f"experiment {parent['experiment_id']}")
         number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
                             (parent["experiment_id"],)).fetchone()[0]
         display = info.get("display_name")
         db.execute(
             "INSERT INTO runs (id, experiment_id, number, kind, status, created_at, started_at, parent_id, display_name,"
-            " compute_target) VALUES (?, ?, ?, 'child', ?, ?, ?, ?, ?, ?)",
+            " compute_target, submitted_by, os_user, submit_host) VALUES (?, ?, ?, 'child', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (child_id, parent["experiment_id"], number, RunStatus.RUNNING.value, _num(ev.get("t")) or time.time(),
-             _num(ev.get("t")), parent_id, display if isinstance(display, str) else None, parent["compute_target"]),
+             _num(ev.get("t")), parent_id, display if isinstance(display, str) else None, parent["compute_target"],
+             parent["submitted_by"], parent["os_user"], parent["submit_host"]),
         )
 
     def finish_children(self, parent_id: str, status: RunStatus, ended_at: float) -> None:
@@ -573,9 +608,9 @@ class Store:
     def experiment_summaries(self) -> list[tuple[str, int, float | None, int]]:
         """(experiment, top-level runs, newest run's creation time, unfinished runs), newest first."""
         return [(n, c, t, a or 0) for n, c, t, a in self.db.execute(
-            "SELECT e.name, COUNT(r.id), MAX(r.created_at), SUM(r.status IN ('Running', 'Starting', 'Queued', "
-            "'Preparing', 'Finalizing', 'CancelRequested')) FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id "
-            "AND r.parent_id IS NULL GROUP BY e.name ORDER BY MAX(r.created_at) DESC")]
+            "SELECT e.name, COUNT(r.id), MAX(r.created_at), SUM(CASE WHEN r.status IN ('Running', 'Starting', 'Queued', "
+            "'Preparing', 'Finalizing', 'CancelRequested') THEN 1 ELSE 0 END) FROM experiments e LEFT JOIN runs r "
+            "ON r.experiment_id = e.id AND r.parent_id IS NULL GROUP BY e.name ORDER BY MAX(r.created_at) DESC NULLS LAST")]
 
     def metric_names(self, run_id: str) -> list[tuple[str, str, int]]:
         """(name, kind, number of values) of a run's metrics, in the order they were first logged."""
@@ -743,6 +778,18 @@ def unpack_scalars(blob: bytes, extras: bool = True) -> tuple[list[Any], list[fl
         st.frombytes(blob[at:at + 8 * n])
         steps = cast("list[int]", st.tolist())
     return values.tolist(), times, steps
+
+
+def _who() -> dict[str, str | None]:
+    """The OS user and host a run is created from (a team store adds the database role)."""
+    import getpass
+    import socket
+
+    try:
+        user: str | None = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name known (a container without a passwd entry)
+        user = None
+    return {"os_user": user, "submit_host": socket.gethostname()}
 
 
 def _text(value: Any) -> str | None:
