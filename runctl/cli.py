@@ -816,14 +816,13 @@ def store_init() -> None:
         import psycopg
     except ImportError:
         raise InputError("the team store needs psycopg: pip install 'runctl[team]'") from None
-    from runctl.errors import StoreUnreachable
     from runctl.store.pgschema import init
-    from runctl.store.postgres import CONNECT_TIMEOUT_S, redacted
+    from runctl.store.postgres import CONNECT_TIMEOUT_S, connect_error, redacted
 
     try:
         conn = psycopg.connect(ws.store_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as e:
-        raise StoreUnreachable(f"the team store {redacted(ws.store_url)} did not answer: {str(e).strip()}") from None
+        raise connect_error(ws.store_url, e) from None
     with conn:
         try:
             print(safe(f"{redacted(ws.store_url)}: {init(conn)}"))

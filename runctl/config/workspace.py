@@ -179,8 +179,9 @@ def _apply_config(ws: Workspace, path: Path) -> None:
     if "store" in data:
         _set_store(ws, data["store"], path.parent.parent, str(path), located)
     if "artifacts" in data:
-        art = Path(os.path.expanduser(data["artifacts"]))
-        ws.artifacts = str(art if art.is_absolute() or "://" in data["artifacts"] else (path.parent.parent / art).resolve())
+        raw = data["artifacts"]
+        art = Path(os.path.expanduser(raw))
+        ws.artifacts = raw if "://" in raw else str(art if art.is_absolute() else (path.parent.parent / art).resolve())
     for name, spec in (data.get("compute_targets") or {}).items():
         opts = {k: v for k, v in spec.items() if k != "type"}
         ws.targets[name] = ComputeTarget(name, spec["type"], opts)

@@ -150,6 +150,18 @@ class _PgTx:
                 raise
 
 
+def connect_error(url: str, e: Exception) -> Exception:
+    """Why connecting failed: the server said no (a wrong database, role or password: exit 2),
+    or nothing answered (exit 4)."""
+    text = str(e).strip()
+    fatal = [line.split("FATAL:", 1)[1].strip() for line in text.splitlines() if "FATAL:" in line]
+    if fatal:
+        return InputError(f"the team store {redacted(url)} refused the connection: {fatal[-1]}; check the URL's "
+                          f"database and role, and the role's password in ~/.pgpass (or PGPASSFILE)")
+    return StoreUnreachable(f"the team store {redacted(url)} did not answer: "
+                            f"{text.splitlines()[-1] if text else type(e).__name__}; try again when it is back")
+
+
 def redacted(url: str) -> str:
     """The URL as shown in messages (no password: there is none, runctl refuses one)."""
     return url.split("?", 1)[0]
@@ -178,8 +190,7 @@ class PgStore(Store):
             conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                    application_name="runctl")
         except psycopg.OperationalError as e:
-            raise StoreUnreachable(f"the team store {redacted(url)} did not answer: "
-                                   f"{str(e).strip().splitlines()[-1] if str(e).strip() else e}") from None
+            raise connect_error(url, e) from None
         self.db = _PgDb(conn, url)  # type: ignore[assignment]
         self.schema_version = check_schema(self.db, url)  # type: ignore[arg-type]
 

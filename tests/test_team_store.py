@@ -1,0 +1,191 @@
+"""The team store (issue 21) end to end: two teammates (PostgreSQL roles alice and bob, each
+with a machine folder of their own) on one database (the tests' own server,
+tests/infra/up-postgres.sh) and one shared artifacts folder. The store-level behaviour
+(ingest once, offsets, metric batches, hardening of sync) runs on both stores through the
+``fake`` fixture (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import PG_PORT, PG_STATE, Project, TeamDb, wait_for
+
+LONG = """
+import time
+from azureml.core import Run
+run = Run.get_context()
+for i in range(400):
+    run.log("loss", 1 / (i + 1))
+    time.sleep(0.05)
+"""
+MANY = """
+from azureml.core import Run
+run = Run.get_context()
+for i in range(3000):
+    run.log("x", i)
+print("done", flush=True)
+"""
+
+
+class Teammate:
+    def __init__(self, name: str, project: Project, db: TeamDb, artifacts: Path, tmp_path: Path) -> None:
+        self.name, self.project = name, project
+        self.env = db.env(name, artifacts, tmp_path / f"{name}-machine")
+
+    def cli(self, *args: str, **kw: Any) -> Any:
+        return self.project.cli(*args, env=self.env, **kw)
+
+
+@pytest.fixture
+def team(project: Project, team_db: TeamDb, tmp_path: Path) -> tuple[Teammate, Teammate]:
+    artifacts = tmp_path / "shared"
+    return (Teammate("alice", project, team_db, artifacts, tmp_path),
+            Teammate("bob", project, team_db, artifacts, tmp_path))
+
+
+def test_two_teammates_see_each_others_runs_and_only_the_submitter_cancels(project: Project, team: Any,
+                                                                           team_db: TeamDb) -> None:
+    alice, bob = team
+    quick = project.script_job("from azureml.core import Run\nRun.get_context().log('acc', 0.5)\n", name="quick.yaml")
+    long = project.script_job(LONG, name="long.yaml")
+    mine = bob.cli("submit", str(quick), "-q", "--wait", check=True).out.strip()
+    theirs = alice.cli("submit", str(long), "-q", check=True).out.strip()
+    wait_for(lambda: bob.cli("status", theirs).out.strip() == "Running", 60, what="alice's run running")
+    for who in (alice, bob):
+        listed = {r["id"]: r for r in who.cli("list", "--json", check=True).json()}
+        assert listed[mine]["user"] == "bob" and listed[theirs]["user"] == "alice", listed
+        assert "USER" in who.cli("list", check=True).out
+    assert [r["id"] for r in bob.cli("list", "--mine", "--json", check=True).json()] == [mine]
+    assert [r["id"] for r in bob.cli("list", "--user", "alice", "--json", check=True).json()] == [theirs]
+    assert bob.cli("metrics", mine, "--json", check=True).json() == {"acc": 0.5}
+    assert alice.cli("metrics", mine, "--json", check=True).json() == {"acc": 0.5}, "a teammate's metrics"
+    # bob may not cancel alice's run: the database refuses, nothing is half-done
+    r = bob.cli("cancel", theirs)
+    assert r.rc == 2 and "belongs to alice" in r.err, (r.rc, r.err)
+    assert bob.cli("status", theirs).out.strip() == "Running"
+    # ... nor can he with psql: the policies are the database's
+    import psycopg
+
+    with psycopg.connect(team_db.url("bob"), autocommit=True) as conn:
+        for sql in (f"UPDATE runs SET status = 'CancelRequested' WHERE id = '{theirs}'",
+                    f"UPDATE runs SET display_name = 'mine now' WHERE id = '{theirs}'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+        assert conn.execute(f"DELETE FROM runs WHERE id = '{theirs}'").rowcount == 0
+        assert conn.execute(f"DELETE FROM tags WHERE run_id = '{theirs}'").rowcount == 0
+        assert conn.execute(f"UPDATE metrics SET value = '0' WHERE run = (SELECT rk FROM runs WHERE id = "
+                            f"'{theirs}')").rowcount == 0
+    # alice may
+    assert alice.cli("cancel", theirs).rc == 0
+    done = alice.cli("wait", theirs, timeout=60)
+    assert alice.cli("status", theirs).out.strip() == "Canceled", done.err
+    assert bob.cli("show", theirs, "--json", check=True).json()["status"] == "Canceled"
+    # a teammate reruns from the shared snapshot: the run is his
+    again = bob.cli("rerun", mine, "-q", "--wait", check=True).out.strip()
+    shown = alice.cli("show", again, "--json", check=True).json()
+    assert shown["status"] == "Completed" and shown["snapshotId"] == alice.cli(
+        "show", mine, "--json", check=True).json()["snapshotId"]
+    assert [r["user"] for r in alice.cli("list", "--json", check=True).json() if r["id"] == again] == ["bob"]
+
+
+def test_two_teammates_waiting_on_one_run_store_each_value_once(project: Project, team: Any) -> None:
+    alice, bob = team
+    job = project.script_job(MANY, name="many.yaml")
+    rid = alice.cli("submit", str(job), "-q", check=True).out.strip()
+    procs = [subprocess.Popen([sys.executable, "-m", "runctl", "wait", rid], cwd=project.root,
+                              env={**__import__("os").environ, **who.env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for who in (alice, bob, alice, bob)]
+    for p in procs:
+        p.communicate(timeout=120)
+        assert p.returncode == 0
+    values = bob.cli("metrics", rid, "--json", check=True).json()["x"]
+    assert values == list(range(3000)), "every value once, in order"
+    assert alice.cli("logs", rid, check=True).out.count("done") == 1
+
+
+def test_twenty_concurrent_submits_from_two_teammates_lose_nothing(project: Project, team: Any) -> None:
+    alice, bob = team
+    job = project.script_job("print('hi')\n", name="hi.yaml")
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda i: (alice, bob)[i % 2].cli("submit", str(job), "-q"), range(20)))
+    assert all(r.rc == 0 for r in results), [r.err for r in results if r.rc]
+    ids = {r.out.strip() for r in results}
+    listed = alice.cli("list", "--json", "--limit", "0", check=True).json()
+    assert {r["id"] for r in listed} == ids and sorted(r["number"] for r in listed) == list(range(1, 21))
+    assert sorted(r["user"] for r in listed) == ["alice"] * 10 + ["bob"] * 10
+    assert all("locked" not in r.err for r in results)
+
+
+def test_a_password_in_the_url_is_refused_and_an_unreachable_store_is_exit_4(project: Project, team: Any,
+                                                                              tmp_path: Path) -> None:
+    alice, _ = team
+    project.root.joinpath(".runctl").mkdir(exist_ok=True)
+    cfg = project.root / ".runctl" / "config.yaml"
+    cfg.write_text(f"store: postgresql://alice:secret@127.0.0.1:{PG_PORT}/x\nartifacts: {tmp_path / 'a'}\n")
+    env = {k: v for k, v in alice.env.items() if k not in ("RUNCTL_STORE", "RUNCTL_ARTIFACTS")}
+    r = project.cli("list", env=env)
+    assert r.rc == 2 and f"{cfg}:1" in r.err and "password" in r.err and "pgpass" in r.err, r.err
+    assert "secret" not in r.err and "secret" not in r.out
+    cfg.write_text(f"store: postgresql://alice@127.0.0.1:1/x\nartifacts: {tmp_path / 'a'}\n")
+    started = time.monotonic()
+    r = project.cli("list", env=env)
+    assert r.rc == 4 and "did not answer" in r.err, (r.rc, r.err)
+    assert time.monotonic() - started < 60
+    cfg.write_text(f"store: postgresql://alice@127.0.0.1:{PG_PORT}/no_such_db\nartifacts: {tmp_path / 'a'}\n")
+    r = project.cli("list", env=env)
+    assert r.rc == 2 and "refused the connection" in r.err and "no_such_db" in r.err, r.err
+    cfg.write_text(f"store: postgresql://alice@127.0.0.1:{PG_PORT}/x\nartifacts: s3://bucket/prefix\n")
+    r = project.cli("list", env=env)
+    assert r.rc == 2 and "artifacts" in r.err, r.err
+
+
+def test_a_database_with_a_newer_schema_is_not_written(project: Project, team: Any, team_db: TeamDb) -> None:
+    alice, _ = team
+    with team_db.admin() as conn:
+        conn.execute("UPDATE runctl_meta SET value = '99' WHERE key = 'schema_version'")
+    job = project.script_job("print('hi')\n", name="hi.yaml")
+    r = alice.cli("submit", str(job))
+    assert r.rc == 2 and "schema version 99" in r.err and "pip install -U runctl" in r.err, r.err
+    with team_db.admin() as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+        conn.execute("UPDATE runctl_meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def test_store_init_is_idempotent_and_needs_a_role_that_may(project: Project, team: Any, team_db: TeamDb) -> None:
+    alice, _ = team
+    admin_env = {**alice.env, "PGUSER": "runctl_test_admin", "RUNCTL_STORE": team_db.url("runctl_test_admin")}
+    r = project.cli("store", "init", env=admin_env)
+    assert r.rc == 0 and "up to date" in r.out, (r.out, r.err)
+    r = alice.cli("store", "init")
+    assert r.rc == 2 and "may create tables and roles" in r.err, r.err
+
+
+def test_the_portal_serves_the_teams_runs(project: Project, team: Any) -> None:
+    import httpx
+
+    alice, bob = team
+    job = project.script_job("from azureml.core import Run\nRun.get_context().log('acc', 0.5)\n", name="quick.yaml")
+    a = alice.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    b = bob.cli("submit", str(job), "-q", "--wait", check=True).out.strip()
+    p = subprocess.Popen([sys.executable, "-m", "runctl", "ui", "--port", "0"], cwd=project.root,
+                         env={**__import__("os").environ, **bob.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        base = p.stdout.readline().strip().split("?")[0].rstrip("/")  # type: ignore[union-attr]
+        runs = httpx.get(f"{base}/api/runs", timeout=30).json()
+        ids = {r["id"] for r in (runs["runs"] if isinstance(runs, dict) else runs)}
+        assert {a, b} <= ids
+        assert httpx.get(f"{base}/api/runs/{a}", timeout=30).json()["status"] == "Completed"
+    finally:
+        p.terminate()
+        p.communicate(timeout=20)
+
+
+_ = PG_STATE
