@@ -21,6 +21,7 @@ BENCHES = {  # bench -> what it needs (checked by the suites of those services)
     "bench_docker.py": ["dockerd"],
     "bench_slurm.py": ["slurm"],
     "bench_tuning.py": [],
+    "bench_team.py": ["postgres"],
 }
 
 
@@ -35,7 +36,9 @@ def test_a_bench_runs_in_quick_mode_from_the_repository_root(bench: str) -> None
     from .test_slurm_backend import slurm_ready
     from .test_ssh_backend import ssh_ready
 
-    ready = {"sshd": ssh_ready, "dockerd": docker_ready, "slurm": slurm_ready}
+    from .conftest import pg_ready
+
+    ready = {"sshd": ssh_ready, "dockerd": docker_ready, "slurm": slurm_ready, "postgres": pg_ready}
     for need in BENCHES[bench]:
         require_service(need, ready[need](), "run tests/infra/up.sh")
     r = subprocess.run([sys.executable, f"bench/{bench}", "--quick"], cwd=REPO, capture_output=True, text=True,
