@@ -833,6 +833,28 @@ def store_init() -> None:
             raise InputError(f"{redacted(ws.store_url)}: {e}; install the runctl your team uses") from None
 
 
+@store_app.command("push")
+def store_push(
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", metavar="NAME", help="Only this experiment."),
+    json_: bool = JsonOpt,
+) -> None:
+    """Copy this machine's runs into the team store (records, metrics, logs, outputs, snapshots).
+    A second push copies nothing; a push killed midway is finished by the next."""
+    from runctl.ops.push import push
+
+    with _session() as s:
+        done = push(s, experiment)
+        if json_:
+            _print_json({"copied": done.copied, "already_there": done.present, "unfinished": done.unfinished,
+                         "values": done.values})
+            return
+        print(safe(f"pushed {len(done.copied)} run(s) ({done.values} metric rows); {len(done.present)} already in the "
+                   f"team store"))
+        if done.unfinished:
+            print(safe(f"not pushed, unfinished: {', '.join(done.unfinished)} (wait for them, then push again)"),
+                  file=sys.stderr)
+
+
 shim_app = typer.Typer(help="Make `from azureml.core import Run` work outside runctl jobs (no Azure SDK needed).",
                        no_args_is_help=True)
 app.add_typer(shim_app, name="shim", short_help="Make azureml.core importable outside jobs.")

@@ -189,3 +189,59 @@ def test_the_portal_serves_the_teams_runs(project: Project, team: Any) -> None:
 
 
 _ = PG_STATE
+
+
+PUSHED = """
+from azureml.core import Run
+run = Run.get_context()
+for i in range(500):
+    run.log("loss", 1 / (i + 1))
+run.tag("kind", "local")
+child = run.child_run("fold-1")
+child.log("acc", 0.75)
+child.complete()
+import os
+os.makedirs("outputs", exist_ok=True)
+open("outputs/model.txt", "w").write("weights")
+print("trained", flush=True)
+"""
+
+
+def test_store_push_copies_local_runs_whole_once_even_when_killed(project: Project, team: Any,
+                                                                  tmp_path: Path) -> None:
+    import random
+    import signal
+
+    alice, bob = team
+    job = project.script_job(PUSHED, name="local.yaml")
+    local_env = {**alice.env}
+    del local_env["RUNCTL_STORE"]  # alice's machine before the team store: her own SQLite folder
+    ids = [project.cli("submit", str(job), "-q", "--wait", env=local_env, check=True).out.strip() for _ in range(4)]
+    assert alice.cli("list", "--json", check=True).json() == []
+    rng = random.Random(5)
+    for _ in range(4):  # pushes killed at random instants
+        p = subprocess.Popen([sys.executable, "-m", "runctl", "store", "push"], cwd=project.root,
+                             env={**__import__("os").environ, **alice.env}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 1.2))
+        p.send_signal(signal.SIGKILL)
+        p.communicate()
+    done = alice.cli("store", "push", "--json", check=True).json()
+    again = alice.cli("store", "push", "--json", check=True).json()
+    assert again["copied"] == [] and len(again["already_there"]) == 8, "a second push copies nothing"
+    assert len(done["copied"]) + len(done["already_there"]) == 8  # 4 runs and their children
+    listed = bob.cli("list", "--json", check=True).json()
+    assert sorted(r["id"] for r in listed) == sorted(ids) and all(r["user"] == "alice" for r in listed)
+    for rid in ids:
+        m = bob.cli("metrics", rid, "--json", "--recursive", check=True).json()
+        assert m[rid]["loss"] == [1 / (i + 1) for i in range(500)], "every value, once"
+        assert [v["acc"] for k, v in m.items() if k != rid] == [0.75]
+        assert "trained" in bob.cli("logs", rid, check=True).out
+        shown = bob.cli("show", rid, "--json", check=True).json()
+        assert shown["tags"]["kind"] == "local"
+        out = tmp_path / f"out-{rid}"
+        assert [p.name for p in (Path(x) for x in bob.cli("outputs", rid, str(out), check=True).out.split())] == \
+            ["model.txt"]
+    rerun = bob.cli("rerun", ids[0], "-q", "--wait")
+    assert rerun.rc == 0, "the snapshot came along: a teammate reruns it"
+    assert project.cli("list", "--json", env=local_env, check=True).json(), "the local store still works"

@@ -377,6 +377,55 @@ class Store:
                     spec[key] = value
             db.execute("UPDATE runs SET spec = ? WHERE id = ?", (_encode("spec", spec), run_id))
 
+    # -- moving runs between stores (`runctl store push`) ---------------------------------
+    def export_run(self, run_id: str) -> dict[str, Any]:
+        """Everything the database holds of one run, as plain values (its files are in run_dir)."""
+        row = self.db.execute(_RUN_SELECT + " WHERE runs.id = ?", (run_id,)).fetchone()
+        run = {k: row[k] for k in row.keys() if k not in ("rk", "experiment_id", "number", "submitted_by")}
+        cur = self.db.cursor()
+        cur.row_factory = None
+        metrics = [tuple(r) for r in cur.execute(
+            "SELECT kind, name, value, step, ts, description, packed FROM metrics "
+            "WHERE run = (SELECT rk FROM runs WHERE id = ?) ORDER BY seq", (run_id,))]
+        models = [tuple(r) for r in cur.execute(
+            "SELECT name, path, tags, properties, framework, framework_version, description, created_at FROM models "
+            "WHERE run_id = ? ORDER BY name, version", (run_id,))]
+        return {"run": run, "metrics": metrics, "tags": self.tags(run_id), "properties": self.properties(run_id),
+                "models": models}
+
+    def import_run(self, doc: dict[str, Any]) -> bool:
+        """Add an exported run, whole, in one transaction (numbered anew in its experiment,
+        its models versioned anew); False if a run with its id is here already."""
+        run = dict(doc["run"])
+        with self.tx() as db:
+            if db.execute("SELECT 1 FROM runs WHERE id = ?", (run["id"],)).fetchone():
+                return False
+            experiment = run.pop("experiment")
+            db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, time.time()))
+            exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
+            self._serialize(db, f"experiment {exp_id}")
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
+                                (exp_id,)).fetchone()[0]
+            cols = {**run, "experiment_id": exp_id, "number": number}
+            db.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                       tuple(cols.values()))
+            rk = _run_key(db, run["id"])
+            if doc["metrics"]:
+                db.executemany("INSERT INTO metrics (run, kind, name, value, step, ts, description, packed) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(rk, *m) for m in doc["metrics"]])
+            for table, values in (("tags", doc["tags"]), ("properties", doc["properties"])):
+                if values:
+                    db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?)",
+                                   [(run["id"], k, v) for k, v in values.items()])
+            for name, *rest in doc["models"]:
+                self._serialize(db, f"model {name}")
+                version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
+                                     (name,)).fetchone()[0]
+                db.execute("INSERT INTO models (name, version, run_id, path, tags, properties, framework, "
+                           "framework_version, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (name, version, run["id"], *rest))
+        return True
+
     # -- events ------------------------------------------------------------------------
     def events_offset(self, run_id: str) -> int:
         return int(self.db.execute("SELECT events_offset FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
