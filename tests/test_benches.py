@@ -32,11 +32,10 @@ def test_every_bench_is_checked_here() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("bench", sorted(BENCHES))
 def test_a_bench_runs_in_quick_mode_from_the_repository_root(bench: str) -> None:
+    from .conftest import pg_ready
     from .test_docker_backend import docker_ready
     from .test_slurm_backend import slurm_ready
     from .test_ssh_backend import ssh_ready
-
-    from .conftest import pg_ready
 
     ready = {"sshd": ssh_ready, "dockerd": docker_ready, "slurm": slurm_ready, "postgres": pg_ready}
     for need in BENCHES[bench]:
