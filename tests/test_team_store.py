@@ -245,3 +245,53 @@ def test_store_push_copies_local_runs_whole_once_even_when_killed(project: Proje
     rerun = bob.cli("rerun", ids[0], "-q", "--wait")
     assert rerun.rc == 0, "the snapshot came along: a teammate reruns it"
     assert project.cli("list", "--json", env=local_env, check=True).json(), "the local store still works"
+
+
+API = """
+import sys
+from runctl import Experiment, Run, ScriptRunConfig, Workspace
+
+ws = Workspace.from_config()
+exp = Experiment(ws, "api")
+run = exp.start_logging(snapshot_directory=None)
+for i in range(5):
+    run.log("x", i)
+run.tag("where", "notebook")
+run.complete()
+submitted = exp.submit(ScriptRunConfig(source_directory=sys.argv[1], script="reg.py"))
+submitted.wait_for_completion()
+print("IDS", run.id, submitted.id, sorted(Run.get(ws, run.id).get_metrics()["x"]))
+"""
+REGISTER = """
+import os
+from azureml.core import Run
+run = Run.get_context()
+os.makedirs("outputs", exist_ok=True)
+open("outputs/m.pkl", "w").write("m")
+run.register_model("clf", model_path="outputs/m.pkl")
+"""
+
+
+def test_the_python_api_interactive_runs_sweeps_models_and_gc_on_the_team_store(project: Project, team: Any) -> None:
+    import os
+
+    alice, bob = team
+    project.write("reg.py", REGISTER)
+    script = project.root / "api.py"
+    script.write_text(API)
+    p = subprocess.run([sys.executable, str(script), str(project.src)], cwd=project.root, capture_output=True,
+                       text=True, env={**os.environ, **alice.env}, timeout=120)
+    assert p.returncode == 0, p.stderr
+    interactive, submitted, values = p.stdout.split("IDS ")[1].split(" ", 2)
+    assert values.strip() == "[0, 1, 2, 3, 4]"
+    assert bob.cli("metrics", interactive, "--json", check=True).json() == {"x": [0, 1, 2, 3, 4]}
+    assert bob.cli("show", interactive, "--json", check=True).json()["tags"]["where"] == "notebook"
+    models = bob.cli("models", "--json", check=True).json()
+    assert [(m["name"], m["version"], m["run_id"]) for m in models] == [("clf", 1, submitted)]
+    sweep_job = project.script_job("import sys\nfrom azureml.core import Run\n"
+                                   "Run.get_context().log('lr', float(sys.argv[2]))\n", name="sweep.yaml")
+    parent = bob.cli("submit", str(sweep_job), "-q", "--sweep", "lr=0.1,0.2", "--wait", check=True).out.strip()
+    kids = alice.cli("metrics", parent, "--recursive", "--json", check=True).json()
+    assert sorted(v["lr"] for v in kids.values()) == [0.1, 0.2]
+    r = alice.cli("gc", "--dry-run")
+    assert r.rc == 0, r.err
