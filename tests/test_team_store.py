@@ -295,3 +295,89 @@ def test_the_python_api_interactive_runs_sweeps_models_and_gc_on_the_team_store(
     assert sorted(v["lr"] for v in kids.values()) == [0.1, 0.2]
     r = alice.cli("gc", "--dry-run")
     assert r.rc == 0, r.err
+
+
+STEADY = """
+import time
+from azureml.core import Run
+run = Run.get_context()
+for i in range(60):
+    run.log("x", i)
+    time.sleep(0.1)
+print("job done", flush=True)
+"""
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Any:
+    """A PostgreSQL cluster of this test's own (its data folder, port and socket), which the
+    test may stop and start: the shared test server is never stopped."""
+    import secrets
+    import shutil
+    import socket
+
+    from .conftest import pg_ready, require_service
+
+    require_service("the test PostgreSQL", pg_ready(), "run tests/infra/up-postgres.sh")
+    bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    data = PG_STATE / f"outage-{secrets.token_hex(4)}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def as_pg(*cmd: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
+
+    as_pg(str(bindir / "initdb"), "-D", str(data / "data"), "-U", "postgres", "--auth-host=trust",
+          "--auth-local=trust")
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+
+    def start() -> None:
+        as_pg(str(bindir / "pg_ctl"), "-D", str(data / "data"), "-l", str(data / "log"), "-w", "-o", opts, "start")
+
+    def stop() -> None:
+        as_pg(str(bindir / "pg_ctl"), "-D", str(data / "data"), "-w", "-m", "fast", "stop")
+
+    start()
+    import psycopg
+
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    with psycopg.connect(url, autocommit=True) as conn:
+        from runctl.store.pgschema import init
+
+        init(conn)
+        conn.execute("CREATE ROLE alice LOGIN")
+        conn.execute("GRANT runctl_users TO alice")
+    try:
+        yield f"postgresql://alice@127.0.0.1:{port}/postgres", start, stop
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(data / "data"), "-w",
+                        "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_the_database_down_mid_run_costs_the_job_nothing_and_commands_catch_up(project: Project, own_postgres: Any,
+                                                                                tmp_path: Path) -> None:
+    import os
+
+    url, start, stop = own_postgres
+    env = {"RUNCTL_STORE": url, "RUNCTL_ARTIFACTS": str(tmp_path / "shared"), "RUNCTL_HOME": str(tmp_path / "me"),
+           "RUNCTL_UNREACHABLE_PATIENCE_S": "90"}
+    job = project.script_job(STEADY, name="steady.yaml")
+    rid = project.cli("submit", str(job), "-q", env=env, check=True).out.strip()
+    waiter = subprocess.Popen([sys.executable, "-m", "runctl", "wait", rid], cwd=project.root,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    stop()
+    r = project.cli("status", rid, env={**env, "RUNCTL_UNREACHABLE_PATIENCE_S": "0"})
+    assert r.rc == 4 and "did not answer" in r.err, (r.rc, r.err)
+    status = tmp_path / "me" / "work" / rid / "status.json"
+    wait_for(lambda: '"finished"' in (status.read_text() if status.exists() else ""), 60,
+             what="the job to finish with its database down")
+    start()
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert "retrying" in err, "the waiting command said what it waits for"
+    assert project.cli("metrics", rid, "--json", env=env, check=True).json()["x"] == list(range(60)), \
+        "every value logged while the database was down, once"
+    assert "job done" in project.cli("logs", rid, env=env, check=True).out

@@ -85,20 +85,46 @@ class _PgCursor:
 
 
 class _PgDb:
-    """The psycopg connection behind the sqlite3-shaped calls ``Store`` makes."""
+    """The psycopg connection behind the sqlite3-shaped calls ``Store`` makes. A connection
+    the server dropped (a restart, a failover) is made again at the next statement outside a
+    transaction, so a long-lived process (`runctl wait`, the portal, a tuning controller)
+    catches up once the database is back."""
 
     def __init__(self, conn: Any, url: str) -> None:
         self.conn, self.url = conn, url
+        self.in_tx = False
+
+    def _usable(self) -> None:
+        import psycopg
+
+        if not self.conn.closed and not self.conn.broken:
+            return
+        if self.in_tx:
+            raise StoreUnreachable(f"the team store {redacted(self.url)} dropped the connection mid-transaction; "
+                                   f"nothing of it was stored, try again")
+        try:
+            self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                        application_name="runctl")
+        except psycopg.OperationalError as e:
+            raise connect_error(self.url, e) from None
 
     def execute(self, sql: str, args: Any = (), plain: bool = False) -> Any:
         from psycopg.rows import tuple_row
 
+        if sql == "BEGIN":
+            self._usable()
+            self.in_tx = True
+        elif sql in ("COMMIT", "ROLLBACK"):
+            self.in_tx = False
+        else:
+            self._usable()
         cur = self.conn.cursor(row_factory=tuple_row if plain else _rows)
         with _mapped_errors(self.url):
             cur.execute(translate(sql), tuple(args))
         return cur
 
     def executemany(self, sql: str, rows: Any) -> None:
+        self._usable()
         with _mapped_errors(self.url), self.conn.cursor() as cur:
             cur.executemany(translate(sql), list(rows))
 
@@ -143,11 +169,13 @@ class _PgTx:
         return self.db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        except StoreUnreachable:
+        if self.db.conn.broken or self.db.conn.closed:
+            self.db.in_tx = False  # the server already ended it
             if exc_type is None:
-                raise
+                raise StoreUnreachable(f"the team store {redacted(self.db.url)} dropped the connection before the "
+                                       f"commit; nothing of it was stored, try again")
+            return
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 def connect_error(url: str, e: Exception) -> Exception:
