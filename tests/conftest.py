@@ -110,6 +110,42 @@ def team_db(monkeypatch: pytest.MonkeyPatch) -> Any:
         conn.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
 
 
+S3_PORT = int(os.environ.get("RUNCTL_TEST_S3_PORT", "55434"))
+S3_ENV = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "runctl-test",
+          "AWS_SECRET_ACCESS_KEY": "runctl-test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_ready() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", S3_PORT), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A bucket of this test's own on the tests' S3 stand-in (tests/infra/up-s3.sh): its
+    s3:// URL; the AWS variables point at the stand-in. Emptied and removed afterwards."""
+    import secrets
+
+    require_service("the test S3 server (moto)", s3_ready(), "run tests/infra/up-s3.sh")
+    for k, v in S3_ENV.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    client = boto3.client("s3")
+    name = f"runctl-test-{secrets.token_hex(6)}"
+    client.create_bucket(Bucket=name)
+    yield f"s3://{name}/team"
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=obj["Key"])
+    client.delete_bucket(Bucket=name)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """The store API on each store: a SQLite folder, and the team store (as alice)."""

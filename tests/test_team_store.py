@@ -381,3 +381,57 @@ def test_the_database_down_mid_run_costs_the_job_nothing_and_commands_catch_up(p
     assert project.cli("metrics", rid, "--json", env=env, check=True).json()["x"] == list(range(60)), \
         "every value logged while the database was down, once"
     assert "job done" in project.cli("logs", rid, env=env, check=True).out
+
+
+OUTPUT = """
+import os
+from azureml.core import Run
+run = Run.get_context()
+for i in range(20):
+    run.log("loss", 1 / (i + 1))
+os.makedirs("outputs", exist_ok=True)
+open("outputs/weights.bin", "wb").write(os.urandom(200_000))
+print("trained here", flush=True)
+"""
+
+
+def test_artifacts_in_an_s3_bucket_reach_a_teammate_with_no_shared_folder(project: Project, team_db: TeamDb,
+                                                                           s3_bucket: str, tmp_path: Path) -> None:
+    import boto3
+
+    from .conftest import S3_ENV
+
+    alice = {**team_db.env("alice", tmp_path / "unused", tmp_path / "alice-machine"), **S3_ENV,
+             "RUNCTL_ARTIFACTS": s3_bucket}
+    bob = {**team_db.env("bob", tmp_path / "unused", tmp_path / "bob-machine"), **S3_ENV, "RUNCTL_ARTIFACTS": s3_bucket}
+    for i in range(30):
+        project.write(f"lib/m{i}.py", f"X = {i}\n" * 100)
+    job = project.script_job(OUTPUT, name="out.yaml")
+    rid = project.cli("submit", str(job), "-q", "--wait", env=alice, check=True).out.strip()
+    bucket, prefix = s3_bucket[5:].split("/", 1)
+    client = boto3.client("s3")
+
+    def keys() -> set[str]:
+        return {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])}
+
+    have = keys()
+    assert any(k.startswith(f"{prefix}/runs/{rid}/outputs/weights.bin") for k in have), have
+    assert sum(k.startswith(f"{prefix}/objects/") for k in have) >= 31 and \
+        sum(k.startswith(f"{prefix}/snapshots/") for k in have) == 1
+    # bob's machine has nothing of it: logs, outputs and the code come from the bucket
+    assert "trained here" in project.cli("logs", rid, env=bob, check=True).out
+    out = tmp_path / "bob-outputs"
+    project.cli("outputs", rid, str(out), env=bob, check=True)
+    assert (out / "weights.bin").stat().st_size == 200_000
+    assert (out / "weights.bin").read_bytes() == (tmp_path / "alice-machine" / "artifacts-cache" / "runs" / rid /
+                                                  "outputs" / "weights.bin").read_bytes()
+    again = project.cli("rerun", rid, "-q", "--wait", env=bob, check=True).out.strip()
+    assert project.cli("metrics", again, "--json", env=alice, check=True).json()["loss"][-1] == 1 / 20
+    # bob's submit of the same code uploads no object
+    before = {k for k in keys() if k.startswith(f"{prefix}/objects/")}
+    project.cli("submit", str(job), "-q", "--wait", env=bob, check=True)
+    assert {k for k in keys() if k.startswith(f"{prefix}/objects/")} == before
+    # a bucket that does not exist is one clear error
+    r = project.cli("submit", str(job), env={**alice, "RUNCTL_ARTIFACTS": "s3://no-such-bucket-runctl/x"})
+    assert r.rc == 2 and "does not exist" in r.err, (r.rc, r.err)

@@ -26,16 +26,19 @@ def open_store(ws: Workspace) -> Store:
         raise ConfigError("a team store needs `artifacts:` too: the shared folder for snapshots, logs and outputs",
                           file=str(ws.config_path or "RUNCTL_ARTIFACTS"), field="artifacts",
                           hint="add artifacts: /shared/runctl (the same path on every teammate's machine)")
-    if "://" in ws.artifacts:
-        raise ConfigError(f"artifacts {ws.artifacts}: only a shared folder is supported yet (an S3 bucket is not)",
+    if "://" in ws.artifacts and not ws.artifacts.startswith("s3://"):
+        raise ConfigError(f"artifacts {ws.artifacts}: a shared folder or an S3 bucket (s3://BUCKET/PREFIX)",
                           file=str(ws.config_path or "RUNCTL_ARTIFACTS"), field="artifacts",
-                          hint="give a path every teammate's machine mounts, e.g. /shared/runctl")
+                          hint="give a path every teammate's machine mounts, e.g. /shared/runctl, or s3://...")
     try:
         from runctl.store.postgres import PgStore
+
+        if ws.artifacts.startswith("s3://"):
+            import boto3  # noqa: F401
     except ImportError as e:
         raise ConfigError(f"the team store needs psycopg, which is not installed here ({e})",
                           file=str(ws.config_path or "RUNCTL_STORE"), field="store",
                           hint="pip install 'runctl[team]'") from None
     from pathlib import Path
 
-    return PgStore(ws.store_url, Path(ws.artifacts), ws.store_dir)
+    return PgStore(ws.store_url, ws.artifacts if ws.artifacts.startswith("s3://") else Path(ws.artifacts), ws.store_dir)

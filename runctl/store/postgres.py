@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from runctl.errors import InputError, Refused, StoreUnreachable
 from runctl.store import layout, private
+from runctl.store.artifacts import FETCHED, fetch_run, upload_run
 from runctl.store.sqlite import Store
 
 if TYPE_CHECKING:
+    from runctl.store.artifacts import Bucket
     from runctl.store.snapshot import ObjectStore
 
 PG_SCHEMA_VERSION = 1
@@ -198,10 +200,16 @@ def redacted(url: str) -> str:
 class PgStore(Store):
     FOR_UPDATE = " FOR UPDATE"
 
-    def __init__(self, url: str, artifacts: Path, local_dir: Path) -> None:
+    def __init__(self, url: str, artifacts: Path | str, local_dir: Path) -> None:
         import psycopg
 
         self.dir = Path(local_dir)
+        self.bucket: Bucket | None = None
+        if str(artifacts).startswith("s3://"):  # the bucket, through this machine's cache of it
+            from runctl.store.artifacts import Bucket
+
+            self.bucket = Bucket(str(artifacts))
+            artifacts = self.dir / "artifacts-cache"
         self.artifacts = Path(artifacts)
         self.url = url
         self._objects: ObjectStore | None = None
@@ -238,14 +246,30 @@ class PgStore(Store):
 
     # -- files: under the shared artifacts folder -------------------------------------
     def run_dir(self, run_id: str) -> Path:
-        return layout.runs_dir(self.artifacts) / run_id
+        path = layout.runs_dir(self.artifacts) / run_id
+        if self.bucket is not None and not (path / FETCHED).exists():
+            row = self.db.execute("SELECT synced FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None and row[0]:  # synced (by a teammate's machine): its files are in the bucket
+                fetch_run(self.bucket, run_id, path)
+        return path
+
+    def update(self, run_id: str, **values: Any) -> None:
+        if self.bucket is not None and values.get("synced"):  # the files first: a failed upload leaves it unsynced
+            for rid in (run_id, *sorted(self.descendants(run_id))):
+                upload_run(self.bucket, rid, layout.runs_dir(self.artifacts) / rid)
+        super().update(run_id, **values)
 
     @property
     def objects(self) -> ObjectStore:
         if self._objects is None:
             from runctl.store.snapshot import ObjectStore
 
-            self._objects = ObjectStore(self.artifacts)
+            if self.bucket is not None:
+                from runctl.store.artifacts import MirroredObjects
+
+                self._objects = MirroredObjects(self.artifacts, self.bucket)
+            else:
+                self._objects = ObjectStore(self.artifacts)
         return self._objects
 
     def partial_files(self) -> list[Path]:
