@@ -435,3 +435,29 @@ def test_artifacts_in_an_s3_bucket_reach_a_teammate_with_no_shared_folder(projec
     # a bucket that does not exist is one clear error
     r = project.cli("submit", str(job), env={**alice, "RUNCTL_ARTIFACTS": "s3://no-such-bucket-runctl/x"})
     assert r.rc == 2 and "does not exist" in r.err, (r.rc, r.err)
+
+
+@pytest.mark.parametrize("kind", ["ssh", "slurm"])
+def test_jobs_on_ssh_and_slurm_targets_are_recorded_in_the_team_store(kind: str, tmp_path: Path, home: Path,
+                                                                       team_db: TeamDb) -> None:
+    from .conftest import require_service
+    from .test_slurm_backend import local_target, slurm_ready
+    from .test_ssh_backend import ssh_ready
+    from .test_ssh_backend import target as ssh_target
+
+    if kind == "ssh":
+        require_service("the test sshd", ssh_ready(), "run tests/infra/up-ssh.sh")
+        targets = {"far": ssh_target(work_dir=str(tmp_path / "far work"))}
+    else:
+        require_service("the test Slurm cluster", slurm_ready(), "run tests/infra/up-slurm.sh")
+        targets = {"far": local_target(tmp_path)}
+    proj = Project(tmp_path / "proj", targets)
+    job = proj.script_job("from azureml.core import Run\nrun = Run.get_context()\nrun.log('where', 1)\n"
+                          "print('ran far', flush=True)\n", compute_target="far")
+    shared = tmp_path / "shared"
+    alice = team_db.env("alice", shared, tmp_path / "alice-machine")
+    bob = team_db.env("bob", shared, tmp_path / "bob-machine")
+    rid = proj.cli("submit", str(job), "-q", "--wait", env=alice, check=True).out.strip()
+    assert proj.cli("metrics", rid, "--json", env=bob, check=True).json() == {"where": 1}
+    assert "ran far" in proj.cli("logs", rid, env=bob, check=True).out
+    assert [r["user"] for r in proj.cli("list", "--json", env=bob, check=True).json()] == ["alice"]
