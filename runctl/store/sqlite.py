@@ -101,7 +101,7 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
-        d = dict(row)
+        d = dict(zip(row.keys(), row))  # (C-level for sqlite3.Row and the team store's rows alike)
         d["status"] = RunStatus(d["status"])
         d["handle"] = json.loads(d["handle"]) if d["handle"] else None
         d["spec"] = json.loads(d["spec"]) if d["spec"] else None
