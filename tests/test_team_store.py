@@ -82,8 +82,15 @@ def test_two_teammates_see_each_others_runs_and_only_the_submitter_cancels(proje
         assert conn.execute(f"DELETE FROM tags WHERE run_id = '{theirs}'").rowcount == 0
         assert conn.execute(f"UPDATE metrics SET value = '0' WHERE run = (SELECT rk FROM runs WHERE id = "
                             f"'{theirs}')").rowcount == 0
+    follower = subprocess.Popen([sys.executable, "-m", "runctl", "logs", theirs, "--follow"], cwd=project.root,
+                                env={**__import__("os").environ, **bob.env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     # alice may
     assert alice.cli("cancel", theirs).rc == 0
+    follower.communicate(timeout=60)
+    from runctl.errors import ExitCode
+
+    assert follower.returncode == ExitCode.CANCELED, "a teammate follows the run's log until it ends (canceled)"
     done = alice.cli("wait", theirs, timeout=60)
     assert alice.cli("status", theirs).out.strip() == "Canceled", done.err
     assert bob.cli("show", theirs, "--json", check=True).json()["status"] == "Canceled"
@@ -150,9 +157,10 @@ def test_a_database_with_a_newer_schema_is_not_written(project: Project, team: A
     alice, _ = team
     with team_db.admin() as conn:
         conn.execute("UPDATE runctl_meta SET value = '99' WHERE key = 'schema_version'")
+        conn.execute("UPDATE runctl_meta SET value = '7.1.0' WHERE key = 'runctl_version'")
     job = project.script_job("print('hi')\n", name="hi.yaml")
     r = alice.cli("submit", str(job))
-    assert r.rc == 2 and "schema version 99" in r.err and "pip install -U runctl" in r.err, r.err
+    assert r.rc == 2 and "schema version 99" in r.err and "install runctl 7.1.0 or newer" in r.err, r.err
     with team_db.admin() as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
         conn.execute("UPDATE runctl_meta SET value = '1' WHERE key = 'schema_version'")

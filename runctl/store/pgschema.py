@@ -151,8 +151,11 @@ def init(db: Any) -> str:
         for table, owner in (("tags", "runctl_owner(run_id)"), ("properties", "runctl_owner(run_id)"),
                              ("models", "runctl_owner(run_id)"), ("metrics", "runctl_owner_of_key(run)")):
             db.execute(PER_RUN_POLICIES.format(table=table, owner=owner))
-        db.execute("INSERT INTO runctl_meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
-                   "SET value = EXCLUDED.value", (str(PG_SCHEMA_VERSION),))
+        from runctl import __version__
+
+        for key, value in (("schema_version", str(PG_SCHEMA_VERSION)), ("runctl_version", __version__)):
+            db.execute("INSERT INTO runctl_meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                       (key, value))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

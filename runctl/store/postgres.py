@@ -303,9 +303,11 @@ def check_schema(db: _PgDb, url: str) -> int:
                          f"`runctl store init` once (see the README, \"A team workspace\")") from None
     version = int(row[0]) if row is not None else 0
     if version > PG_SCHEMA_VERSION:
+        made_by = db.execute("SELECT value FROM runctl_meta WHERE key = 'runctl_version'").fetchone()
+        want = f"runctl {made_by[0]} or newer" if made_by else "the runctl your team uses"
         raise InputError(f"the team store {redacted(url)} has schema version {version}, newer than this runctl's "
-                         f"({PG_SCHEMA_VERSION}): install the runctl your team uses (pip install -U runctl) before "
-                         f"using it; nothing was written")
+                         f"({PG_SCHEMA_VERSION}): install {want} (pip install -U runctl) before using it; nothing "
+                         f"was written")
     if version < PG_SCHEMA_VERSION:
         raise InputError(f"the team store {redacted(url)} has schema version {version}; this runctl needs "
                          f"{PG_SCHEMA_VERSION}: its administrator runs `runctl store init` to upgrade it")
