@@ -148,9 +148,9 @@ def test_a_password_in_the_url_is_refused_and_an_unreachable_store_is_exit_4(pro
     cfg.write_text(f"store: postgresql://alice@127.0.0.1:{PG_PORT}/no_such_db\nartifacts: {tmp_path / 'a'}\n")
     r = project.cli("list", env=env)
     assert r.rc == 2 and "refused the connection" in r.err and "no_such_db" in r.err, r.err
-    cfg.write_text(f"store: postgresql://alice@127.0.0.1:{PG_PORT}/x\nartifacts: s3://bucket/prefix\n")
+    cfg.write_text(f"store: postgresql://alice@127.0.0.1:{PG_PORT}/x\nartifacts: gs://bucket/prefix\n")
     r = project.cli("list", env=env)
-    assert r.rc == 2 and "artifacts" in r.err, r.err
+    assert r.rc == 2 and "artifacts gs://bucket/prefix" in r.err and "s3://" in r.err, r.err
 
 
 def test_a_database_with_a_newer_schema_is_not_written(project: Project, team: Any, team_db: TeamDb) -> None:
@@ -469,3 +469,20 @@ def test_jobs_on_ssh_and_slurm_targets_are_recorded_in_the_team_store(kind: str,
     assert proj.cli("metrics", rid, "--json", env=bob, check=True).json() == {"where": 1}
     assert "ran far" in proj.cli("logs", rid, env=bob, check=True).out
     assert [r["user"] for r in proj.cli("list", "--json", env=bob, check=True).json()] == ["alice"]
+
+
+def test_both_stores_have_one_schema(team_db: TeamDb, tmp_path: Path) -> None:
+    """One migration path: the team store's tables and columns are the SQLite store's, at
+    the same version (runctl.store.sqlite.BASE_DDL + UPGRADES, in each dialect's types)."""
+    from runctl.store.sqlite import SCHEMA_VERSION, Store
+
+    sq = Store(tmp_path / "sq")
+    tables = ("experiments", "runs", "metrics", "tags", "properties", "models")
+    lite = {t: [r[1] for r in sq.db.execute(f"PRAGMA table_info({t})")] for t in tables}
+    assert sq.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    sq.close()
+    with team_db.admin() as conn:
+        pg = {t: [r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                                              "ORDER BY ordinal_position", (t,))] for t in tables}
+        version = conn.execute("SELECT value FROM runctl_meta WHERE key = 'schema_version'").fetchone()[0]
+    assert pg == lite and int(version) == SCHEMA_VERSION

@@ -18,47 +18,17 @@ from __future__ import annotations
 from typing import Any
 
 from runctl.store.postgres import PG_SCHEMA_VERSION
+from runctl.store.sqlite import BASE_VERSION, schema_statements
 
 TABLES = ("experiments", "runs", "metrics", "tags", "properties", "models")
 
-DDL = """
+# The tables are the SQLite store's (runctl.store.sqlite.BASE_DDL and UPGRADES, in
+# PostgreSQL's types): one schema, one migration path. Beside them: the version, and
+# indexes for the queries a team's many runs make frequent.
+EXTRA_DDL = """
 CREATE TABLE IF NOT EXISTS runctl_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS experiments (
-    id bigserial PRIMARY KEY, name text NOT NULL UNIQUE, created_at double precision NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    rk bigserial PRIMARY KEY,
-    id text NOT NULL UNIQUE,
-    experiment_id bigint NOT NULL REFERENCES experiments(id),
-    number integer NOT NULL,
-    display_name text, description text,
-    kind text NOT NULL DEFAULT 'submitted',
-    status text NOT NULL,
-    compute_target text, backend text, handle text,
-    snapshot_id text, spec text,
-    exit_code integer, error text,
-    created_at double precision NOT NULL, started_at double precision, ended_at double precision,
-    host text, parent_id text, unique_key text,
-    events_offset bigint NOT NULL DEFAULT 0,
-    synced integer NOT NULL DEFAULT 0,
-    submitted_by text NOT NULL DEFAULT current_user, os_user text, submit_host text,
-    UNIQUE (experiment_id, number));
-CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 CREATE INDEX IF NOT EXISTS runs_submitted_by ON runs(submitted_by);
-CREATE INDEX IF NOT EXISTS runs_unique_key ON runs(unique_key) WHERE unique_key IS NOT NULL;
-CREATE TABLE IF NOT EXISTS metrics (
-    seq bigserial PRIMARY KEY,
-    run bigint NOT NULL,
-    kind text NOT NULL, name text NOT NULL, value text NOT NULL,
-    step bigint, ts double precision, description text,
-    packed bytea);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run, seq);
-CREATE TABLE IF NOT EXISTS tags (run_id text NOT NULL, key text NOT NULL, value text, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS properties (run_id text NOT NULL, key text NOT NULL, value text, PRIMARY KEY (run_id, key));
-CREATE TABLE IF NOT EXISTS models (
-    name text NOT NULL, version integer NOT NULL, run_id text NOT NULL, path text,
-    tags text, properties text, framework text, framework_version text, description text,
-    created_at double precision NOT NULL, PRIMARY KEY (name, version));
 """
 
 ROLES = """
@@ -138,14 +108,18 @@ def init(db: Any) -> str:
     db.execute("BEGIN")
     try:
         db.execute("SELECT pg_advisory_xact_lock(hashtext('runctl store init'))")
-        exists = db.execute("SELECT to_regclass('runctl_meta')").fetchone()[0] is not None
+        exists = db.execute("SELECT to_regclass('runs')").fetchone()[0] is not None
         before = None
-        if exists:
+        if exists and db.execute("SELECT to_regclass('runctl_meta')").fetchone()[0] is not None:
             row = db.execute("SELECT value FROM runctl_meta WHERE key = 'schema_version'").fetchone()
             before = int(row[0]) if row else 0
+        elif exists:
+            before = 0
         if before is not None and before > PG_SCHEMA_VERSION:
             raise RuntimeError(f"schema version {before} is newer than this runctl's ({PG_SCHEMA_VERSION})")
-        db.execute(DDL)
+        for stmt in schema_statements("postgres", None if before is None or before < BASE_VERSION else before):
+            db.execute(stmt)
+        db.execute(EXTRA_DDL)
         db.execute(ROLES)
         db.execute(POLICIES)
         for table, owner in (("tags", "runctl_owner(run_id)"), ("properties", "runctl_owner(run_id)"),

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 from runctl.errors import InputError, Refused, StoreUnreachable
 from runctl.store import layout, private
 from runctl.store.artifacts import FETCHED, fetch_run, upload_run
-from runctl.store.sqlite import Store
+from runctl.store.sqlite import SCHEMA_VERSION, Store
 
 if TYPE_CHECKING:
     from runctl.store.artifacts import Bucket
     from runctl.store.snapshot import ObjectStore
 
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = SCHEMA_VERSION  # the SQLite store's: one schema (runctl/store/pgschema.py)
 CONNECT_TIMEOUT_S = 10
 
 _UPSERTS = {"tags": "(run_id, key) DO UPDATE SET value = EXCLUDED.value"}

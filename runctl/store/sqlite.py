@@ -25,17 +25,29 @@ if TYPE_CHECKING:
     from runctl.backends.base import Services
     from runctl.store.snapshot import ObjectStore
 
-SCHEMA_VERSION = 5  # 3: metrics.packed (a batch of one metric's scalars in one row); 4: models; 5: who submitted
+# The schema, ONE path for both databases (this SQLite store and the team store's
+# PostgreSQL, runctl/store/pgschema.py): BASE_DDL makes version BASE_VERSION in either
+# dialect, and UPGRADES[v] takes either from v - 1 to v. (Versions before 5 existed only
+# in SQLite stores: _init_schema's legacy steps bring those to 5.)
+BASE_VERSION = 5  # 3: metrics.packed (a batch of one metric's scalars in one row); 4: models; 5: who submitted
+UPGRADES: dict[int, list[str]] = {}  # version -> its statements, portable SQL (none since 5)
+SCHEMA_VERSION = BASE_VERSION + len(UPGRADES)
 WHO_COLUMNS = ("submitted_by", "os_user", "submit_host")  # the database role (a team store's), the OS user and host
 DB_NAME = "runctl.db"
 
-_DDL = """
+_TYPES = {
+    "sqlite": {"key": "INTEGER PRIMARY KEY", "big": "INTEGER", "real": "REAL", "blob": "BLOB", "owner": "TEXT"},
+    "postgres": {"key": "bigserial PRIMARY KEY", "big": "bigint", "real": "double precision", "blob": "bytea",
+                 "owner": "text NOT NULL DEFAULT current_user"},
+}
+
+BASE_DDL = """
 CREATE TABLE IF NOT EXISTS experiments (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+    id {key}, name TEXT NOT NULL UNIQUE, created_at {real} NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    rk INTEGER PRIMARY KEY,  -- a stable small key for metrics (a plain rowid may change on VACUUM)
+    rk {key},  -- a stable small key for metrics (a plain rowid may change on VACUUM)
     id TEXT NOT NULL UNIQUE,
-    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    experiment_id {big} NOT NULL REFERENCES experiments(id),
     number INTEGER NOT NULL,
     display_name TEXT, description TEXT,
     kind TEXT NOT NULL DEFAULT 'submitted',
@@ -43,20 +55,20 @@ CREATE TABLE IF NOT EXISTS runs (
     compute_target TEXT, backend TEXT, handle TEXT,
     snapshot_id TEXT, spec TEXT,
     exit_code INTEGER, error TEXT,
-    created_at REAL NOT NULL, started_at REAL, ended_at REAL,
+    created_at {real} NOT NULL, started_at {real}, ended_at {real},
     host TEXT, parent_id TEXT, unique_key TEXT,
-    events_offset INTEGER NOT NULL DEFAULT 0,
+    events_offset {big} NOT NULL DEFAULT 0,
     synced INTEGER NOT NULL DEFAULT 0,
-    submitted_by TEXT, os_user TEXT, submit_host TEXT,
+    submitted_by {owner}, os_user TEXT, submit_host TEXT,
     UNIQUE (experiment_id, number));
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE INDEX IF NOT EXISTS runs_unique_key ON runs(unique_key) WHERE unique_key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS metrics (
-    seq INTEGER PRIMARY KEY,
-    run INTEGER NOT NULL,  -- runs.rk: metrics are the store's biggest table
+    seq {key},
+    run {big} NOT NULL,  -- runs.rk: metrics are the store's biggest table
     kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
-    step INTEGER, ts REAL, description TEXT,
-    packed BLOB);  -- kind 'scalars': the values, times and steps of a batch (value = their count)
+    step {big}, ts {real}, description TEXT,
+    packed {blob});  -- kind 'scalars': the values, times and steps of a batch (value = their count)
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run, seq);
 CREATE TABLE IF NOT EXISTS tags (
     run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));
@@ -65,10 +77,19 @@ CREATE TABLE IF NOT EXISTS properties (
 CREATE TABLE IF NOT EXISTS models (
     name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, path TEXT,
     tags TEXT, properties TEXT, framework TEXT, framework_version TEXT, description TEXT,
-    created_at REAL NOT NULL, PRIMARY KEY (name, version));
+    created_at {real} NOT NULL, PRIMARY KEY (name, version));
 CREATE TABLE IF NOT EXISTS stat_cache (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT);
 """
+
+
+def schema_statements(dialect: str, version: int | None) -> list[str]:
+    """What takes a database of ``dialect`` from ``version`` (None: empty) to SCHEMA_VERSION:
+    BASE_DDL, then the upgrades after it."""
+    out = [stmt for stmt in BASE_DDL.format(**_TYPES[dialect]).split(";") if stmt.strip()] if version is None else []
+    for v in range(max(version or BASE_VERSION, BASE_VERSION) + 1, SCHEMA_VERSION + 1):
+        out += UPGRADES[v]
+    return out
 
 
 @dataclass
@@ -197,10 +218,12 @@ class Store:
                 for column in WHO_COLUMNS:
                     if column not in have:
                         self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
-            if version != SCHEMA_VERSION:
-                for stmt in _DDL.split(";"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
+            if version < BASE_VERSION:  # a store older than the common path: the base schema, added to it
+                for stmt in schema_statements("sqlite", None):
+                    self.db.execute(stmt)
+            else:
+                for stmt in schema_statements("sqlite", version):
+                    self.db.execute(stmt)
             if version == 1:
                 cols = ", ".join(r[1] for r in self.db.execute("PRAGMA table_info(runs_v1)"))
                 self.db.execute(f"INSERT INTO runs ({cols}) SELECT {cols} FROM runs_v1 ORDER BY rowid")
