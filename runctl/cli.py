@@ -360,7 +360,7 @@ def list_(
                          for r in records])
             return
         if not records:
-            filtered = experiment is not None or want is not None
+            filtered = experiment is not None or want is not None or user is not None
             print("no runs match" if filtered else "no runs yet; submit one with `runctl submit JOB.yaml` "
                                                    "(examples/hello/job.yaml is one)", file=sys.stderr)
             return

@@ -69,8 +69,14 @@ def test_submit_follow_json_and_plain_list(project: Project) -> None:
     d = project.cli("submit", str(job), "--json", "--wait").json()
     assert d["created"] is True and d["experiment"] == "test"
     table = project.cli("list").out.splitlines()
-    assert table[0].split() == ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "CREATED", "EXIT"]
+    assert table[0].split() == ["RUN", "EXPERIMENT", "#", "STATUS", "TARGET", "USER", "CREATED", "EXIT"]
     assert len(table) == 3
+    import getpass
+
+    assert table[1].split()[5] == getpass.getuser(), "who submitted it (the OS user on this machine's store)"
+    assert project.cli("list", "--json").json()[0]["user"] == getpass.getuser()
+    assert len(project.cli("list", "--mine", "--json").json()) == 2
+    assert project.cli("list", "--user", "nobody-else", "--json").json() == []
     assert len(project.cli("list", "--limit", "1", "--json").json()) == 1
     assert project.cli("list", "--status", "completed", "--json").json()[0]["status"] == "Completed"
     assert project.cli("list", "--experiment", "other", "--json").json() == []
