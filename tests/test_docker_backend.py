@@ -654,3 +654,35 @@ def test_the_environment_record_names_the_image_and_its_digest(tmp_path: Path, h
     record = proj.cli("show", rid, "--json", check=True).json()["environment_record"]
     assert record["image"] == IMAGE and "sha256:" in record["image_digest"], record
     assert record["python"]["version"].startswith("3.") and isinstance(record["packages"], dict)
+
+
+def test_a_tuning_runs_children_run_in_containers_within_max_concurrent_runs(tmp_path: Path, home: Path) -> None:
+    """Tuning on the Docker target: each child is a container of the job's image; never more
+    than max_concurrent_runs unfinished (polled); the best run is the grid's best point."""
+    from runctl.store.sqlite import Store
+
+    proj = docker_proj(tmp_path)
+    code = ("import argparse, time\nfrom azureml.core import Run\np = argparse.ArgumentParser()\n"
+            "p.add_argument('--x', type=float)\na = p.parse_args()\nrun = Run.get_context()\n"
+            "for i in range(3):\n    run.log('loss', (a.x - 0.4) ** 2 + 1 / (i + 1))\n    time.sleep(0.3)\n")
+    job = proj.script_job(code, name="tune.yaml", compute_target=TARGET, environment={"docker": {"image": IMAGE}},
+                          hyperdrive={"sampling": "grid", "parameter_space": {"--x": {"choice": [0.1, 0.4, 0.7]}},
+                                      "primary_metric_name": "loss", "primary_metric_goal": "minimize",
+                                      "max_concurrent_runs": 2})
+    parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.2"}).out.strip()
+    store = Store(home)
+    try:
+        while not store.get(parent).status.is_terminal:
+            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
+            assert len(live) <= 2, [k.id for k in live]
+            time.sleep(0.05)
+        kids = store.runs(parent_id=parent)
+        assert len(kids) == 3 and all(k.status.value == "Completed" and k.backend == "docker" for k in kids), \
+            [(k.id, k.status, k.error) for k in kids]
+        best = proj.cli("show", parent, "--json", check=True).json()["best_run"]
+        assert best["hyperparameters"] == {"--x": 0.4}
+        assert all((k.handle or {}).get("native_id") for k in kids), "each child was a container"
+    finally:
+        if not store.get(parent).status.is_terminal:
+            proj.cli("cancel", parent)
+        store.close()

@@ -354,3 +354,16 @@ def test_a_python_without_optuna_is_told_how_to_get_bayesian_sampling(project: P
     r = project.cli("submit", str(job), env={"PYTHONPATH": str(hide)})
     assert r.rc == 2 and "pip install 'runctl[tuning]'" in r.err, r.err
     assert store.runs() == []
+
+
+def test_a_sweep_whose_runs_all_fail_fails_and_says_why(project: Project, store: Store, marks: Path) -> None:
+    job = project.script_job("raise SystemExit('bad script')\n", name="fails.yaml", hyperdrive={
+        "parameter_space": {"--x": {"choice": [1, 2, 3]}}, "sampling": "grid", "primary_metric_name": "accuracy",
+        "primary_metric_goal": "maximize", "max_concurrent_runs": 3})
+    r = project.cli("submit", str(job), "-q", "--wait")
+    assert r.rc == 1, (r.rc, r.err)
+    shown = project.cli("show", r.out.strip(), "--json", check=True).json()
+    assert shown["status"] == "Failed" and "none of the 3 runs completed or reported accuracy" in \
+        shown["error"]["message"], shown
+    assert "best_run" not in shown
+    assert all(k.status == RunStatus.FAILED for k in store.runs(parent_id=shown["runId"]))
