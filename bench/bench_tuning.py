@@ -5,7 +5,7 @@ the same trials: `xargs -P C` starting `python train.py --x .. --y ..` for each 
 
 The trial script logs its metric five times and exits (no training: what is left is the
 overhead). runctl: `runctl submit tune.yaml --wait` (random sampling, N runs, C at a time)
-with the controller polling every 0.1 s and at its default (0.25 s here), from submit until the
+with the controller polling every 0.25 s and at its default (0.1 s here), from submit until the
 parent is Completed. Per child: (runctl - raw) * C / N. A controller round (sync of the
 children, each one's reports of the primary metric read, the bandit policy applied) is
 timed in-process on the finished sweep. Medians of R; markdown on stdout.
@@ -131,15 +131,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     n, c, repeat = (8, 4, 1) if args.quick else (args.children, args.concurrent, args.repeat)
-    results: dict[str, list[float]] = {"raw": [], "fast": [], "default": [], "one": []}
+    results: dict[str, list[float]] = {"raw": [], "quarter": [], "default": [], "one": []}
     parent, home = "", Path()
     for r in range(repeat):
         base = Path(tempfile.mkdtemp(prefix="runctl-bench-tuning-"))
         results["raw"].append(raw(base, n, c))
         results["one"].append(one_run(base / "one", base / "one-home"))
-        wall, parent = tuning(base / "fast", base / "fast-home", n, c, 0.1)
-        results["fast"].append(wall)
-        home = base / "fast-home"
+        wall, parent = tuning(base / "quarter", base / "quarter-home", n, c, 0.25)
+        results["quarter"].append(wall)
+        home = base / "quarter-home"
         if not args.quick or r == 0:
             results["default"].append(tuning(base / "default", base / "default-home", n, c, None)[0])
     refresh, judge = controller_round(home, parent)
@@ -148,7 +148,7 @@ def main() -> None:
           f"{repeat}\n")
     print("| what | wall | per child: (wall - raw) x C / N |\n|---|---|---|")
     print(f"| raw: `xargs -P {c} python train.py ...` | {med['raw']:.2f} s | |")
-    for key, label in (("fast", "runctl, controller polling every 0.1 s"), ("default", "runctl, default poll (0.25 s)")):
+    for key, label in (("quarter", "runctl, controller polling every 0.25 s"), ("default", "runctl, default poll (0.1 s)")):
         print(f"| {label}: `runctl submit tune.yaml --wait` | {med[key]:.2f} s | "
               f"{(med[key] - med['raw']) * c / n * 1000:.0f} ms |")
     print(f"| for scale: one plain `runctl submit --wait` of the trial script | {med['one'] * 1000:.0f} ms | |")

@@ -40,7 +40,7 @@ from runctl.ops.submit import new_run, prepare, start_failures
 from runctl.status import RunStatus
 from runctl.store.sqlite import RunRecord
 
-POLL_S = 0.25  # between rounds (or the backend's poll_interval_s where longer: Slurm's); RUNCTL_TUNING_POLL_S sets it
+POLL_S = 0.1  # between rounds (or the backend's poll_interval_s where longer: Slurm's); RUNCTL_TUNING_POLL_S sets it
 
 
 class Controller:
