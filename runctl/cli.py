@@ -817,13 +817,9 @@ def store_init() -> None:
     except ImportError:
         raise InputError("the team store needs psycopg: pip install 'runctl[team]'") from None
     from runctl.store.pgschema import init
-    from runctl.store.postgres import CONNECT_TIMEOUT_S, connect_error, redacted
+    from runctl.store.postgres import connect, redacted
 
-    try:
-        conn = psycopg.connect(ws.store_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
-    except psycopg.OperationalError as e:
-        raise connect_error(ws.store_url, e) from None
-    with conn:
+    with connect(ws.store_url) as conn:
         try:
             print(safe(f"{redacted(ws.store_url)}: {init(conn)}"))
         except psycopg.errors.InsufficientPrivilege as e:

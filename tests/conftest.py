@@ -53,6 +53,18 @@ def project(tmp_path: Path, home: Path) -> Project:
     return Project(tmp_path / "proj")
 
 
+def poll_children(store: Any, parent: str, at_most: int) -> list[list[Any]]:
+    """A tuning (or sweep) run's unfinished children, polled until the parent ends, each
+    time asserting there are at most ``at_most``; every poll's list, in order."""
+    seen = []
+    while not store.get(parent).status.is_terminal:
+        live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
+        assert len(live) <= at_most, [k.id for k in live]
+        seen.append(live)
+        time.sleep(0.05)
+    return seen
+
+
 def pg_ready() -> bool:
     try:
         import psycopg

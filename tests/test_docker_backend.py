@@ -19,7 +19,18 @@ from runctl.backends.docker import container_spec, pip_dockerfile, shm_bytes
 from runctl.store.layout import services
 from runctl.testing.contract import TARGET, BackendContract, BackendMethods, WatchingMethods
 
-from .conftest import ALIVE_JOB, REPO, SESSION_ID, SESSION_LABEL, Project, kill_submits_at_random, require_service, stage_run_dir, wait_for
+from .conftest import (
+    ALIVE_JOB,
+    REPO,
+    SESSION_ID,
+    SESSION_LABEL,
+    Project,
+    kill_submits_at_random,
+    poll_children,
+    require_service,
+    stage_run_dir,
+    wait_for,
+)
 
 IMAGE = os.environ.get("RUNCTL_TEST_IMAGE", "local/python:3.11-bookworm")
 NOPY_IMAGE = "local/nopython:1"
@@ -672,10 +683,7 @@ def test_a_tuning_runs_children_run_in_containers_within_max_concurrent_runs(tmp
     parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.2"}).out.strip()
     store = Store(home)
     try:
-        while not store.get(parent).status.is_terminal:
-            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
-            assert len(live) <= 2, [k.id for k in live]
-            time.sleep(0.05)
+        poll_children(store, parent, at_most=2)
         kids = store.runs(parent_id=parent)
         assert len(kids) == 3 and all(k.status.value == "Completed" and k.backend == "docker" for k in kids), \
             [(k.id, k.status, k.error) for k in kids]

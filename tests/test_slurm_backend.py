@@ -17,7 +17,7 @@ import pytest
 from runctl.store.layout import services
 from runctl.testing.contract import BackendContract, BackendMethods
 
-from .conftest import ALIVE_JOB, SLURM_CONF, SLURM_STATE, Project, kill_submits_at_random, require_service, wait_for
+from .conftest import ALIVE_JOB, SLURM_CONF, SLURM_STATE, Project, kill_submits_at_random, poll_children, require_service, wait_for
 
 GOLDEN = Path(__file__).parent / "golden"
 SSH_STATE = Path(os.environ.get("RUNCTL_TEST_SSH_STATE", "/var/lib/runctl-test-ssh"))
@@ -459,10 +459,7 @@ def test_a_tuning_run_starts_its_children_as_job_arrays_within_max_concurrent_ru
     parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.3"}).out.strip()
     store = Store(home)
     try:
-        while not store.get(parent).status.is_terminal:
-            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
-            assert len(live) <= 3, [k.id for k in live]
-            time.sleep(0.05)
+        poll_children(store, parent, at_most=3)
         kids = store.runs(parent_id=parent)
         assert len(kids) == 6 and all(k.status.value == "Completed" for k in kids), [(k.id, k.status) for k in kids]
         first = {(store.get(f"{parent}_{i}").handle or {})["native_id"].split("_")[0] for i in range(3)}

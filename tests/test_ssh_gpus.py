@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Project
+from .conftest import Project, poll_children
 from .test_ssh_backend import _sshd, target  # noqa: F401  (_sshd: the same service check)
 
 HERE = Path(__file__).parent
@@ -131,13 +131,8 @@ def test_a_tuning_runs_children_take_disjoint_gpus_within_max_concurrent_runs(tm
     parent = proj.cli("submit", str(job), "-q", check=True, env={"RUNCTL_TUNING_POLL_S": "0.2"}).out.strip()
     store = Store(home)
     try:
-        together: set[frozenset[str]] = set()
-        while not store.get(parent).status.is_terminal:
-            live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
-            assert len(live) <= 2, [k.id for k in live]
-            if len(live) == 2 and all(k.status.value == "Running" for k in live):
-                together.add(frozenset(k.id for k in live))
-            time.sleep(0.05)
+        together = {frozenset(k.id for k in live) for live in poll_children(store, parent, at_most=2)
+                    if len(live) == 2 and all(k.status.value == "Running" for k in live)}
         kids = store.runs(parent_id=parent)
         assert len(kids) == 4 and all(k.status.value == "Completed" for k in kids), [(k.id, k.status, k.error)
                                                                                        for k in kids]

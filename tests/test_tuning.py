@@ -21,7 +21,7 @@ import pytest
 from runctl.status import RunStatus
 from runctl.store.sqlite import Store
 
-from .conftest import Project, wait_for
+from .conftest import Project, poll_children, wait_for
 
 # accuracy climbs towards 1 - (x - 0.3)^2 - (y - 0.7)^2 (best at x = 0.3, y = 0.7)
 OBJECTIVE = """
@@ -90,12 +90,7 @@ def test_random_sampling_finds_the_optimum_and_the_bandit_cancels_by_its_own_ari
     parent = r.out.strip()
     assert time.monotonic() - started < 30, "submit returns the parent at once"
     # max_concurrent_runs, polled while it runs: never more unfinished children than 3
-    most = 0
-    while not store.get(parent).status.is_terminal:
-        live = [k for k in store.runs(parent_id=parent) if not k.status.is_terminal]
-        most = max(most, len(live))
-        assert len(live) <= 3, [k.id for k in live]
-        time.sleep(0.05)
+    most = max(map(len, poll_children(store, parent, at_most=3)), default=0)
     assert most >= 2, "it ran children side by side"
     shown = project.cli("show", parent, "--json", check=True).json()
     assert shown["status"] == "Completed" and "controller" not in shown, shown

@@ -56,13 +56,17 @@ def hyperparameters(store: Store, run_id: str) -> dict[str, Any]:
 
 def trials(store: Store, parent: RunRecord) -> list[Trial]:
     """Every child of a tuning run, in the order they were sampled."""
-    tuning = tuning_of(parent) or {}
-    name = tuning.get("primary_metric_name", "")
-    kids = sorted(store.runs(parent_id=parent.id), key=lambda r: (r.created_at, _index(r.id)))
-    return [Trial(k, hyperparameters(store, k.id), reports(store, k.id, name)) for k in kids]
+    name = (tuning_of(parent) or {}).get("primary_metric_name", "")
+    return as_trials(store, sorted(store.runs(parent_id=parent.id), key=lambda r: (r.created_at, child_index(r.id))),
+                     name)
 
 
-def _index(run_id: str) -> int:
+def as_trials(store: Store, children: list[RunRecord], primary_metric_name: str) -> list[Trial]:
+    return [Trial(k, hyperparameters(store, k.id), reports(store, k.id, primary_metric_name)) for k in children]
+
+
+def child_index(run_id: str) -> int:
+    """A tuning run's child's number: ``PARENT_i`` -> i."""
     tail = run_id.rsplit("_", 1)[-1]
     return int(tail) if tail.isdigit() else 0
 

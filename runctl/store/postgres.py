@@ -97,18 +97,12 @@ class _PgDb:
         self.in_tx = False
 
     def _usable(self) -> None:
-        import psycopg
-
         if not self.conn.closed and not self.conn.broken:
             return
         if self.in_tx:
             raise StoreUnreachable(f"the team store {redacted(self.url)} dropped the connection mid-transaction; "
                                    f"nothing of it was stored, try again")
-        try:
-            self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                        application_name="runctl")
-        except psycopg.OperationalError as e:
-            raise connect_error(self.url, e) from None
+        self.conn = connect(self.url)
 
     def execute(self, sql: str, args: Any = (), plain: bool = False) -> Any:
         from psycopg.rows import tuple_row
@@ -180,6 +174,16 @@ class _PgTx:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def connect(url: str) -> Any:
+    """An autocommit connection to the team store, or runctl's error saying why not."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="runctl")
+    except psycopg.OperationalError as e:
+        raise connect_error(url, e) from None
+
+
 def connect_error(url: str, e: Exception) -> Exception:
     """Why connecting failed: the server said no (a wrong database, role or password: exit 2),
     or nothing answered (exit 4)."""
@@ -222,12 +226,7 @@ class PgStore(Store):
             raise InputError(f"artifacts {self.artifacts}: cannot use it ({e.strerror}); give a shared folder this "
                              f"user may write (the same path on every teammate's machine)") from None
         self.DB_ERRORS = (psycopg.DataError, psycopg.ProgrammingError)
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                   application_name="runctl")
-        except psycopg.OperationalError as e:
-            raise connect_error(url, e) from None
-        self.db = _PgDb(conn, url)  # type: ignore[assignment]
+        self.db = _PgDb(connect(url), url)  # type: ignore[assignment]
         self.schema_version = check_schema(self.db, url)  # type: ignore[arg-type]
 
     def me(self) -> str | None:

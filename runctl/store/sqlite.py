@@ -260,6 +260,21 @@ class Store:
     def _serialize(self, db: Any, key: str) -> None:
         """Make transactions that number the same thing (``key``) wait for each other."""
 
+    def _numbered(self, db: Any, experiment: str) -> tuple[int, int]:
+        """(the experiment's id, made if new; the next run number in it), in transaction ``db``."""
+        db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, time.time()))
+        exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
+        return exp_id, self._next_number(db, exp_id)
+
+    def _next_model_version(self, db: Any, name: str) -> int:
+        self._serialize(db, f"model {name}")
+        return int(db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?", (name,)).fetchone()[0])
+
+    def _next_number(self, db: Any, exp_id: int) -> int:
+        self._serialize(db, f"experiment {exp_id}")
+        return int(db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
+                              (exp_id,)).fetchone()[0])
+
     def run_dir(self, run_id: str) -> Path:
         """Where the store keeps a run's ingested logs and outputs."""
         return layout.runs_dir(self.dir) / run_id
@@ -307,10 +322,7 @@ class Store:
                 ).fetchone()
                 if row is not None:
                     return RunRecord.from_row(row), False
-            db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, now))
-            exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
-            self._serialize(db, f"experiment {exp_id}")
-            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?", (exp_id,)).fetchone()[0]
+            exp_id, number = self._numbered(db, experiment)
             rid = run_id or f"{experiment}_{int(now)}_{secrets.token_hex(4)}"
             cols = {"id": rid, "experiment_id": exp_id, "number": number, "kind": kind, "status": status.value,
                     "created_at": now, "unique_key": unique_key, **_who()}
@@ -424,11 +436,7 @@ class Store:
             if db.execute("SELECT 1 FROM runs WHERE id = ?", (run["id"],)).fetchone():
                 return False
             experiment = run.pop("experiment")
-            db.execute("INSERT OR IGNORE INTO experiments(name, created_at) VALUES (?, ?)", (experiment, time.time()))
-            exp_id = db.execute("SELECT id FROM experiments WHERE name = ?", (experiment,)).fetchone()[0]
-            self._serialize(db, f"experiment {exp_id}")
-            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
-                                (exp_id,)).fetchone()[0]
+            exp_id, number = self._numbered(db, experiment)
             cols = {**run, "experiment_id": exp_id, "number": number}
             db.execute(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                        tuple(cols.values()))
@@ -441,9 +449,7 @@ class Store:
                     db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?)",
                                    [(run["id"], k, v) for k, v in values.items()])
             for name, *rest in doc["models"]:
-                self._serialize(db, f"model {name}")
-                version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                                     (name,)).fetchone()[0]
+                version = self._next_model_version(db, name)
                 db.execute("INSERT INTO models (name, version, run_id, path, tags, properties, framework, "
                            "framework_version, description, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (name, version, run["id"], *rest))
@@ -512,9 +518,7 @@ class Store:
                 db.execute("INSERT OR IGNORE INTO properties VALUES (?, ?, ?)", (rid, name, str(value)))
             elif kind == "model":  # run.register_model: numbered per name
                 v = value if isinstance(value, dict) else {}
-                self._serialize(db, f"model {name}")
-                version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?",
-                                     (name,)).fetchone()[0]
+                version = self._next_model_version(db, name)
                 db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (name, version, rid, _text(v.get("path")), json.dumps(v.get("tags") or {}),
                             json.dumps(v.get("properties") or {}), _text(v.get("framework")),
@@ -578,9 +582,7 @@ class Store:
                 parent_id = wanted
         parent = db.execute("SELECT experiment_id, compute_target, submitted_by, os_user, submit_host FROM runs "
                             "WHERE id = ?", (parent_id,)).fetchone()
-        self._serialize(db, f"experiment {parent['experiment_id']}")
-        number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE experiment_id = ?",
-                            (parent["experiment_id"],)).fetchone()[0]
+        number = self._next_number(db, parent["experiment_id"])
         display = info.get("display_name")
         db.execute(
             "INSERT INTO runs (id, experiment_id, number, kind, status, created_at, started_at, parent_id, display_name,"

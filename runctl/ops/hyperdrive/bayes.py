@@ -21,16 +21,23 @@ def startup_trials(max_total_runs: int) -> int:
     return max(2, min(10, max_total_runs // 4))
 
 
-def suggest(space: dict[str, Expression], goal: str, history: list[tuple[dict[str, Any], float | None, bool]],
-            seed: int | None, index: int, max_total_runs: int) -> dict[str, Any]:
-    """The next sample. ``history``: (hyperparameters, best value or None, finished) per trial."""
+def require_optuna() -> Any:
+    """Optuna, or the error saying how to get it (exit 2)."""
     try:
         import optuna
-        from optuna.distributions import CategoricalDistribution, FloatDistribution
-        from optuna.trial import TrialState, create_trial
     except ImportError:
         raise InputError("hyperdrive.sampling: bayesian needs Optuna, which is not installed here: "
                          "pip install 'runctl[tuning]' (or pip install optuna)") from None
+    return optuna
+
+
+def suggest(space: dict[str, Expression], goal: str, history: list[tuple[dict[str, Any], float | None, bool]],
+            seed: int | None, index: int, max_total_runs: int) -> dict[str, Any]:
+    """The next sample. ``history``: (hyperparameters, best value or None, finished) per trial."""
+    optuna = require_optuna()
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists: dict[str, Any] = {}
     for name, e in space.items():

@@ -110,7 +110,7 @@ class Controller:
         return True
 
     def children(self) -> list[RunRecord]:
-        return sorted(self.store.runs(parent_id=self.parent_id), key=lambda r: trials._index(r.id))
+        return sorted(self.store.runs(parent_id=self.parent_id), key=lambda r: trials.child_index(r.id))
 
     # -- starting children ---------------------------------------------------------------
     def sample(self, index: int, kids: list[RunRecord]) -> dict[str, Any]:
@@ -119,11 +119,8 @@ class Controller:
             return space.nth(t.space, t.sampling, t.seed, index)
         from runctl.ops.hyperdrive.bayes import suggest
 
-        history = []
-        for k in kids:
-            values = trials.reports(self.store, k.id, t.primary_metric_name)
-            best = (max(values) if t.primary_metric_goal == "maximize" else min(values)) if values else None
-            history.append((trials.hyperparameters(self.store, k.id), best, k.status.is_terminal))
+        history = [(tr.hyperparameters, tr.best(t.primary_metric_goal), tr.record.status.is_terminal)
+                   for tr in trials.as_trials(self.store, kids, t.primary_metric_name)]
         return suggest(t.space, t.primary_metric_goal, history, t.seed, index, t.max_total_runs)
 
     def launch(self, indices: list[int], kids: list[RunRecord]) -> None:

@@ -35,7 +35,9 @@ def submit_tuning(session: Session, job: JobConfig, snapshot_id: str | None = No
     if tuning.seed is None:  # drawn once and kept: a restarted controller samples the same
         tuning = replace(tuning, seed=secrets.randbelow(2**31))
     if tuning.sampling == "bayesian":
-        _optuna_present()  # missing, it is an error now (exit 2), not in the detached controller
+        from runctl.ops.hyperdrive.bayes import require_optuna
+
+        require_optuna()  # missing, it is an error now (exit 2), not in the detached controller
     store = session.store
     backend = check(session, job)
     if snapshot_id is None:
@@ -66,10 +68,3 @@ def rerun_tuning(session: Session, record: RunRecord, compute: str | None = None
     session.store.add_properties(new.id, {"runctl.rerun_of": record.id})
     return new
 
-
-def _optuna_present() -> None:
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise InputError("hyperdrive.sampling: bayesian needs Optuna, which is not installed here: "
-                         "pip install 'runctl[tuning]' (or pip install optuna)") from None
